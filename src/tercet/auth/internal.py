@@ -1,0 +1,190 @@
+"""The internal account provider: salted SCRAM keys in a keyval store, never passwords.
+
+One record per user in the ``accounts`` keyval store::
+
+    {"scram": {"SHA-1":   {"salt": b64, "iterations": n, "stored_key": b64, "server_key": b64},
+               "SHA-256": {...}, "SHA-512": {...}},
+     "created": <epoch seconds>, "disabled": false}
+
+Keeping StoredKey/ServerKey (RFC 5802 §3) rather than a password hash lets SCRAM run
+without ever seeing the password; PLAIN is checked by deriving the same keys.
+Usernames arrive nodeprep'd: validating them is the caller's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tercet.auth.errors import UserExists, UserNotFound
+from tercet.protocol.sasl.scram import (
+    AccountCredentials,
+    ScramCredentials,
+    check_password,
+    decoy_credentials,
+    derive_scram,
+)
+from tercet.storage.base import KeyValStore
+
+__all__ = ["DEFAULT_ITERATIONS", "SCRAM_HASHES", "InternalHashedProvider"]
+
+# Every new or changed password is stored for all three, so any SCRAM variant the
+# client picks works (XEP-0474 downgrade protection needs the full list advertised).
+SCRAM_HASHES = ("SHA-1", "SHA-256", "SHA-512")
+
+# RFC 5802 §5.1 and RFC 7677 §4: servers SHOULD use an iteration count of at least 4096.
+DEFAULT_ITERATIONS = 4096
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("expected base64 text")
+    return base64.b64decode(text, validate=True)
+
+
+def _encode_scram(creds: ScramCredentials) -> dict[str, Any]:
+    return {
+        "salt": _b64(creds.salt),
+        "iterations": creds.iterations,
+        "stored_key": _b64(creds.stored_key),
+        "server_key": _b64(creds.server_key),
+    }
+
+
+def _decode_record(username: str, record: Any) -> AccountCredentials:
+    """Turn a stored record into credentials; ``ValueError`` names the broken account."""
+    try:
+        scram: dict[str, ScramCredentials] = {}
+        for hash_name, entry in record["scram"].items():
+            iterations = entry["iterations"]
+            if not isinstance(iterations, int) or iterations < 1:
+                raise ValueError(f"bad iteration count {iterations!r}")
+            scram[hash_name] = ScramCredentials(
+                hash_name=hash_name,
+                salt=_unb64(entry["salt"]),
+                iterations=iterations,
+                stored_key=_unb64(entry["stored_key"]),
+                server_key=_unb64(entry["server_key"]),
+            )
+        return AccountCredentials(scram=scram, disabled=bool(record.get("disabled", False)))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"account record of {username!r} is corrupt: {exc!r}") from exc
+
+
+class InternalHashedProvider:
+    """Accounts whose salted SCRAM keys live in a :class:`KeyValStore`.
+
+    Key derivation (PBKDF2, three hashes) runs in a worker thread so that a login or
+    password change never stalls the event loop.
+    """
+
+    name = "internal_hashed"
+    scram_hashes = SCRAM_HASHES
+
+    def __init__(
+        self,
+        store: KeyValStore,
+        iterations: int = DEFAULT_ITERATIONS,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1 (RFC 5802 asks for >= 4096), not {iterations}")
+        self._store = store
+        self.iterations = iterations
+        self._clock = clock
+        # Serialises read-modify-write of records within this process.
+        # TODO: a cluster needs a compare-and-set in the store for create_user.
+        self._lock = asyncio.Lock()
+
+    async def _derive_all(self, password: str) -> dict[str, Any]:
+        def derive() -> dict[str, Any]:
+            return {
+                h: _encode_scram(derive_scram(password, h, iterations=self.iterations))
+                for h in SCRAM_HASHES
+            }
+
+        return await asyncio.to_thread(derive)
+
+    async def _record(self, username: str) -> dict[str, Any] | None:
+        record = await self._store.get(username)
+        if record is not None and not isinstance(record, dict):
+            raise ValueError(f"account record of {username!r} is corrupt: not an object")
+        return record
+
+    async def _existing(self, username: str) -> dict[str, Any]:
+        record = await self._record(username)
+        if record is None:
+            raise UserNotFound(username)
+        return record
+
+    async def create_user(self, username: str, password: str) -> None:
+        """Create an account; raise :class:`UserExists` if there is one already.
+
+        A password SASLprep rejects (RFC 4013) raises ``ValueError``.
+        """
+        scram = await self._derive_all(password)
+        async with self._lock:
+            if await self._record(username) is not None:
+                raise UserExists(username)
+            record = {"scram": scram, "created": self._clock(), "disabled": False}
+            await self._store.set(username, record)
+
+    async def set_password(self, username: str, password: str) -> None:
+        """Replace the account's keys (new salts); raise :class:`UserNotFound` if none."""
+        scram = await self._derive_all(password)
+        async with self._lock:
+            record = await self._existing(username)
+            record["scram"] = scram
+            await self._store.set(username, record)
+
+    async def delete_user(self, username: str) -> None:
+        """Delete the account record only (the StorageManager deletes the user's data)."""
+        async with self._lock:
+            await self._existing(username)
+            await self._store.set(username, None)
+
+    async def user_exists(self, username: str) -> bool:
+        return await self._record(username) is not None
+
+    async def get_credentials(self, username: str) -> AccountCredentials | None:
+        """The stored SCRAM keys for SASL, or ``None`` if there is no such account."""
+        record = await self._record(username)
+        return None if record is None else _decode_record(username, record)
+
+    async def test_password(self, username: str, password: str) -> bool:
+        """True if the account exists, is enabled, and ``password`` is its password.
+
+        An unknown user costs the same key derivation as a known one, so response
+        times do not tell which usernames exist.
+        """
+        creds = await self.get_credentials(username)
+        if creds is None:
+            decoy = decoy_credentials("SHA-256", username, self.iterations)
+            await asyncio.to_thread(check_password, AccountCredentials({"SHA-256": decoy}), password)
+            return False
+        ok = await asyncio.to_thread(check_password, creds, password)
+        return ok and not creds.disabled
+
+    async def users(self) -> list[str]:
+        """Every account name, sorted."""
+        return sorted(await self._store.users())
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (or re-enable) logins; raise :class:`UserNotFound` if no account."""
+        async with self._lock:
+            record = await self._existing(username)
+            record["disabled"] = bool(disabled)
+            await self._store.set(username, record)
+
+    async def is_disabled(self, username: str) -> bool:
+        """Whether logins are disabled; raise :class:`UserNotFound` if no account."""
+        record = await self._existing(username)
+        return bool(record.get("disabled", False))

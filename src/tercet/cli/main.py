@@ -1,0 +1,410 @@
+"""The ``tercet`` command.
+
+This file holds the group, the shared context and the commands that need no running server
+(init, cert, check, version). Other commands are written elsewhere and attached with
+``cli.add_command(...)``; they reach the configuration through :data:`pass_cli`::
+
+    @click.command()
+    @pass_cli
+    def start(ctx: CliContext) -> None:
+        config = ctx.load_config()      # exits 1 with every problem listed on failure
+
+Exit codes: 0 success, 1 problem found or operation failed, 2 usage error (click).
+Results go to stdout, progress and diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from tercet.cli.templates import render_config
+from tercet.core import certs
+from tercet.core.config import Config, ConfigError, ConfigProblem, normalize_host
+
+DEFAULT_CONFIG = "tercet.toml"
+
+
+def tercet_version() -> str:
+    try:
+        return importlib.metadata.version("tercet")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        return str(getattr(importlib.import_module("tercet"), "__version__", "0+unknown"))
+    except ImportError:
+        return "0+unknown"
+
+
+class ProblemReport(click.ClickException):
+    """Exit 1 after printing each problem on its own line (stderr)."""
+
+    exit_code = 1
+
+    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        for problem in self.problems:
+            click.echo(str(problem), file=file or sys.stderr)
+
+
+@dataclass
+class CliContext:
+    """What every command gets: the config path, and the config once loaded."""
+
+    config_path: Path
+    _config: Config | None = field(default=None, repr=False)
+
+    def load_config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = Config.load(self.config_path)
+            except ConfigError as exc:
+                raise ProblemReport(exc.problems) from None
+        return self._config
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-c", "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+              envvar="TERCET_CONFIG", show_envvar=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Configuration file.")
+@click.version_option(tercet_version(), "--version", prog_name="tercet",
+                      message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """Tercet, an XMPP server."""
+    ctx.obj = CliContext(config_path)
+
+
+# --------------------------------------------------------------------------------------
+# init
+
+
+def _domain(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return normalize_host(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a valid domain name ({exc})") from None
+
+
+def _optional_domain(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return _domain(ctx, param, value) if value is not None else None
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--domain", default="localhost", show_default=True, callback=_domain,
+              help="The first virtual host.")
+@click.option("--force", is_flag=True, help="Overwrite an existing tercet.toml and certificate.")
+def init(directory: Path, domain: str, force: bool) -> None:
+    """Create DIRECTORY with a commented tercet.toml, a data directory and a self-signed
+    certificate for the domain. The server listens on loopback only until you change it."""
+    directory = directory.absolute()
+    config_file = directory / DEFAULT_CONFIG
+    if config_file.exists() and not force:
+        raise click.ClickException(f"{config_file} already exists; pass --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(render_config(domain), encoding="utf-8")
+    config_file.chmod(0o640)
+    data = directory / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    cert_dir = directory / "certs"
+    found = certs.find_certificate(cert_dir, domain)
+    if found is not None and not force:
+        _progress(f"Keeping the existing certificate {found[0]}")
+    else:
+        _progress(f"Generating a self-signed certificate for {domain}...")
+        try:
+            found = certs.generate_self_signed(domain, cert_dir, overwrite=force)
+        except certs.CertError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(_init_summary(config_file, data, found[0], domain))
+
+
+def _init_summary(config_file: Path, data: Path, cert: Path, domain: str) -> str:
+    run = f"tercet -c {shlex.quote(str(config_file))}"
+    return f"""\
+Created:
+  {config_file}   configuration (loopback only)
+  {data}/   server data
+  {cert}   self-signed certificate for {domain}
+
+Next steps:
+  1. Review the configuration: {config_file}
+  2. Check it:                 {run} check
+  3. Create an account:        {run} user add admin@{domain}
+  4. Start the server:         {run} start
+
+For a public domain, use a certificate from a CA instead of the self-signed one:
+  {run} cert import /etc/letsencrypt/live/{domain}"""
+
+
+# --------------------------------------------------------------------------------------
+# cert
+
+
+@cli.group()
+def cert() -> None:
+    """Generate, import and inspect TLS certificates."""
+
+
+def _cert_dir(config: Config, host: str | None = None) -> Path:
+    path = config.resolve_path("certificates", host)
+    assert path is not None  # the option has a default
+    return path
+
+
+def _configured(config: Config) -> list[str]:
+    return config.hosts + list(config.components)
+
+
+@cert.command("generate")
+@click.argument("host", callback=_domain)
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650),
+              help="Validity period.")
+@click.option("--force", is_flag=True, help="Replace an existing certificate.")
+@pass_cli
+def cert_generate(ctx: CliContext, host: str, days: int, force: bool) -> None:
+    """Create a self-signed certificate and key for HOST in the certificates directory.
+
+    Clients will not trust it without manual confirmation: use it for testing or
+    private servers, and import a CA-issued certificate for public ones."""
+    config = ctx.load_config()
+    if host not in _configured(config):
+        _progress(f"note: {host} is not a configured virtual host or component")
+    _progress(f"Generating an EC P-256 key and a self-signed certificate for {host}...")
+    try:
+        cert_path, key_path = certs.generate_self_signed(
+            host, _cert_dir(config, host), days=days, overwrite=force)
+    except certs.CertError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{cert_path}\n{key_path}")
+
+
+@cert.command("import")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@pass_cli
+def cert_import(ctx: CliContext, paths: tuple[Path, ...]) -> None:
+    """Copy certificates and keys from PATHS into the certificates directory.
+
+    PATHS may be PEM files (a certificate and its key), a certbot directory
+    (/etc/letsencrypt/live/example.org) or a directory of them (/etc/letsencrypt/live).
+    Files are stored as <host>.crt/<host>.key for every name the certificate lists.
+    Files are copied: run this again after each renewal (e.g. from a certbot deploy hook)."""
+    config = ctx.load_config()
+    dest = _cert_dir(config)
+    try:
+        hosts = certs.import_certificates(paths, dest, progress=_progress)
+    except certs.CertError as exc:
+        raise click.ClickException(str(exc)) from None
+    configured = _configured(config)
+    failed = False
+    for host in hosts:
+        click.echo(f"imported {host}" + ("" if host in configured or host.startswith("*.")
+                                         else " (not a configured host)"))
+        found = certs.find_certificate(dest, host)
+        for problem in certs.certificate_problems(*found, host) if found else []:
+            failed |= problem.severity == "error"
+            click.echo(f"  {problem.severity}: {problem}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cert.command("show")
+@click.argument("host", required=False, callback=_optional_domain)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_cli
+def cert_show(ctx: CliContext, host: str | None, as_json: bool) -> None:
+    """Show the certificate used by HOST (default: every configured host and component).
+    Exits 1 when a host has no usable certificate."""
+    config = ctx.load_config()
+    hosts = [host] if host else _configured(config)
+    reports = [_cert_report(config, h) for h in hosts]
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+    else:
+        click.echo("\n\n".join(_format_report(r) for r in reports) or "no hosts configured")
+    if any(r.get("cert") is None or r.get("unreadable") for r in reports):
+        sys.exit(1)
+
+
+def _cert_report(config: Config, host: str) -> dict[str, Any]:
+    found = certs.certificate_for_host(config, host)
+    if found is None:
+        missing = _missing_cert(config, host)
+        return {"host": host, "cert": None, "key": None,
+                "problems": [f"{missing.severity}: {missing.message}. {missing.fix}"]}
+    cert_path, key_path = found
+    report: dict[str, Any] = {"host": host, "cert": str(cert_path), "key": str(key_path)}
+    try:
+        facts = certs.describe(cert_path)
+        facts["key_type"] = facts.pop("key")
+        report.update(facts)
+    except certs.CertError as exc:
+        report["unreadable"] = str(exc)
+    report["problems"] = [f"{p.severity}: {p}"
+                          for p in certs.certificate_problems(cert_path, key_path, host)]
+    return report
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    lines = [report["host"]]
+    if report.get("cert") and "subject" in report:
+        issuer = report["issuer"] + (" (self-signed)" if report["self_signed"] else "")
+        lines += [
+            f"  certificate: {report['cert']}",
+            f"  key:         {report['key']} ({report['key_type']})",
+            f"  subject:     {report['subject']}",
+            f"  names:       {', '.join(report['sans']) or '(none)'}",
+            f"  issuer:      {issuer}",
+            f"  valid:       {report['not_before']} to {report['not_after']}",
+            f"  sha256:      {report['sha256']}",
+        ]
+    lines += [f"  {p}" for p in report["problems"]] or ["  no problems found"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# check
+
+
+def _missing_cert(config: Config, host: str) -> ConfigProblem:
+    key, line = config.host_location(host)
+    # Clients cannot log in to a host that requires TLS but has no certificate; a
+    # component only needs one for federation.
+    fatal = not config.is_component(host) and config.get("c2s_require_encryption", host)
+    return ConfigProblem(
+        "error" if fatal else "warning", config.file, key,
+        f"no certificate found for {host} in {_cert_dir(config, host)} "
+        f"(looked for {host}.crt, a wildcard for its parent, {host}/fullchain.pem)",
+        f"Run `{_command(config)} cert generate {host}` (self-signed) or "
+        f"`{_command(config)} cert import /etc/letsencrypt/live/{host}`.", line)
+
+
+def _command(config: Config) -> str:
+    """How to invoke tercet on this configuration, for suggested commands."""
+    if Path(config.file) == Path(DEFAULT_CONFIG):
+        return "tercet"
+    return f"tercet -c {shlex.quote(config.file)}"
+
+
+def certificate_findings(config: Config, host: str) -> list[ConfigProblem]:
+    """Problems with the certificate a host would use, located at the certificate file."""
+    found = certs.certificate_for_host(config, host)
+    if found is None:
+        return [_missing_cert(config, host)]
+    key = config.host_location(host)[0]
+    return [ConfigProblem(p.severity, str(found[0]), key, p.message,
+                          p.fix[:1].upper() + p.fix[1:] + "." if p.fix else "")
+            for p in certs.certificate_problems(*found, host)]
+
+
+def _data_path_findings(config: Config) -> list[ConfigProblem]:
+    path = config.data_path
+    if not path.exists():
+        return [ConfigProblem("warning", config.file, "data_path",
+                              f"{path} does not exist", f"Create it: mkdir -m 700 {path}")]
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        return [ConfigProblem("error", config.file, "data_path",
+                              f"expected a writable directory, found {path} not writable "
+                              "or not a directory",
+                              "Fix its ownership/permissions for the server's user.")]
+    return []
+
+
+def collect_problems(config: Config, extra_known: Iterable[str] = ()) -> list[ConfigProblem]:
+    """Config, certificate and data directory problems, errors first."""
+    problems = config.check(extra_known)
+    problems += _data_path_findings(config)
+    for host in _configured(config):
+        problems += certificate_findings(config, host)
+    return sorted(problems, key=lambda p: p.severity != "error")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_cli
+def check(ctx: CliContext, as_json: bool) -> None:
+    """Check the configuration and certificates. Exits 1 if there are errors,
+    0 if there are only warnings."""
+    try:
+        problems = collect_problems(ctx.load_config())
+    except ProblemReport as exc:
+        problems = exc.problems
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    if as_json:
+        click.echo(json.dumps({"config": str(ctx.config_path), "ok": errors == 0,
+                               "errors": errors, "warnings": warnings,
+                               "problems": [p.to_dict() for p in problems]}, indent=2))
+    else:
+        for problem in problems:
+            click.echo(str(problem))
+        click.echo(f"{ctx.config_path}: {errors} error(s), {warnings} warning(s)"
+                   if problems else f"{ctx.config_path}: no problems found")
+    if errors:
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------------------
+# version
+
+
+_LIBRARIES = ("cryptography", "click", "idna", "uvloop", "aiohttp", "dnspython", "asyncpg",
+              "prompt_toolkit")
+
+
+@cli.command()
+def version() -> None:
+    """Show the versions of Tercet, Python and the libraries it uses."""
+    click.echo(f"tercet {tercet_version()}")
+    click.echo(f"Python {platform.python_version()} ({platform.python_implementation()}) "
+               f"on {platform.system()} {platform.release()}")
+    for name in _LIBRARIES:
+        try:
+            click.echo(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            click.echo(f"{name} (not installed)")
+
+
+def _attach_commands() -> None:
+    # Imported here, not at the top: these modules import this one for pass_cli.
+    from tercet.cli import server_cmds, user_cmds
+
+    for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
+                    server_cmds.reload, user_cmds.user):
+        cli.add_command(command)
+
+
+_attach_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="tercet")
+
+
+if __name__ == "__main__":
+    main()

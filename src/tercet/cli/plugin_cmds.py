@@ -1,0 +1,652 @@
+"""``tercet plugin ...`` and ``tercet repo ...``: install plugins, build and serve repositories.
+
+Attached to the main command with ``cli.add_command(plugin)`` and ``cli.add_command(repo)``.
+The commands read the configuration through the main group's context (``-c FILE``); embedders
+and tests may instead put a :class:`PluginSettings` in ``ctx.obj``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from tercet.cli.adminclient import AdminClient, AdminError, AdminUnavailable
+from tercet.plugins.installer import (
+    InstalledPlugin,
+    Installer,
+    InstallError,
+    InstallResult,
+    PluginInfo,
+)
+from tercet.plugins.repo import BuildError, build_repository, serve, server_url
+
+if TYPE_CHECKING:
+    from tercet.core.config import Config
+
+__all__ = ["PluginSettings", "enable_module_in_toml", "plugin", "repo"]
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PluginSettings:
+    """Everything the plugin commands need from the configuration and the installation."""
+
+    plugin_path: Path
+    repositories: list[str]
+    tercet_version: str
+    builtin_modules: set[str]
+    loaded_modules: set[str] | None
+    config_file: Path | None = None
+    admin_socket: Path | None = None
+    pip_options: list[str] = field(default_factory=list)
+    admin_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> PluginSettings:
+        plugin_path = config.resolve_path("installer_plugin_path")
+        return cls(
+            plugin_path=plugin_path or config.data_path / "plugins",
+            repositories=list(config.get("plugin_repositories") or []),
+            tercet_version=_tercet_version(),
+            builtin_modules=builtin_modules(),
+            loaded_modules=_configured_modules(config),
+            config_file=config.path,
+            admin_socket=config.resolve_path("admin_socket"),
+        )
+
+    def installer(self) -> Installer:
+        return Installer(self.plugin_path, self.repositories, self.tercet_version,
+                         self.builtin_modules, self.loaded_modules, pip_options=self.pip_options)
+
+
+def builtin_modules() -> set[str]:
+    """Names of the modules shipped in ``tercet.modules``."""
+    import tercet.modules
+
+    return {m.name for m in pkgutil.iter_modules(tercet.modules.__path__)
+            if not m.name.startswith("_")}
+
+
+def _tercet_version() -> str:
+    from tercet.cli.main import tercet_version  # late: main imports this module
+
+    return tercet_version()
+
+
+def _configured_modules(config: Config) -> set[str]:
+    """Every module the configuration makes the server load (the conflicts check uses it)."""
+    names = set(config.get("modules_enabled") or [])
+    for host in config.hosts:
+        names.update(config.modules_for_host(host))
+    names.update(config.components.values())
+    return names
+
+
+def _settings(ctx: click.Context) -> PluginSettings:
+    given = ctx.find_object(PluginSettings)
+    if given is not None:
+        return given
+    root = ctx.find_root().obj
+    if hasattr(root, "load_config"):
+        config = root.load_config()  # the main group's CliContext; exits 1 on a bad config
+    else:
+        from tercet.core.config import Config, ConfigError
+
+        path = os.environ.get("TERCET_CONFIG", "tercet.toml")
+        try:
+            config = Config.load(path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    return PluginSettings.from_config(config)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    """A one-line error, exit code 1."""
+    return click.ClickException(" ".join(str(exc).split()))
+
+
+# -- talking to a running server --------------------------------------------------------------
+
+
+def _tell_server(settings: PluginSettings, cmd: str, args: dict[str, Any], later: str) -> bool:
+    """Ask the running server to apply a change. False only if the server refused it."""
+    if settings.admin_socket is None:
+        _progress(f"note: no admin socket configured; {later}")
+        return True
+    try:
+        with AdminClient(settings.admin_socket, timeout=settings.admin_timeout) as client:
+            client.call(cmd, **args)
+    except AdminUnavailable as exc:
+        _progress(f"note: {exc}; {later}")
+        return True
+    except AdminError as exc:
+        _progress(f"the server could not {cmd} {args.get('name')}: {exc}")
+        return False
+    return True
+
+
+# -- plugin -----------------------------------------------------------------------------------
+
+
+@click.group()
+def plugin() -> None:
+    """Install, update and remove plugins from plugin repositories."""
+
+
+@plugin.command()
+@click.argument("spec", metavar="NAME[==VERSION]|PATH|URL")
+@click.option("--replace-builtin", is_flag=True,
+              help="Allow a plugin with the name of a built-in module to replace it.")
+@click.option("--enable", is_flag=True,
+              help="Add it to modules_enabled and load it on the running server.")
+@click.option("--host", metavar="HOST",
+              help="With --enable: enable it for this virtual host only.")
+@click.pass_context
+def install(ctx: click.Context, spec: str, replace_builtin: bool, enable: bool,
+            host: str | None) -> None:
+    """Install a plugin by name from the configured repositories, or from a wheel file,
+    a project directory (PATH must contain a '/') or a wheel URL."""
+    settings = _settings(ctx)
+    try:
+        result = settings.installer().install(spec, replace_builtin=replace_builtin,
+                                              progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    _print_installed(result)
+    if not enable:
+        click.echo(_enable_hint(result.name, settings.config_file, host))
+        return
+    _enable(settings, result.name, host)
+
+
+def _print_installed(result: InstallResult) -> None:
+    for dep in result.also_installed:
+        click.echo(f"Installed {dep.name} {dep.version} (required by {result.name})")
+    was = f" (was {result.previous})" if result.previous and result.previous != result.version \
+        else ""
+    click.echo(f"Installed {result.name} {result.version}{was} into {result.path}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+def _enable_hint(name: str, config_file: Path | None, host: str | None) -> str:
+    where = f" in {config_file}" if config_file else ""
+    table = f'[virtualhosts."{host}"]' if host else "the global section (above any [table])"
+    return (f"To enable it, add it to modules_enabled in {table}{where}:\n"
+            f'    modules_enabled = [..., "{name}"]\n'
+            f"or run: tercet plugin install --enable {name}")
+
+
+def _enable(settings: PluginSettings, name: str, host: str | None) -> None:
+    if settings.config_file is None:
+        raise click.ClickException("no configuration file to enable the module in")
+    try:
+        changed = enable_module_in_file(settings.config_file, name, host)
+    except ConfigEditError as exc:
+        raise _fail(exc) from None
+    where = f'[virtualhosts."{host}"] ' if host else ""
+    click.echo(f"Added {name} to {where}modules_enabled in {settings.config_file}" if changed
+               else f"{name} is already in modules_enabled in {settings.config_file}")
+    later = f"{name} will be loaded at the next start"
+    if not _tell_server(settings, "module.load", {"name": name, "host": host}, later):
+        raise click.ClickException(f"{name} is installed and enabled, but did not load")
+
+
+@plugin.command()
+@click.argument("name")
+@click.pass_context
+def remove(ctx: click.Context, name: str) -> None:
+    """Unload a plugin from the running server and remove it."""
+    settings = _settings(ctx)
+    installer = settings.installer()
+    if name in {p.name for p in installer.list_installed(check_updates=False)}:
+        _tell_server(settings, "module.unload", {"name": name}, "nothing to unload")
+    try:
+        removed = installer.remove(name, progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Removed {removed.name} {removed.version}")
+    if settings.config_file is not None and _mentions_module(settings.config_file, removed.name):
+        click.echo(f'note: {settings.config_file} still lists "{removed.name}"; remove it '
+                   "from modules_enabled, or the server will report it missing")
+
+
+def _mentions_module(config_file: Path, name: str) -> bool:
+    try:
+        return f'"{name}"' in config_file.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+@plugin.command()
+@click.argument("name", required=False)
+@click.pass_context
+def update(ctx: click.Context, name: str | None) -> None:
+    """Update NAME (default: every plugin) to the newest compatible version, and reload it
+    on the running server."""
+    settings = _settings(ctx)
+    try:
+        results = settings.installer().update(name, progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    if not results:
+        click.echo("Everything is up to date")
+        return
+    refused = []
+    for result in results:
+        click.echo(f"Updated {result.name} {result.previous} -> {result.version}")
+        later = f"{result.name} {result.version} will be used at the next start"
+        if not _tell_server(settings, "module.reload", {"name": result.name}, later):
+            refused.append(result.name)
+    if refused:
+        raise click.ClickException(f"updated, but the server could not reload {', '.join(refused)}")
+
+
+@plugin.command("list")
+@click.option("--outdated", is_flag=True, help="Only plugins with a newer compatible version.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def list_(ctx: click.Context, outdated: bool, as_json: bool) -> None:
+    """List installed plugins and whether updates are available."""
+    settings = _settings(ctx)
+    try:
+        plugins = settings.installer().list_installed(progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    if outdated:
+        plugins = [p for p in plugins if p.outdated]
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in plugins], indent=2))
+        return
+    if not plugins:
+        click.echo("No outdated plugins" if outdated else "No plugins installed")
+    for p in plugins:
+        click.echo(_installed_line(p))
+
+
+def _installed_line(p: InstalledPlugin) -> str:
+    newer = f"  (update available: {p.latest})" if p.latest else ""
+    return f"{p.name:<20} {p.version:<12} {p.source}{newer}"
+
+
+@plugin.command()
+@click.argument("text")
+@click.pass_context
+def search(ctx: click.Context, text: str) -> None:
+    """Search the repositories' plugins by name, summary and XEP."""
+    settings = _settings(ctx)
+    try:
+        hits = settings.installer().search(text, progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    if not hits:
+        click.echo(f"No plugin matches {text!r}")
+    for hit in hits:
+        installed = f" [installed {hit.installed}]" if hit.installed else ""
+        xeps = f" ({', '.join(hit.xeps)})" if hit.xeps else ""
+        click.echo(f"{hit.name:<20} {hit.latest:<10} {hit.stage:<7} {hit.summary}{xeps}"
+                   f"{installed}")
+
+
+@plugin.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def info(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show what the repositories and this server know about a plugin."""
+    settings = _settings(ctx)
+    try:
+        details = settings.installer().info(name, progress=_progress)
+    except InstallError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(details.to_dict(), indent=2))
+    else:
+        click.echo(_format_info(details))
+
+
+def _format_info(details: PluginInfo) -> str:
+    lines = [details.name]
+    entry = details.entry
+    if entry is not None:
+        meta = entry.latest.meta
+        lines += [
+            f"  summary:     {meta.summary}",
+            f"  stage:       {meta.stage}",
+            f"  XEPs:        {', '.join(meta.xeps) or 'none'}",
+            f"  requires:    {', '.join(meta.requires) or 'nothing'}",
+            f"  conflicts:   {', '.join(meta.conflicts) or 'nothing'}",
+            f"  tercet:      {meta.tercet or 'any version'}",
+            f"  versions:    {', '.join(r.version for r in entry.versions)}",
+            f"  compatible:  {details.compatible or 'none for this server'}",
+            f"  repository:  {details.repository}",
+        ]
+        if entry.docs and details.repository:
+            lines.append(f"  docs:        {details.repository}{entry.docs}")
+    installed = details.installed
+    lines.append(f"  installed:   {installed.version} in {installed.path}" if installed
+                 else "  installed:   no")
+    return "\n".join(lines)
+
+
+# -- repo -------------------------------------------------------------------------------------
+
+
+@click.group()
+def repo() -> None:
+    """Build a plugin repository from plugin sources, and serve one for testing."""
+
+
+@repo.command()
+@click.argument("source_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--replace-existing", is_flag=True,
+              help="Allow republishing a version with different content.")
+@click.option("--isolation", is_flag=True,
+              help="Build each plugin in an isolated environment (downloads its build backend).")
+def build(source_dir: Path, out_dir: Path, replace_existing: bool, isolation: bool) -> None:
+    """Build or update the repository in OUT_DIR from the plugin folders in SOURCE_DIR.
+    Unchanged folders are not rebuilt; old versions stay in the repository."""
+    try:
+        report = build_repository(source_dir, out_dir, progress=_progress,
+                                  replace_existing=replace_existing, isolation=isolation)
+    except BuildError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{out_dir}: {len(report.built)} built, {len(report.unchanged)} unchanged, "
+               f"{len(report.failed)} failed")
+    if not report.ok:
+        raise click.ClickException("failed: " + "; ".join(f"{f}: {m}" for f, m in report.failed))
+
+
+@repo.command("serve")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port on 127.0.0.1 (0 picks a free one).")
+def serve_cmd(out_dir: Path, port: int) -> None:
+    """Serve a built repository on loopback, for testing, until Ctrl-C."""
+    try:
+        server = serve(out_dir, port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    url = server_url(server)
+    click.echo(f"Serving {out_dir} at {url} (Ctrl-C to stop)")
+    click.echo(f'Use it with: plugin_repositories = ["{url}"]')
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+# -- editing modules_enabled in the TOML file -------------------------------------------------
+
+
+class ConfigEditError(Exception):
+    """The configuration file could not be edited safely; nothing was written."""
+
+
+def enable_module_in_file(path: Path, name: str, host: str | None = None) -> bool:
+    """Add *name* to ``modules_enabled`` (global, or of ``[virtualhosts.HOST]``) in the file.
+
+    Returns False when it is already there. The file is edited as text so comments and
+    layout stay, and replaced atomically with the same permissions.
+    """
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigEditError(f"cannot read {path}: {exc.strerror}") from None
+    new_text = enable_module_in_toml(text, name, host)
+    if new_text == text:
+        return False
+    tmp = path.with_name(f".{path.name}.tercet-tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(new_text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigEditError(f"cannot write {path}: {exc.strerror}") from None
+    return True
+
+
+def enable_module_in_toml(text: str, name: str, host: str | None = None) -> str:
+    """*text* with *name* appended to the right ``modules_enabled`` array.
+
+    The result is parsed back and compared with the intended change; anything else (an
+    unusual layout this editor does not understand) raises ConfigEditError instead.
+    """
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigEditError(f"the configuration is not valid TOML: {exc}") from None
+    table_path, current, default = _target(before, host)
+    if name in current:
+        return text
+    nl = "\r\n" if "\r\n" in text else "\n"
+    span = _find_array(text, table_path, "modules_enabled")
+    if span is not None:
+        new_text = _append_to_array(text, span, name, nl)
+    else:
+        new_text = _insert_key(text, table_path, [*default, name], nl)
+    expected = _with_modules(before, table_path, [*current, name])
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        after = None
+    if after != expected:
+        raise ConfigEditError(f'could not edit modules_enabled safely; add "{name}" by hand')
+    return new_text
+
+
+def _target(data: dict[str, Any], host: str | None) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """(table path, its current modules_enabled, the list to write if the key is missing)."""
+    if host is None:
+        from tercet.core.config import CORE_MODULES
+
+        current = data.get("modules_enabled")
+        default = list(CORE_MODULES)  # an absent key means the default set: keep it
+        return (), list(current) if isinstance(current, list) else default, default
+    from tercet.core.config import normalize_host
+
+    wanted = _normal(host, normalize_host)
+    for raw_name, table in (data.get("virtualhosts") or {}).items():
+        if _normal(raw_name, normalize_host) == wanted and isinstance(table, dict):
+            current = table.get("modules_enabled")
+            return ("virtualhosts", raw_name), list(current or []), []
+    raise ConfigEditError(f'there is no [virtualhosts."{host}"] table in the configuration')
+
+
+def _normal(host: str, normalize: Callable[[str], str]) -> str:
+    try:
+        return normalize(host)
+    except ValueError:
+        return host.lower()
+
+
+def _with_modules(data: dict[str, Any], table_path: tuple[str, ...],
+                  modules: list[str]) -> dict[str, Any]:
+    """A copy of *data* with modules_enabled of *table_path* set to *modules*."""
+    if not table_path:
+        return {**data, "modules_enabled": modules}
+    head, *rest = table_path
+    return {**data, head: _with_modules(data[head], tuple(rest), modules)}
+
+
+# A header line, e.g. `[virtualhosts."example.org"]  # comment`; `[[arrays]]` are skipped.
+_HEADER = re.compile(r"^\s*\[(?!\[)")
+_QUOTES = ('"""', "'''", '"', "'")
+
+
+def _scan(text: str, start: int = 0) -> Iterator[tuple[int, str, bool]]:
+    """Yield (offset, char, inside_a_string) for each character of *text* outside comments.
+
+    Only used on text that tomllib has accepted, so strings are always terminated.
+    """
+    pos, quote = start, None
+    while pos < len(text):
+        ch = text[pos]
+        if quote is not None:
+            if ch == "\\" and quote[0] == '"':
+                yield from ((i, text[i], True) for i in range(pos, min(pos + 2, len(text))))
+                pos += 2
+            elif text.startswith(quote, pos):
+                yield from ((pos + i, c, True) for i, c in enumerate(quote))
+                pos += len(quote)
+                quote = None
+            else:
+                yield pos, ch, True
+                pos += 1
+        elif ch == "#":
+            newline = text.find("\n", pos)
+            pos = len(text) if newline < 0 else newline
+        else:
+            quote = next((q for q in _QUOTES if text.startswith(q, pos)), None)
+            if quote is not None:
+                yield from ((pos + i, c, True) for i, c in enumerate(quote))
+                pos += len(quote)
+            else:
+                yield pos, ch, False
+                pos += 1
+
+
+def _lines(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, starts_a_statement) per line; False for lines that continue a multi-line
+    array or string, where '[' or a key-like word means nothing."""
+    fresh = {0: True}
+    depth = 0
+    for pos, ch, in_string in _scan(text):
+        if in_string:
+            if ch == "\n":
+                fresh[pos + 1] = False
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "\n":
+            fresh[pos + 1] = depth == 0
+    result, start = [], 0
+    while start < len(text):
+        newline = text.find("\n", start)
+        end = len(text) if newline < 0 else newline + 1
+        result.append((start, end, fresh.get(start, False)))
+        start = end
+    return result
+
+
+def _table_of(header: str) -> tuple[str, ...] | None:
+    try:
+        parsed: Any = tomllib.loads(header)
+    except tomllib.TOMLDecodeError:
+        return None
+    path: list[str] = []
+    while isinstance(parsed, dict) and len(parsed) == 1:
+        key, parsed = next(iter(parsed.items()))
+        path.append(key)
+    return tuple(path)
+
+
+def _find_array(text: str, table_path: tuple[str, ...], key: str) -> tuple[int, int] | None:
+    """Offsets of '[' and ']' of ``key = [...]`` directly in *table_path*, or None."""
+    current: tuple[str, ...] | None = ()
+    key_re = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=\s*\[')
+    for start, end, statement in _lines(text):
+        line = text[start:end]
+        if not statement:
+            continue
+        if _HEADER.match(line):
+            current = _table_of(line)
+        elif current == table_path and (m := key_re.match(line)):
+            open_at = start + m.end() - 1
+            depth = 0
+            for pos, ch, in_string in _scan(text, open_at):
+                if not in_string and ch in "[]":
+                    depth += 1 if ch == "[" else -1
+                    if depth == 0:
+                        return open_at, pos
+            return None
+    return None
+
+
+def _append_to_array(text: str, span: tuple[int, int], name: str, nl: str) -> str:
+    open_at, close_at = span
+    last = None  # the last character of the last item (or of its trailing comma)
+    for pos, ch, in_string in _scan(text[:close_at], open_at + 1):
+        if in_string or not ch.isspace():
+            last = pos
+    item = json.dumps(name)
+    if last is None:  # an empty array
+        return text[: open_at + 1] + item + text[open_at + 1 :]
+    trailing_comma = text[last] == ","
+    if "\n" not in text[last:close_at]:  # `[..., "x"]`: the bracket follows on the same line
+        sep = " " if trailing_comma else ", "
+        return text[: last + 1] + sep + item + text[last + 1 :]
+    # One item per line: ours goes on its own line, before the closing bracket's line.
+    line_start = text.rfind("\n", 0, last) + 1
+    line = text[line_start:last]
+    indent = line[: len(line) - len(line.lstrip(" \t"))] if line_start > open_at else "    "
+    close_line = text.rfind("\n", 0, close_at) + 1
+    new_line = f"{indent}{item}{',' if trailing_comma else ''}{nl}"
+    head = text[: last + 1] + ("" if trailing_comma else ",") + text[last + 1 : close_line]
+    return head + new_line + text[close_line:]
+
+
+def _insert_key(text: str, table_path: tuple[str, ...], modules: list[str], nl: str) -> str:
+    """Add ``modules_enabled = [...]`` to the global section or to a host's table."""
+    statement = f"modules_enabled = {_format_list(modules, nl)}{nl}"
+    lines = _lines(text)
+    if table_path:  # right after the table's header line
+        for start, end, fresh in lines:
+            header = text[start:end]
+            if fresh and _HEADER.match(header) and _table_of(header) == table_path:
+                sep = "" if header.endswith("\n") else nl
+                return text[:end] + sep + statement + text[end:]
+        raise ConfigEditError(f"cannot find the table {'.'.join(table_path)} to edit")
+    # Global: before the first table, and above the comments that introduce it.
+    first = next((s for s, e, fresh in lines if fresh and _HEADER.match(text[s:e])), len(text))
+    at = first
+    for start, end, fresh in reversed([ln for ln in lines if ln[0] < first]):
+        body = text[start:end].strip()
+        if not fresh or (body and not body.startswith("#")):
+            break
+        at = start
+    if at == len(text):
+        prefix = "" if not text or text.endswith("\n") else nl
+        return text + prefix + nl + statement
+    if at == 0:
+        return statement + nl + text
+    # Keep one blank line on each side of the new statement.
+    after = "" if text[at:].startswith(("\n", "\r\n")) else nl
+    return text[:at] + nl + statement + after + text[at:]
+
+
+def _format_list(items: list[str], nl: str, width: int = 88) -> str:
+    quoted = [json.dumps(i) for i in items]
+    one_line = "[" + ", ".join(quoted) + "]"
+    if len(one_line) + len("modules_enabled = ") <= width:
+        return one_line
+    rows, row = [], "   "
+    for q in quoted:
+        if len(row) + len(q) + 2 > width:
+            rows.append(row)
+            row = "   "
+        row += f" {q},"
+    rows.append(row)
+    return "[" + nl + nl.join(rows) + nl + "]"

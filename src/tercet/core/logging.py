@@ -1,0 +1,28 @@
+"""Logging setup: stderr by default, or a file that SIGHUP reopens (for logrotate)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "info", file: Path | None = None) -> None:
+    """(Re)configure the root logger; calling it again reopens the log file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_tercet", False):
+            root.removeHandler(handler)
+            handler.close()
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler._tercet = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))

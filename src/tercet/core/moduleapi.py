@@ -1,0 +1,346 @@
+"""The public module API: everything a module may do, and nothing else.
+
+One ``ModuleApi`` exists per loaded module per host (``host == "*"`` for global modules).
+Every registration is recorded in ``_undo`` and reverted on unload, so modules rarely need
+an ``unload()`` of their own. Each public method says the version it was added in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tercet.core.events import EventBus, Handler, HookHandle
+from tercet.core.host import Host, Identity
+from tercet.protocol.stanza import Element
+
+if TYPE_CHECKING:
+    from tercet.core.router import StanzaEvent
+    from tercet.core.server import Server
+    from tercet.core.session import C2SSession, Session
+    from tercet.storage.base import ArchiveStore, KeyValStore, MapStore
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class ModuleError(Exception):
+    """A module misused the API or could not load (shown to the operator, not to peers)."""
+
+
+class Timer:
+    """A handle for ``add_timer``; ``stop()`` cancels it."""
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class ModuleApi:
+    """What a module's ``load(module)`` receives."""
+
+    def __init__(self, server: Server, name: str, host: str) -> None:
+        self._server = server
+        self.name = name
+        self.host = host  # "*" for a global module
+        self.log = logging.getLogger(f"tercet.mod.{name}" + ("" if host == "*" else f".{host}"))
+        self._undo: list[Callable[[], None]] = []
+        self._stores: dict[tuple[str, str], Any] = {}
+        self.dependencies: list[str] = []
+
+    # -- events (0.1) -----------------------------------------------------------------
+    @property
+    def _bus(self) -> EventBus:
+        return self._server.events if self.host == "*" else self._host.events
+
+    @property
+    def _host(self) -> Host:
+        return self._server.hosts[self.host]
+
+    def hook(self, name: str, handler: Handler, priority: float = 0) -> HookHandle:
+        """Run ``handler(event)`` for event ``name`` on this module's host (0.1).
+
+        Higher priorities run first; the first non-None result stops the chain. A handler
+        may be a coroutine function: the session that caused the event pauses until it ends.
+        """
+        return self._record_hook(self._bus, name, handler, priority)
+
+    def hook_global(self, name: str, handler: Handler, priority: float = 0) -> HookHandle:
+        """Hook an event on the server-wide bus (route/remote, server-started, ...) (0.1)."""
+        return self._record_hook(self._server.events, name, handler, priority)
+
+    def _record_hook(self, bus: EventBus, name: str, handler: Handler,
+                     priority: float) -> HookHandle:
+        handle = bus.hook(name, handler, priority)
+        self._undo.append(lambda: bus.unhook(handle))
+        return handle
+
+    def fire(self, name: str, event: Any) -> Any:
+        """Fire an event on this module's host bus; may return an awaitable (0.1)."""
+        return self._bus.fire(name, event)
+
+    async def fire_async(self, name: str, event: Any) -> Any:
+        """Fire and await, for use inside async handlers (0.1)."""
+        return await self._bus.fire_async(name, event)
+
+    def fire_global(self, name: str, event: Any) -> Any:
+        return self._server.events.fire(name, event)
+
+    # -- service discovery (0.1) -------------------------------------------------------
+    def add_feature(self, var: str) -> None:
+        """Advertise a disco#info feature on this host (XEP-0030) (0.1)."""
+        self._add_to(self._host.features, var)
+
+    def add_identity(self, category: str, type_: str, name: str | None = None) -> None:
+        """Advertise a disco#info identity on this host (0.1)."""
+        self._add_to(self._host.identities, Identity(category, type_, name))
+
+    def add_extension(self, form: Element) -> None:
+        """Add an XEP-0128 data form to this host's disco#info (0.1)."""
+        self._add_to(self._host.extensions, form)
+
+    def add_item(self, jid: str, name: str | None = None, node: str | None = None) -> None:
+        """Add a disco#items entry (e.g. a component) to this host (0.1)."""
+        self._add_to(self._host.items, (jid, name, node))
+
+    def _add_to(self, lst: list[Any], value: Any) -> None:
+        lst.append(value)
+
+        def undo() -> None:
+            for i, v in enumerate(lst):
+                if v is value:
+                    del lst[i]
+                    return
+        self._undo.append(undo)
+
+    def features(self) -> list[str]:
+        return list(self._host.features)
+
+    def identities(self) -> list[Identity]:
+        return list(self._host.identities)
+
+    def extensions(self) -> list[Element]:
+        return list(self._host.extensions)
+
+    def items(self) -> list[tuple[str, str | None, str | None]]:
+        return list(self._host.items)
+
+    # -- providers (0.1) ----------------------------------------------------------------
+    def provides(self, kind: str, obj: Any) -> None:
+        """Register ``obj`` as a provider of ``kind`` (e.g. "auth") on this host (0.1)."""
+        target = self._server.providers if self.host == "*" else self._host.providers
+        self._add_to(target.setdefault(kind, []), obj)
+
+    def providers(self, kind: str) -> list[Any]:
+        """Providers of ``kind`` on this host, then global ones (0.1)."""
+        local = [] if self.host == "*" else self._host.providers.get(kind, [])
+        return list(local) + list(self._server.providers.get(kind, []))
+
+    # -- configuration (0.1) -------------------------------------------------------------
+    def option(self, name: str, default: Any = _MISSING, *, type: Any = None,
+               min: float | None = None, max: float | None = None,
+               choices: Any = None) -> Any:
+        """A config option for this host (host table, then global, then ``default``) (0.1).
+
+        Bad values raise ConfigError naming the file, key and the expected value.
+        """
+        self._server.known_options.add(name)
+        host = None if self.host == "*" else self.host
+        return self._server.config.option(
+            name, None if default is _MISSING else default, type=type, min=min, max=max,
+            choices=choices, host=host)
+
+    def global_option(self, name: str, default: Any = None, **kw: Any) -> Any:
+        self._server.known_options.add(name)
+        return self._server.config.option(name, default, **kw)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every hosted domain (virtual hosts and components) (0.1)."""
+        return list(self._server.hosts)
+
+    def is_local_host(self, domain: str) -> bool:
+        return domain in self._server.hosts
+
+    def host_kind(self, domain: str) -> str | None:
+        host = self._server.hosts.get(domain)
+        return None if host is None else host.kind
+
+    # -- storage (0.1) -------------------------------------------------------------------
+    def open_store(self, name: str | None = None, kind: str = "keyval") -> Any:
+        """Open this host's store ``name`` (default: the module name) (0.1).
+
+        ``kind`` is "keyval", "map" or "archive"; see tercet.storage.base.
+        """
+        store_name = name or self.name
+        key = (store_name, kind)
+        if key not in self._stores:
+            host = self.host if self.host != "*" else "*"
+            self._stores[key] = self._server.storage.open(host, store_name, kind)
+        return self._stores[key]
+
+    def open_keyval(self, name: str | None = None) -> KeyValStore:
+        return self.open_store(name, "keyval")  # type: ignore[no-any-return]
+
+    def open_map(self, name: str | None = None) -> MapStore:
+        return self.open_store(name, "map")  # type: ignore[no-any-return]
+
+    def open_archive(self, name: str | None = None) -> ArchiveStore:
+        return self.open_store(name, "archive")  # type: ignore[no-any-return]
+
+    async def delete_user_data(self, username: str) -> None:
+        """Delete every piece of a user's data in every store of this host (0.1)."""
+        await self._server.storage.delete_user(self.host, username)
+
+    # -- stanzas and sessions (0.1) ----------------------------------------------------
+    def send(self, stanza: Element) -> Any:
+        """Route a stanza from this host (the server speaks) (0.1)."""
+        return self._server.router.route(self._host.origin, stanza)
+
+    def route(self, origin: Session, stanza: Element) -> Any:
+        """Route a stanza as if ``origin`` had sent it (0.1)."""
+        return self._server.router.route(origin, stanza)
+
+    def deliver(self, event: StanzaEvent, name: str | None = None) -> Any:
+        """Re-fire a stanza event under another name on the destination host (0.1)."""
+        host = event.host or self._host
+        return host.events.fire(name or f"{event.stanza.name}/{event.to_type}", event)
+
+    def sessions(self, username: str, host: str | None = None) -> dict[str, C2SSession]:
+        """The bound resources of a local user: resource -> session (0.1)."""
+        h = self._server.hosts.get(host or self.host)
+        return {} if h is None else h.user_sessions(username)
+
+    def all_sessions(self, host: str | None = None) -> list[C2SSession]:
+        h = self._server.hosts.get(host or self.host)
+        return [] if h is None else list(h.all_sessions())
+
+    def close_session(self, session: Session, error: Any = None) -> None:
+        """Close a session now (with a StreamError) and run its unbind events (0.1)."""
+        session.close(error)
+        self._server.session_closed(session)  # type: ignore[arg-type]
+
+    @property
+    def host_origin(self) -> Session:
+        return self._host.origin
+
+    # -- accounts and permissions (0.1) ----------------------------------------------------
+    @property
+    def auth(self) -> Any:
+        """The authentication provider of this host (0.1)."""
+        return self._host.auth
+
+    def is_admin(self, jid: str) -> bool:
+        """True for JIDs listed in ``admins`` (global or this host) (0.1)."""
+        return self._server.is_admin(jid, None if self.host == "*" else self.host)
+
+    def may(self, action: str, event: StanzaEvent | str) -> bool:
+        """Whether the actor may do ``action`` (":" prefix = this module's namespace) (0.1)."""
+        actor = event if isinstance(event, str) else str(event.from_ or "")
+        return self._server.permissions.may(self._qualify(action), actor,
+                                            None if self.host == "*" else self.host)
+
+    def default_permission(self, role: str, action: str) -> None:
+        """Grant ``action`` to ``role`` ("prosody:user"-style names: admin, user, guest) (0.1)."""
+        action = self._qualify(action)
+        self._server.permissions.grant(role, action)
+        self._undo.append(lambda: self._server.permissions.revoke(role, action))
+
+    def _qualify(self, action: str) -> str:
+        return f"{self.name}{action}" if action.startswith(":") else action
+
+    # -- timers and tasks (0.1) ------------------------------------------------------------
+    def add_timer(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        """Call ``callback`` after ``delay`` seconds; if it returns a number, repeat after
+        that many seconds. Coroutine callbacks are awaited. Cancelled on unload (0.1)."""
+        timer = Timer()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            if timer.stopped:
+                return
+            try:
+                result = callback()
+            except Exception:
+                self.log.exception("timer callback failed")
+                return
+            if inspect.isawaitable(result):
+                timer.task = loop.create_task(self._await_timer(timer, result, fire))
+            elif isinstance(result, (int, float)) and not isinstance(result, bool):
+                timer.handle = loop.call_later(result, fire)
+
+        timer.handle = loop.call_later(delay, fire)
+        self._undo.append(timer.stop)
+        return timer
+
+    async def _await_timer(self, timer: Timer, pending: Awaitable[Any],
+                           again: Callable[[], None]) -> None:
+        try:
+            result = await pending
+        except Exception:
+            self.log.exception("timer callback failed")
+            return
+        if isinstance(result, (int, float)) and not isinstance(result, bool) and not timer.stopped:
+            timer.handle = asyncio.get_running_loop().call_later(result, again)
+
+    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        """Run a background task owned by this module; cancelled on unload (0.1)."""
+        task: asyncio.Task[T] = asyncio.ensure_future(coro)
+        self._undo.append(lambda: task.cancel() if not task.done() else None)
+        return task
+
+    def now(self) -> float:
+        """Wall-clock seconds from the server's clock (injectable in tests) (0.1)."""
+        return self._server.clock()
+
+    # -- network (0.1) ------------------------------------------------------------------------
+    async def listen(self, service: str, ports: list[int], interfaces: list[str], *,
+                     direct_tls: bool = False) -> list[tuple[str, int]]:
+        """Open listeners for ``service`` ("c2s"); closed on unload. Returns bound addresses."""
+        servers = await self._server.net.listen(service, ports, interfaces, direct_tls)
+        self._undo.append(lambda: self._server.net.close_listeners(servers))
+        return self._server.net.addresses(servers)
+
+    @property
+    def tls_available(self) -> bool:
+        """Whether a certificate is loaded, so TLS can be offered (0.1)."""
+        return self._server.tls.available
+
+    # -- module system (0.1) ------------------------------------------------------------------
+    def depends(self, name: str) -> None:
+        """Load module ``name`` on this host first; unloading it unloads this module (0.1)."""
+        self.dependencies.append(name)
+        self._server.modules.ensure_loaded(name, self.host, dependant=self.name)
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """Software name, version and start time (0.1)."""
+        return {"name": self._server.software_name, "version": self._server.version,
+                "started": self._server.started}
+
+    def on_unload(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the module unloads (after its own unload()) (0.1)."""
+        self._undo.append(fn)
+
+    def _unload(self) -> None:
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:
+                self.log.exception("error while undoing a registration")
+
+    def __repr__(self) -> str:
+        return f"<ModuleApi {self.name}@{self.host}>"
+

@@ -1,0 +1,320 @@
+"""Finding, loading, unloading and reloading modules at runtime.
+
+A module is a Python module with ``load(module: ModuleApi)`` and optionally ``unload``,
+``save`` and ``restore``. Built-in modules live in ``tercet.modules``; plugins are found
+through entry points in group ``tercet.modules``, both in the server's environment and in
+the plugin directory (one sub-directory per plugin, see docs/plugins.md).
+
+Reload is save -> unload -> (re-import) -> load -> restore, and modules that depend on the
+reloaded one are unloaded before it and loaded again after it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from tercet.core.moduleapi import ModuleApi, ModuleError
+
+if TYPE_CHECKING:
+    from tercet.core.server import Server
+
+log = logging.getLogger("tercet.modulemanager")
+
+BUILTIN_PACKAGE = "tercet.modules"
+ENTRY_POINT_GROUP = "tercet.modules"
+
+
+@dataclass
+class ModuleSource:
+    """Where a module comes from: a built-in import path or a plugin entry point."""
+
+    name: str
+    import_path: str
+    origin: str  # "builtin" | "plugin" | "environment"
+    path: Path | None = None  # plugin directory to put on sys.path
+    version: str | None = None
+    distribution: str | None = None
+
+
+@dataclass
+class LoadedModule:
+    name: str
+    host: str
+    source: ModuleSource
+    status: str = "loading"  # "loaded" | "failed"
+    api: ModuleApi | None = None
+    pymodule: ModuleType | None = None
+    error: str | None = None
+    dependants: set[str] = field(default_factory=set)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(getattr(self.pymodule, "META", {}) or {})
+
+
+class ModuleManager:
+    def __init__(self, server: Server, plugin_path: Path | None = None) -> None:
+        self.server = server
+        self.plugin_path = plugin_path
+        self.loaded: dict[tuple[str, str], LoadedModule] = {}
+        self._pending: list[Any] = []
+
+    # -- discovery ------------------------------------------------------------------------
+    def builtin_names(self) -> set[str]:
+        pkg = importlib.import_module(BUILTIN_PACKAGE)
+        names = set()
+        for entry in Path(pkg.__file__ or "").parent.iterdir():
+            if entry.name.startswith("_"):
+                continue
+            if entry.suffix == ".py":
+                names.add(entry.stem)
+            elif entry.is_dir() and (entry / "__init__.py").exists():
+                names.add(entry.name)
+        return names
+
+    def find(self, name: str) -> ModuleSource | None:
+        """Plugins shadow nothing unless installed with --replace-builtin (their own dir)."""
+        for source in self._plugin_sources():
+            if source.name == name:
+                return source
+        if name in self.builtin_names():
+            return ModuleSource(name, f"{BUILTIN_PACKAGE}.{name}", "builtin")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                dist = getattr(ep, "dist", None)
+                return ModuleSource(name, ep.value.split(":")[0], "environment",
+                                    version=getattr(dist, "version", None))
+        return None
+
+    def _plugin_sources(self) -> list[ModuleSource]:
+        if self.plugin_path is None or not self.plugin_path.is_dir():
+            return []
+        found = []
+        for pdir in sorted(p for p in self.plugin_path.iterdir() if p.is_dir()):
+            if pdir.name.endswith("-staging") or pdir.name.startswith("."):
+                continue
+            for dist in importlib.metadata.distributions(path=[str(pdir)]):
+                for ep in dist.entry_points:
+                    if ep.group == ENTRY_POINT_GROUP:
+                        found.append(ModuleSource(ep.name, ep.value.split(":")[0], "plugin",
+                                                  pdir, dist.version, dist.metadata["Name"]))
+        return found
+
+    def available(self) -> list[ModuleSource]:
+        seen = {s.name: s for s in self._plugin_sources()}
+        for name in self.builtin_names():
+            seen.setdefault(name, ModuleSource(name, f"{BUILTIN_PACKAGE}.{name}", "builtin"))
+        return sorted(seen.values(), key=lambda s: s.name)
+
+    # -- loading --------------------------------------------------------------------------
+    def is_global(self, name: str) -> bool:
+        source = self.find(name)
+        if source is None:
+            return False
+        try:
+            mod = self._import(source, fresh=False)
+        except Exception:
+            return False
+        return bool(getattr(mod, "GLOBAL", False))
+
+    async def load(self, name: str, host: str) -> LoadedModule:
+        """Load ``name`` on ``host`` ("*" = global). A failing module is marked failed."""
+        if self.is_global(name):
+            host = "*"
+        existing = self.loaded.get((name, host))
+        if existing is not None and existing.status == "loaded":
+            return existing
+        entry = self._start_load(name, host)
+        if entry.status == "loading":
+            await self._finish_load(entry)
+        return entry
+
+    def ensure_loaded(self, name: str, host: str, dependant: str | None = None) -> None:
+        """Synchronous part of a dependency load (called from a module's load())."""
+        if self.is_global(name):
+            host = "*"
+        entry = self.loaded.get((name, host))
+        if entry is None or entry.status != "loaded":
+            entry = self._start_load(name, host)
+            if entry.status == "loading":
+                self._pending.append(self._finish_load(entry))
+            if entry.status == "failed":
+                raise ModuleError(f"dependency {name} failed to load: {entry.error}")
+        if dependant:
+            entry.dependants.add(dependant)
+
+    def _start_load(self, name: str, host: str) -> LoadedModule:
+        source = self.find(name)
+        entry = LoadedModule(name, host, source or ModuleSource(name, "", "missing"))
+        self.loaded[(name, host)] = entry
+        if source is None:
+            return self._fail(entry, f"module {name!r} not found (not built in, no plugin)")
+        try:
+            entry.pymodule = self._import(source, fresh=False)
+            self._check_conflicts(entry)
+            entry.api = ModuleApi(self.server, name, host)
+            result = entry.pymodule.load(entry.api)
+        except Exception as exc:
+            return self._fail(entry, self._describe(exc))
+        if inspect.isawaitable(result):
+            self._pending.insert(0, result)
+        return entry
+
+    async def _finish_load(self, entry: LoadedModule) -> None:
+        try:
+            while self._pending:
+                await self._pending.pop(0)
+        except Exception as exc:
+            self._pending.clear()
+            self._fail(entry, self._describe(exc))
+            return
+        if entry.status == "loading":
+            entry.status = "loaded"
+            log.info("loaded module %s on %s", entry.name, entry.host)
+            self.server.events.fire("module-loaded", entry)
+
+    def _fail(self, entry: LoadedModule, error: str) -> LoadedModule:
+        entry.status = "failed"
+        entry.error = error
+        if entry.api is not None:
+            entry.api._unload()
+        log.error("module %s failed to load on %s: %s", entry.name, entry.host, error)
+        return entry
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        return f"{type(exc).__name__}: {exc}{where}"
+
+    def _check_conflicts(self, entry: LoadedModule) -> None:
+        meta = getattr(entry.pymodule, "META", {}) or {}
+        for other in meta.get("conflicts", ()):
+            for (name, host), loaded in self.loaded.items():
+                if name == other and loaded.status == "loaded" and host in (entry.host, "*"):
+                    raise ModuleError(f"conflicts with loaded module {other}")
+
+    def _import(self, source: ModuleSource, fresh: bool) -> ModuleType:
+        if source.path is not None and str(source.path) not in sys.path:
+            sys.path.insert(0, str(source.path))
+        if fresh:
+            top = source.import_path.split(".")[0]
+            if source.origin == "builtin":
+                top = source.import_path
+            for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+                del sys.modules[key]
+            importlib.invalidate_caches()
+        module = importlib.import_module(source.import_path)
+        if not hasattr(module, "load"):
+            raise ModuleError(f"{source.import_path} has no load(module) function")
+        return module
+
+    # -- unloading and reloading -------------------------------------------------------------
+    async def unload(self, name: str, host: str) -> list[str]:
+        """Unload a module and, first, everything depending on it; returns what went."""
+        if (name, host) not in self.loaded and (name, "*") in self.loaded:
+            host = "*"
+        entry = self.loaded.get((name, host))
+        if entry is None:
+            raise ModuleError(f"module {name} is not loaded on {host}")
+        gone: list[str] = []
+        for dependant in sorted(entry.dependants):
+            if (dependant, host) in self.loaded:
+                gone += await self.unload(dependant, host)
+        await self._unload_one(entry)
+        gone.append(name)
+        return gone
+
+    async def _unload_one(self, entry: LoadedModule) -> None:
+        self.loaded.pop((entry.name, entry.host), None)
+        if entry.status == "loaded" and entry.pymodule is not None and entry.api is not None:
+            fn = getattr(entry.pymodule, "unload", None)
+            if fn is not None:
+                try:
+                    result = fn(entry.api)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("module %s raised in unload()", entry.name)
+        if entry.api is not None:
+            entry.api._unload()
+        for other in self.loaded.values():
+            other.dependants.discard(entry.name)
+        log.info("unloaded module %s from %s", entry.name, entry.host)
+        self.server.events.fire("module-unloaded", entry)
+
+    async def reload(self, name: str, host: str) -> LoadedModule:
+        """save -> unload (with dependants) -> re-import -> load -> restore."""
+        if (name, host) not in self.loaded and (name, "*") in self.loaded:
+            host = "*"
+        entry = self.loaded.get((name, host))
+        if entry is None:
+            raise ModuleError(f"module {name} is not loaded on {host}")
+        states = self._save_states(entry, host)
+        gone = await self.unload(name, host)
+        source = self.find(name)
+        if source is not None:
+            try:
+                self._import(source, fresh=True)
+            except Exception as exc:
+                log.error("re-import of %s failed: %s", name, exc)
+        first = None
+        for mod_name in reversed(gone):
+            loaded = await self.load(mod_name, host)
+            first = loaded if mod_name == name else first
+            self._restore_state(loaded, states.get(mod_name))
+        assert first is not None
+        return first
+
+    def _save_states(self, entry: LoadedModule, host: str) -> dict[str, Any]:
+        states: dict[str, Any] = {}
+        todo = [entry]
+        while todo:
+            cur = todo.pop()
+            save = getattr(cur.pymodule, "save", None)
+            if save is not None and cur.api is not None and cur.status == "loaded":
+                try:
+                    states[cur.name] = save(cur.api)
+                except Exception:
+                    log.exception("module %s raised in save()", cur.name)
+            todo += [self.loaded[(d, host)] for d in cur.dependants if (d, host) in self.loaded]
+        return states
+
+    @staticmethod
+    def _restore_state(entry: LoadedModule, state: Any) -> None:
+        restore = getattr(entry.pymodule, "restore", None)
+        if state is None or restore is None or entry.api is None or entry.status != "loaded":
+            return
+        try:
+            restore(entry.api, state)
+        except Exception:
+            log.exception("module %s raised in restore()", entry.name)
+
+    # -- queries ------------------------------------------------------------------------------
+    def modules_on(self, host: str) -> list[LoadedModule]:
+        return [m for (n, h), m in sorted(self.loaded.items()) if h in (host, "*")]
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for (name, host), entry in sorted(self.loaded.items()):
+            meta = entry.meta
+            out.append({"name": name, "host": host, "status": entry.status,
+                        "error": entry.error, "origin": entry.source.origin,
+                        "version": entry.source.version, "summary": meta.get("summary"),
+                        "stage": meta.get("stage"), "xeps": list(meta.get("xeps", ()))})
+        return out
+
+    async def unload_all(self) -> None:
+        for (name, host) in list(reversed(list(self.loaded))):
+            entry = self.loaded.get((name, host))
+            if entry is not None:
+                await self._unload_one(entry)

@@ -1,0 +1,138 @@
+"""The router: one stanza in, computed event names out (see docs/routing.md).
+
+The router does no delivery itself. It stamps the sender, decides the destination kind
+(``host``, ``bare``, ``full``, or ``self`` for an iq to one's own account), and fires
+
+1. ``pre-<kind>/<to_type>`` on the *sender's* host, for stanzas from local clients
+   (policy: blocking, privacy, rate limits; a non-None result stops routing);
+2. ``<kind>/<to_type>`` on the *destination's* host when it is hosted here, or
+   ``route/remote`` on the global bus when it is not (s2s hooks it).
+
+Whatever is left unhandled is answered with the right stanza error, except errors, which
+are never answered (RFC 6120 §8.3.1).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.jid import InvalidJID, JID
+from tercet.protocol.stanza import Element
+
+if TYPE_CHECKING:
+    from tercet.core.events import EventBus
+    from tercet.core.host import Host
+    from tercet.core.session import Session
+
+log = logging.getLogger("tercet.router")
+
+STANZA_KINDS = frozenset(("message", "presence", "iq"))
+
+
+class StanzaEvent:
+    """The payload of every stanza event: who sent it, what, and where it goes."""
+
+    __slots__ = ("origin", "stanza", "to", "from_", "host", "to_type")
+
+    def __init__(self, origin: Session, stanza: Element, to: JID | None, from_: JID | None,
+                 host: Host | None, to_type: str) -> None:
+        self.origin = origin
+        self.stanza = stanza
+        self.to = to  # parsed destination; None means "the sender's own account"
+        self.from_ = from_
+        self.host = host  # destination host object when hosted here
+        self.to_type = to_type
+
+    def __repr__(self) -> str:
+        return f"<StanzaEvent {self.to_type} {self.stanza.name} from {self.from_}>"
+
+
+class Router:
+    def __init__(self, hosts: dict[str, Host], global_events: EventBus,
+                 jid_parser: Callable[[str], JID] = JID.parse) -> None:
+        self.hosts = hosts
+        self.events = global_events
+        self.parse_jid = jid_parser
+
+    def route(self, origin: Session, stanza: Element) -> Any:
+        """Route a stanza; returns an awaitable when a handler needs to wait."""
+        name = stanza.name
+        if name not in STANZA_KINDS:
+            return None
+        try:
+            to_text = stanza.attrs.get("to")
+            to = self.parse_jid(to_text) if to_text else None
+        except InvalidJID:
+            return self._bounce(origin, stanza, StanzaError("jid-malformed"))
+        if to is not None and to_text != str(to):
+            stanza.attrs["to"] = str(to)
+        from_text = stanza.attrs.get("from")
+        try:
+            from_ = self.parse_jid(from_text) if from_text else None
+        except InvalidJID:
+            return None
+        dest = to if to is not None else (from_.bare if from_ is not None else None)
+        if dest is None:
+            return None
+        to_type = "host" if dest.node is None else ("bare" if dest.resource is None else "full")
+        if name == "iq" and to_type == "bare" and from_ is not None and (
+            to is None or dest == from_.bare
+        ):
+            to_type = "self"
+        host = self.hosts.get(dest.domain)
+        event = StanzaEvent(origin, stanza, to, from_, host, to_type)
+        if origin.kind == "c2s" and origin.host is not None:
+            result = origin.host.events.fire(f"pre-{name}/{to_type}", event)
+            if result is not None:
+                if inspect.isawaitable(result):
+                    return self._after_pre(result, event)
+                return result
+        return self._deliver(event)
+
+    async def _after_pre(self, pending: Any, event: StanzaEvent) -> Any:
+        result = await pending
+        if result is not None:
+            return result
+        result = self._deliver(event)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _deliver(self, event: StanzaEvent) -> Any:
+        stanza = event.stanza
+        if event.host is not None:
+            result = event.host.events.fire(f"{stanza.name}/{event.to_type}", event)
+            if result is None:
+                return self._unhandled(event)
+            if inspect.isawaitable(result):
+                return self._await_delivery(result, event)
+            return result
+        result = self.events.fire("route/remote", event)
+        if result is None:
+            return self._bounce(event.origin, stanza, StanzaError("remote-server-not-found"))
+        return result
+
+    async def _await_delivery(self, pending: Any, event: StanzaEvent) -> Any:
+        result = await pending
+        if result is None:
+            return self._unhandled(event)
+        return result
+
+    def _unhandled(self, event: StanzaEvent) -> bool:
+        stanza = event.stanza
+        if stanza.name == "iq" and stanza.attrs.get("type") in ("get", "set"):
+            return self._bounce(event.origin, stanza, StanzaError("service-unavailable"))
+        if stanza.name == "message" and stanza.attrs.get("type") != "groupchat":
+            return self._bounce(event.origin, stanza, StanzaError("service-unavailable"))
+        return True  # presence and groupchat: silently dropped (RFC 6121 §8)
+
+    def _bounce(self, origin: Session, stanza: Element, error: StanzaError) -> bool:
+        if stanza.attrs.get("type") in ("error", "result"):
+            return True
+        reply = stanza.error_reply(error)
+        origin.send(reply) if origin.kind == "c2s" else self.route(origin, reply)
+        return True

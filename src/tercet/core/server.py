@@ -1,0 +1,242 @@
+"""The server object: owns config, hosts, buses, router, storage, modules and the network.
+
+There are no process globals: everything is reached through a ``Server`` passed in at
+construction. ``run()`` is the foreground entry point used by ``tercet start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tercet import SOFTWARE_NAME, __version__
+from tercet.auth.internal import InternalHashedProvider
+from tercet.core import admin_commands
+from tercet.core.certs import certificate_for_host
+from tercet.core.config import Config, ConfigError
+from tercet.core.events import EventBus
+from tercet.core.host import Host
+from tercet.core.logging import setup_logging
+from tercet.core.modulemanager import ModuleManager
+from tercet.core.permissions import Permissions
+from tercet.core.router import Router
+from tercet.core.session import C2SSession
+from tercet.net.admin import start_admin_socket
+from tercet.net.listeners import NetManager
+from tercet.net.tls import TLSManager
+from tercet.protocol.errors import StreamError
+from tercet.protocol.jid import JID, InvalidJID
+from tercet.storage.manager import StorageConfig, StorageManager
+
+log = logging.getLogger("tercet.server")
+
+# Core protocol modules every virtual host needs; operators can still disable them.
+CORE_MODULES = ("c2s", "tls", "saslauth", "bind", "iq", "message", "presence")
+
+
+class Server:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.software_name = SOFTWARE_NAME
+        self.version = __version__
+        self.started = clock()
+        self.events = EventBus("*")
+        self.hosts: dict[str, Host] = {}
+        self.providers: dict[str, list[Any]] = {}
+        self.known_options: set[str] = set()
+        profile = config.get("jid_profile")
+        self.parse_jid: Callable[[str], JID] = (
+            (lambda text: JID.parse(text, profile="precis")) if profile == "precis"
+            else JID.parse)
+        self.router = Router(self.hosts, self.events, self.parse_jid)
+        self.storage = StorageManager(StorageConfig.from_option(config.get("storage")),
+                                      config.data_path)
+        self.permissions = Permissions(self._role_of)
+        self.tls = TLSManager(min_version=str(config.get("tls_min_version") or "1.2"))
+        self.net = NetManager(self)
+        plugin_path = config.resolve_path("installer_plugin_path", None)
+        self.modules = ModuleManager(self, plugin_path)
+        self.stopping = asyncio.Event()
+        self._admin: asyncio.AbstractServer | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.config.data_path.mkdir(parents=True, exist_ok=True)
+        await self.storage.ready()
+        self._load_certificates()
+        for name in self.config.hosts:
+            self._add_host(name, "local")
+        for name in self.config.components:
+            self._add_host(name, "component")
+        for name in list(self.hosts):
+            await self._load_host_modules(name)
+        admin_commands.register(self)
+        sock = self.config.resolve_path("admin_socket")
+        if sock is not None:
+            self._admin = await start_admin_socket(sock, self.events)
+        self.events.fire("server-started", self)
+        log.info("%s %s started with hosts %s", self.software_name, self.version,
+                 ", ".join(self.hosts))
+
+    def _add_host(self, name: str, kind: str) -> Host:
+        host = Host(name, kind)
+        if kind == "local":
+            host.auth = InternalHashedProvider(
+                self.storage.open(name, "accounts", "keyval"),
+                iterations=int(self.config.get("scram_iterations", host=name)))
+        self.hosts[name] = host
+        return host
+
+    def module_names_for(self, host: str) -> list[str]:
+        disabled = set(self.config.get("modules_disabled", host=host) or ())
+        if host in self.config.components:
+            # Components get their own module and their own modules_enabled only, not the
+            # virtual hosts' list (as in Prosody).
+            found = self.config._lookup("modules_enabled", host)  # TODO: public accessor
+            own = list(found[0]) if found is not None and found[1][0] != "modules_enabled" \
+                else []
+            names = [self.config.components[host]] + own
+        else:
+            names = self.config.modules_for_host(host)
+            names = [m for m in CORE_MODULES if m not in names] + names
+        return [n for i, n in enumerate(names) if n not in disabled and n not in names[:i]]
+
+    async def _load_host_modules(self, host: str) -> None:
+        for name in self.module_names_for(host):
+            await self.modules.load(name, host)
+
+    def _load_certificates(self) -> None:
+        for name in self.config.hosts:
+            found = certificate_for_host(self.config, name)
+            if found is None:
+                log.warning("no certificate for %s: TLS is unavailable for it", name)
+                continue
+            try:
+                self.tls.add_host(name, found[0], found[1])
+            except (OSError, ValueError) as exc:
+                log.error("cannot use the certificate for %s (%s): %s", name, found[0], exc)
+
+    async def stop(self, reason: str = "system-shutdown") -> None:
+        """Close every session with a stream error, unload modules, flush storage."""
+        log.info("shutting down")
+        self.events.fire("server-stopping", self)
+        for host in self.hosts.values():
+            for session in list(host.all_sessions()):
+                session.close(StreamError(reason, remote=False))
+        await asyncio.sleep(0)  # let transports flush the closing bytes
+        if self._admin is not None:
+            self._admin.close()
+        await self.modules.unload_all()
+        await self.storage.close()
+        self.stopping.set()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the configuration file and reopen log files."""
+        try:
+            new = Config.load(self.config.path)
+        except ConfigError as exc:
+            log.error("configuration not reloaded: %s", exc)
+            return
+        self.config = new
+        settings = new.logging()
+        setup_logging(settings.level, settings.file)
+        self.events.fire("config-reloaded", self)
+        log.info("configuration reloaded from %s", new.path)
+
+    # -- sessions -------------------------------------------------------------------------
+    def session_closed(self, session: C2SSession) -> None:
+        host = session.host
+        if host is None or session.data.get("core.closed"):
+            return
+        session.data["core.closed"] = True
+        if session.bound and host.remove_session(session):
+            host.events.fire("resource-unbind", session)
+        host.events.fire("session-closed", session)
+
+    # -- roles ----------------------------------------------------------------------------
+    def is_admin(self, jid: str, host: str | None) -> bool:
+        try:
+            bare = str(self.parse_jid(jid).bare)
+        except InvalidJID:
+            return False
+        admins = set(self.config.get("admins") or ())
+        if host is not None:
+            admins |= set(self.config.get("admins", host=host) or ())
+        return bare in admins
+
+    def _role_of(self, actor: str, host: str | None) -> str:
+        if self.is_admin(actor, host):
+            return "admin"
+        try:
+            jid = self.parse_jid(actor)
+        except InvalidJID:
+            return "guest"
+        h = self.hosts.get(jid.domain)
+        if jid.node and h is not None and h.kind == "local":
+            return "user"
+        return "guest"
+
+    def fire_sync_or_log(self, bus: EventBus, name: str, event: Any) -> Any:
+        result = bus.fire(name, event)
+        if inspect.isawaitable(result):
+            log.error("handler for %s must not be async", name)
+            asyncio.ensure_future(result)
+            return None
+        return result
+
+
+def _install_event_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run(config_path: str | os.PathLike[str], *, pidfile: Path | None = None) -> int:
+    """Run the server in the foreground until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        config = Config.load(config_path)
+    except ConfigError as exc:
+        print(f"tercet: {exc}", file=sys.stderr)
+        return 1
+    settings = config.logging()
+    setup_logging(settings.level, settings.file)
+    _install_event_loop()
+    return asyncio.run(_main(config, pidfile))
+
+
+async def _main(config: Config, pidfile: Path | None) -> int:
+    server = Server(config)
+    try:
+        await server.start()
+    except Exception as exc:
+        log.error("could not start: %s", exc)
+        await server.storage.close()
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
+    pid = pidfile or config.resolve_path("pidfile", None)
+    if pid is not None:
+        pid.parent.mkdir(parents=True, exist_ok=True)
+        pid.write_text(f"{os.getpid()}\n")
+    print(f"tercet {server.version} running (pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        if pid is not None:
+            pid.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,97 @@
+"""Resource binding (RFC 6120 §7) and the optional legacy session (RFC 3921 §3).
+
+Conflict policy (RFC 6120 §7.7.2.2), option ``resource_conflict``:
+``kick_old`` (default, as Prosody and ejabberd do): the existing session gets a
+``conflict`` stream error; ``random``: the new session gets a generated resource;
+``refuse``: the new bind fails with ``conflict``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.errors import StanzaError, StreamError
+from tercet.protocol.jid import JID, InvalidJID
+from tercet.protocol.stanza import Element
+
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+META = {"summary": "Resource binding (RFC 6120 §7)", "stage": "stable", "xeps": []}
+
+
+def load(module: ModuleApi) -> None:
+    policy = module.option("resource_conflict", "kick_old", type=str,
+                           choices=("kick_old", "random", "refuse"))
+    # RFC 6120 §7.6.2.1 resource-constraint: a bound on connected resources per account.
+    max_resources = module.option("c2s_max_resources", 20, type=int, min=1, max=1000)
+
+    def features(event: Any) -> None:
+        session = event.session
+        if session.authenticated and not session.bound:
+            event.features.tag("bind", NS_BIND)
+            event.features.tag("session", NS_SESSION).tag("optional", NS_SESSION)
+        return None
+
+    def reply_error(session: Any, stanza: Element, error: StanzaError) -> bool:
+        session.send(stanza.error_reply(error))
+        return True
+
+    def on_bind(event: Any) -> bool:
+        session, stanza = event.session, event.element
+        if stanza.get("type") != "set":
+            return reply_error(session, stanza, StanzaError("bad-request"))
+        requested = (stanza.iq_payload() or Element("bind")).child_text("resource", NS_BIND)
+        existing = module.sessions(session.username)
+        if len(existing) >= max_resources:
+            return reply_error(session, stanza, StanzaError("resource-constraint"))
+        resource = _prepare(session.username, module.host, requested)
+        if resource is None:
+            return reply_error(session, stanza, StanzaError("bad-request", "invalid resource"))
+        if resource in existing:
+            if policy == "refuse":
+                return reply_error(session, stanza, StanzaError("conflict"))
+            if policy == "random":
+                resource = f"{resource}.{secrets.token_hex(4)}"
+            else:
+                module.close_session(existing[resource],
+                                     StreamError("conflict", "replaced by a new session"))
+        bind(session, resource)
+        result = Element("iq", attrs={"type": "result", "id": stanza.get("id") or ""})
+        result.tag("bind", NS_BIND).text_tag("jid", session.full_jid)
+        session.send(result)
+        module.fire("resource-bind", session)
+        return True
+
+    def bind(session: Any, resource: str) -> None:
+        session.resource = resource
+        session.bare_jid = f"{session.username}@{module.host}"
+        session.full_jid = f"{session.bare_jid}/{resource}"
+        session.bound = True
+        session.host.add_session(session)
+        session.log.info("bound %s", session.full_jid)
+
+    def on_session_unbound(event: Any) -> bool:
+        # The legacy session request is a no-op that must still be answered (RFC 6121 §1.4).
+        event.session.send(event.element.reply())
+        return True
+
+    def on_session(event: Any) -> bool:
+        event.origin.send(event.stanza.reply())
+        return True
+
+    module.hook("stream-features", features, 10)
+    module.hook(f"unbound-iq/{NS_BIND}:bind", on_bind)
+    module.hook(f"unbound-iq/{NS_SESSION}:session", on_session_unbound)
+    module.hook(f"iq-set/self/{NS_SESSION}:session", on_session)
+    module.hook(f"iq-set/host/{NS_SESSION}:session", on_session)
+
+
+def _prepare(username: str, host: str, requested: str | None) -> str | None:
+    if not requested:
+        return secrets.token_urlsafe(9)
+    try:
+        return JID.parse(f"{username}@{host}/{requested}").resource
+    except InvalidJID:
+        return None

@@ -1,0 +1,29 @@
+"""Software Version (XEP-0092). ``hide_os_type = true`` leaves out the <os/> element."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from tercet.core.moduleapi import ModuleApi
+
+NS_VERSION = "jabber:iq:version"
+META = {"summary": "Software version", "stage": "stable", "xeps": ["XEP-0092"]}
+
+
+def load(module: ModuleApi) -> None:
+    hide_os = module.option("hide_os_type", False, type=bool)
+    info = module.server_info
+    os_name = f"{platform.system()} {platform.release()}".strip()
+
+    def version(event: Any) -> bool:
+        reply = event.stanza.reply()
+        query = reply.tag("query", NS_VERSION)
+        query.text_tag("name", info["name"]).text_tag("version", info["version"])
+        if not hide_os and os_name:
+            query.text_tag("os", os_name)
+        event.origin.send(reply)
+        return True
+
+    module.add_feature(NS_VERSION)
+    module.hook(f"iq-get/host/{NS_VERSION}:query", version)

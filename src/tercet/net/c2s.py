@@ -1,0 +1,303 @@
+"""Client connections: bytes <-> stream events <-> the session's host events.
+
+Negotiation features (STARTTLS, SASL, bind) are modules: this file only frames the stream,
+asks modules for ``stream-features``, hands non-stanza elements to ``stream/<ns>:<name>``
+handlers and stanzas to the router, and keeps per-session order: while a handler awaits,
+reading stops (``pause_reading``), so a slow handler never makes us buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from tercet.core.session import C2SSession
+from tercet.protocol.errors import StreamError
+from tercet.protocol.stanza import NS_CLIENT, Element
+from tercet.protocol.xmlstream import (
+    STREAM_CLOSE, StanzaReceived, StreamClosed, StreamEvent, StreamOpened, StreamReader,
+    stream_element_xml, stream_header,
+)
+
+if TYPE_CHECKING:
+    from tercet.core.server import Server
+    from tercet.net.listeners import Listener
+
+log = logging.getLogger("tercet.c2s")
+
+STANZA_NAMES = frozenset(("message", "presence", "iq"))
+# Output bound: a client that stops reading is disconnected once this much is queued for it
+# (RFC 6120 §13.12 lets a server limit resources per session to counter denial of service).
+DEFAULT_SEND_BUFFER_LIMIT = 8 * 1024 * 1024
+
+
+class StreamElementEvent:
+    """Payload of ``stream-features`` and ``stream/<ns>:<name>`` events."""
+
+    __slots__ = ("session", "element", "features")
+
+    def __init__(self, session: C2SSession, element: Element | None = None,
+                 features: Element | None = None) -> None:
+        self.session = session
+        self.element = element
+        self.features = features
+
+
+class C2SConnection(asyncio.Protocol):
+    """One client TCP connection (plain, STARTTLS-upgraded or direct TLS)."""
+
+    def __init__(self, server: Server, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.session = C2SSession(None, self)
+        self._peer = "?"
+        self._secure = listener.direct_tls
+        self._reader = StreamReader(server.config.get("c2s_stanza_size_limit"))
+        self._backlog: deque[StreamEvent] = deque()
+        self._busy = False
+        self._header_sent = False
+        self._closing = False
+        self._counted_unauth = False
+        self._timeout: asyncio.TimerHandle | None = None
+        self._send_limit = DEFAULT_SEND_BUFFER_LIMIT
+
+    # -- Connection protocol for the session ---------------------------------------------
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def secure(self) -> bool:
+        return self._secure
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._send_limit:
+            self.session.log.warning("send buffer over %d bytes, closing", self._send_limit)
+            self.close_stream(StreamError("policy-violation", "too much unread data",
+                                          remote=True))
+
+    def close_stream(self, error: StreamError | None = None) -> None:
+        if self._closing or self.transport is None:
+            return
+        if not self._header_sent:
+            self._send_header(self.session.host.name if self.session.host else None)
+        out = []
+        if error is not None:
+            out.append(stream_element_xml(error.to_element()))
+        out.append(STREAM_CLOSE)
+        self.transport.write("".join(out).encode())
+        self._closing = True
+        self.session.closed = True
+        self.transport.close()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if isinstance(peer, tuple) else str(peer)
+        self.session.log.debug("connection from %s (direct TLS: %s)", self._peer, self._secure)
+        net = self.server.net
+        if not net.admit_unauthenticated(self._peer):
+            self.close_stream(StreamError("policy-violation", "too many connections"))
+            return
+        self._counted_unauth = True
+        timeout = self.server.config.get("c2s_timeout")
+        self._timeout = asyncio.get_running_loop().call_later(timeout, self._auth_timeout)
+        if self._secure:
+            self._tls_established()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.session.closed = True
+        if self._timeout is not None:
+            self._timeout.cancel()
+        self._release_unauth()
+        self.transport = None
+        self.server.session_closed(self.session)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._reader.feed(data)
+        except StreamError as err:
+            self.session.log.info("stream error from %s: %s", self._peer, err.condition)
+            self.close_stream(err)
+            return
+        if events:
+            self._backlog.extend(events)
+            if not self._busy:
+                self._drain()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # -- processing in order --------------------------------------------------------------
+    def _drain(self) -> None:
+        backlog = self._backlog
+        while backlog and not self._busy and not self._closing:
+            event = backlog.popleft()
+            try:
+                result = self._handle(event)
+            except StreamError as err:
+                self.close_stream(err)
+                return
+            except Exception:
+                self.session.log.exception("error while processing a stanza")
+                self.close_stream(StreamError("internal-server-error", remote=False))
+                return
+            if result is not None and inspect.isawaitable(result):
+                self._busy = True
+                if self.transport is not None:
+                    self.transport.pause_reading()
+                asyncio.ensure_future(self._wait(result))
+
+    async def _wait(self, pending: Any) -> None:
+        try:
+            await pending
+        except StreamError as err:
+            self.close_stream(err)
+        except Exception:
+            self.session.log.exception("error in an async handler")
+        self._busy = False
+        if self._closing or self.transport is None:
+            return
+        self._drain()
+        if not self._busy and self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
+    def _handle(self, event: StreamEvent) -> Any:
+        if type(event) is StanzaReceived:
+            return self._handle_element(event.element)
+        if isinstance(event, StreamOpened):
+            return self._stream_opened(event)
+        if isinstance(event, StreamClosed):
+            self.session.log.debug("client closed the stream")
+            self.close_stream(None)
+        return None
+
+    def _stream_opened(self, event: StreamOpened) -> None:
+        to = (event.attrs.get("to") or "").lower().rstrip(".")
+        session = self.session
+        host = self.server.hosts.get(to)
+        if session.host is None:
+            self._send_header(to or None)
+            if host is None or host.kind != "local":
+                raise StreamError("host-unknown")
+            session.host = host
+        elif host is not session.host:
+            self._send_header(session.host.name)
+            raise StreamError("host-unknown", "the stream changed host")
+        else:
+            self._send_header(session.host.name)
+        session.lang = event.attrs.get("xml:lang", "en")
+        version = event.attrs.get("version", "0.9")
+        if not version.startswith("1."):
+            raise StreamError("unsupported-version")
+        features = Element("features", "http://etherx.jabber.org/streams")
+        self.server.fire_sync_or_log(session.host.events, "stream-features",
+                                     StreamElementEvent(session, features=features))
+        assert self.transport is not None
+        self.transport.write(stream_element_xml(features).encode())
+
+    def _send_header(self, host: str | None) -> None:
+        self.session.stream_id = secrets.token_urlsafe(12)
+        header = stream_header(from_=host, id_=self.session.stream_id)
+        assert self.transport is not None
+        self.transport.write(header.encode())
+        self._header_sent = True
+
+    def _handle_element(self, el: Element) -> Any:
+        session = self.session
+        if el.name in STANZA_NAMES and el.xmlns == NS_CLIENT:
+            if session.bound:
+                return self._route(el)
+            if not session.authenticated:
+                raise StreamError("not-authorized")
+            assert session.host is not None
+            child = el.iq_payload() if el.name == "iq" else None
+            name = f"unbound-iq/{child.xmlns}:{child.name}" if child is not None else ""
+            result = session.host.events.fire(name, StreamElementEvent(session, el))
+            if result is None:
+                raise StreamError("not-authorized", "bind a resource first")
+            return result
+        if session.host is None:
+            raise StreamError("not-authorized")
+        result = session.host.events.fire(f"stream/{el.xmlns}:{el.name}",
+                                          StreamElementEvent(session, el))
+        if result is None:
+            raise StreamError("unsupported-stanza-type")
+        return result
+
+    def _route(self, el: Element) -> Any:
+        session = self.session
+        from_ = el.attrs.get("from")
+        if from_ is None:
+            el.attrs["from"] = session.full_jid  # type: ignore[assignment]
+        elif from_ != session.full_jid and from_ != session.bare_jid:
+            # RFC 6120 §8.1.2.1: a client may not claim another address.
+            raise StreamError("invalid-from")
+        return self.server.router.route(session, el)
+
+    # -- hooks used by negotiation modules ------------------------------------------------
+    def restart_stream(self) -> None:
+        """After SASL success (RFC 6120 §6.4.6): a fresh parser, a fresh header expected."""
+        self._reader.reset()
+        self._backlog.clear()
+
+    def authenticated(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        self._release_unauth()
+
+    async def start_tls(self) -> None:
+        """STARTTLS (RFC 6120 §5.4.3.3): upgrade in place, then restart the stream."""
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        ctx = self.server.tls.server_context()
+        self._reader.reset()
+        self._backlog.clear()
+        try:
+            transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
+                                             ssl_handshake_timeout=30)
+        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            self.session.log.info("TLS handshake failed: %s", exc)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if transport is None:
+            return
+        self.transport = transport  # type: ignore[assignment]
+        self._secure = True
+        self._tls_established()
+
+    def _tls_established(self) -> None:
+        assert self.transport is not None
+        sslobj = self.transport.get_extra_info("ssl_object")
+        self.session.secure_tls = True
+        self.session.tls_info = {
+            "version": sslobj.version() if sslobj is not None else None,
+            "cipher": sslobj.cipher()[0] if sslobj is not None and sslobj.cipher() else None,
+            "channel_bindings": self.server.tls.channel_bindings(sslobj),
+        }
+
+    def _auth_timeout(self) -> None:
+        self._timeout = None
+        if not self.session.authenticated:
+            self.session.log.info("closing a stream that did not authenticate in time")
+            self.close_stream(StreamError("connection-timeout"))
+
+    def _release_unauth(self) -> None:
+        if self._counted_unauth:
+            self._counted_unauth = False
+            self.server.net.release_unauthenticated(self._peer)

@@ -1,0 +1,247 @@
+"""Incremental XML stream reader on stdlib expat (RFC 6120 §4 and §11).
+
+Bytes in, events out. Every restriction of RFC 6120 §11.1 is enforced *while parsing*, from
+expat callbacks, so a hostile peer cannot make us build what we will reject anyway:
+
+* DOCTYPE, entity declarations, processing instructions and comments: ``restricted-xml``
+  (§11.1); so is any entity reference other than the five predefined ones.
+* malformed input: ``not-well-formed`` (§4.9.3.13); a wrong stream namespace or content
+  namespace: ``invalid-namespace`` (§4.9.3.10); a declared non-UTF-8 encoding:
+  ``unsupported-encoding`` (§11.6).
+* a top-level element larger than ``max_stanza_size`` bytes, counted as the bytes arrive,
+  or nested deeper than ``max_depth``: ``policy-violation`` (§4.9.3.18).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from xml.parsers import expat
+
+from tercet.protocol.errors import StreamError
+from tercet.protocol.stanza import NS_CLIENT, Element, escape_attr, escape_text
+
+NS_STREAM = "http://etherx.jabber.org/streams"
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+_SEP = "\x01"
+_XML_PREFIX = NS_XML + _SEP
+
+DEFAULT_MAX_STANZA_SIZE = 256 * 1024  # c2s default, like Prosody's c2s_stanza_size_limit
+DEFAULT_MAX_DEPTH = 64  # nesting below the stream root; real stanzas stay far below this
+# Feed expat in slices so the size limit is checked while one large read is parsed.
+_SLICE = 16 * 1024
+
+# expat error codes that mean "forbidden by RFC 6120 §11.1" rather than "malformed".
+_RESTRICTED_ERRORS = {
+    expat.errors.codes[expat.errors.XML_ERROR_UNDEFINED_ENTITY],
+    expat.errors.codes[expat.errors.XML_ERROR_RECURSIVE_ENTITY_REF],
+    expat.errors.codes[expat.errors.XML_ERROR_EXTERNAL_ENTITY_HANDLING],
+    expat.errors.codes[expat.errors.XML_ERROR_ENTITY_DECLARED_IN_PE],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The peer's stream header. ``attrs`` holds to/from/id/version/xml:lang."""
+
+    attrs: dict[str, str] = field(hash=False)
+    content_ns: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaReceived:
+    element: Element = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    pass
+
+
+StreamEvent = StreamOpened | StanzaReceived | StreamClosed
+
+
+class StreamReader:
+    """Parses one direction of an XML stream; ``reset()`` for a stream restart."""
+
+    def __init__(self, max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
+                 max_depth: int = DEFAULT_MAX_DEPTH, content_ns: str | None = NS_CLIENT,
+                 stream_ns: str = NS_STREAM) -> None:
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self.content_ns = content_ns
+        self.stream_ns = stream_ns
+        self._events: list[StreamEvent] = []
+        self._closed = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream (after STARTTLS or SASL success, RFC 6120 §5.4.3.3, §6.4.6)."""
+        p = expat.ParserCreate("UTF-8", _SEP)
+        p.buffer_text = True
+        p.buffer_size = 64 * 1024
+        p.ordered_attributes = False
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        if hasattr(p, "SetReparseDeferralEnabled"):
+            # expat >= 2.6 may hold back a complete stanza until more bytes arrive; an
+            # idle client would then never see its last stanza processed.
+            p.SetReparseDeferralEnabled(False)
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._text
+        p.StartNamespaceDeclHandler = self._ns_decl
+        p.XmlDeclHandler = self._xml_decl
+        p.StartDoctypeDeclHandler = self._restricted
+        p.EntityDeclHandler = self._restricted
+        p.UnparsedEntityDeclHandler = self._restricted
+        p.NotationDeclHandler = self._restricted
+        p.ProcessingInstructionHandler = self._restricted
+        p.CommentHandler = self._restricted
+        p.SkippedEntityHandler = self._restricted
+        p.ExternalEntityRefHandler = self._restricted_ext
+        self._parser = p
+        self._stack: list[Element] = []
+        self._depth = 0
+        self._root_ns_decls: dict[str, str] = {}
+        self._fed = 0
+        self._mark = 0  # byte index where the current top-level element may have begun
+        self._closed = False
+
+    # -- input ------------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Parse more bytes; return the complete events. Raises StreamError."""
+        if self._closed:
+            return []
+        events = self._events = []
+        for start in range(0, len(data), _SLICE):
+            chunk = data[start:start + _SLICE]
+            self._fed += len(chunk)
+            self._parse(chunk)
+            if self._closed:
+                break
+            if self._fed - self._mark > self.max_stanza_size:
+                raise StreamError("policy-violation", "stanza too large")
+        return events
+
+    def _parse(self, chunk: bytes) -> None:
+        try:
+            self._parser.Parse(chunk, False)
+        except expat.ExpatError as exc:
+            # A DOCTYPE or ENTITY after the root is a syntax error to expat, but to the
+            # peer it should read as what it is: forbidden markup (RFC 6120 §11.1).
+            if exc.code in _RESTRICTED_ERRORS or b"<!DOCTYPE" in chunk or b"<!ENTITY" in chunk:
+                raise StreamError("restricted-xml") from None
+            raise StreamError("not-well-formed") from None
+
+    # -- expat callbacks --------------------------------------------------------------
+    def _restricted(self, *_args: object) -> None:
+        raise StreamError("restricted-xml")
+
+    def _restricted_ext(self, *_args: object) -> int:
+        raise StreamError("restricted-xml")
+
+    def _xml_decl(self, _version: str, encoding: str | None, _standalone: int) -> None:
+        if encoding is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise StreamError("unsupported-encoding")
+
+    def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
+        if self._depth == 0:
+            self._root_ns_decls[prefix or ""] = uri or ""
+
+    def _start(self, tag: str, attrs: dict[str, str]) -> None:
+        ns, _, name = tag.rpartition(_SEP)
+        depth = self._depth = self._depth + 1
+        if depth == 1:
+            self._open_stream(ns, name, attrs)
+            return
+        if depth > self.max_depth:
+            raise StreamError("policy-violation", "nesting too deep")
+        el = Element(name, ns, _convert_attrs(attrs) if attrs else {})
+        if depth > 2:
+            self._stack[-1].children.append(el)
+        self._stack.append(el)
+
+    def _end(self, _tag: str) -> None:
+        depth = self._depth
+        self._depth = depth - 1
+        if depth == 1:
+            self._closed = True
+            self._events.append(StreamClosed())
+            return
+        el = self._stack.pop()
+        if depth == 2:
+            self._mark = self._fed_position()
+            self._events.append(StanzaReceived(el))
+
+    def _text(self, data: str) -> None:
+        if self._depth >= 2:
+            self._stack[-1].children.append(data)
+        elif not data.isspace():
+            raise StreamError("bad-format", "text at stream level")
+        else:
+            # Whitespace keepalives (RFC 6120 §4.6.1) between stanzas reset the size count.
+            self._mark = self._fed_position()
+
+    def _fed_position(self) -> int:
+        index = self._parser.CurrentByteIndex
+        return index if index >= 0 else self._fed
+
+    def _open_stream(self, ns: str, name: str, attrs: dict[str, str]) -> None:
+        if name != "stream" or ns != self.stream_ns:
+            raise StreamError("invalid-namespace" if name == "stream" else "bad-format")
+        content_ns = self._root_ns_decls.get("")
+        if self.content_ns is not None and content_ns != self.content_ns:
+            raise StreamError("invalid-namespace", "wrong content namespace")
+        self._mark = self._fed_position()
+        self._events.append(StreamOpened(_convert_attrs(attrs), content_ns))
+
+
+def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in attrs.items():
+        if _SEP in key:
+            if key.startswith(_XML_PREFIX):
+                key = "xml:" + key[len(_XML_PREFIX):]
+            else:
+                uri, _, local = key.rpartition(_SEP)
+                key = "{" + uri + "}" + local
+        out[key] = value
+    return out
+
+
+def parse_fragment(text: str | bytes, max_size: int = 16 * 1024 * 1024) -> Element:
+    """Parse one standalone element (from storage or tests) with the same restrictions."""
+    data = text.encode() if isinstance(text, str) else text
+    reader = StreamReader(max_stanza_size=max_size, max_depth=256, content_ns=None)
+    wrapper = b"<stream:stream xmlns:stream='" + NS_STREAM.encode() + b"'>"
+    events = reader.feed(wrapper + data + b"</stream:stream>")
+    elements = [e.element for e in events if isinstance(e, StanzaReceived)]
+    if len(elements) != 1:
+        raise StreamError("bad-format", "expected exactly one element")
+    return elements[0]
+
+
+def stream_header(*, content_ns: str = NS_CLIENT, to: str | None = None,
+                  from_: str | None = None, id_: str | None = None, version: str = "1.0",
+                  lang: str = "en", extra_ns: dict[str, str] | None = None) -> str:
+    """The opening tag of a stream, with the XML declaration (RFC 6120 §4.7)."""
+    parts = ["<?xml version='1.0'?><stream:stream"]
+    for key, value in (("from", from_), ("to", to), ("id", id_), ("version", version),
+                       ("xml:lang", lang)):
+        if value:
+            parts.append(f" {key}='{escape_attr(value)}'")
+    parts.append(f" xmlns='{content_ns}' xmlns:stream='{NS_STREAM}'")
+    for prefix, uri in (extra_ns or {}).items():
+        parts.append(f" xmlns:{prefix}='{escape_attr(uri)}'")
+    parts.append(">")
+    return "".join(parts)
+
+
+STREAM_CLOSE = "</stream:stream>"
+
+
+def stream_element_xml(el: Element, content_ns: str = NS_CLIENT) -> str:
+    """Serialise an element of the stream namespace with the ``stream:`` prefix the peer
+    declared (<stream:features/>, <stream:error/>), children in their own namespaces."""
+    inner = "".join(c.to_xml(content_ns) if isinstance(c, Element) else escape_text(c)
+                    for c in el.children)
+    return f"<stream:{el.name}>{inner}</stream:{el.name}>"

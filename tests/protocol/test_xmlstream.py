@@ -1,0 +1,192 @@
+"""The stream reader and serialiser, without sockets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tercet.protocol.errors import StanzaError, StreamError
+from tercet.protocol.stanza import Element, message
+from tercet.protocol.xmlstream import (
+    StanzaReceived, StreamClosed, StreamOpened, StreamReader, parse_fragment,
+    stream_element_xml, stream_header,
+)
+
+HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+          b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+def opened(**kw: int) -> StreamReader:
+    reader = StreamReader(**kw)
+    events = reader.feed(HEADER)
+    assert isinstance(events[0], StreamOpened)
+    return reader
+
+
+def test_header_stanzas_and_close() -> None:
+    reader = StreamReader()
+    events = reader.feed(HEADER + b"<message to='a@b'><body>x</body></message><iq/>")
+    assert isinstance(events[0], StreamOpened)
+    assert events[0].attrs["to"] == "localhost"
+    assert events[0].content_ns == "jabber:client"
+    assert [type(e) for e in events[1:]] == [StanzaReceived, StanzaReceived]
+    assert reader.feed(b"</stream:stream>") == [StreamClosed()]
+
+
+def test_byte_at_a_time_gives_the_same_stanzas() -> None:
+    data = HEADER + "<message><body>héllo &amp; &#x263A;</body></message>".encode()
+    reader = StreamReader()
+    events = []
+    for i in range(len(data)):
+        events += reader.feed(data[i:i + 1])
+    stanza = events[-1].element
+    assert stanza.child_text("body") == "héllo & \u263a"
+
+
+def test_stanza_is_delivered_without_waiting_for_more_bytes() -> None:
+    reader = opened()
+    assert len(reader.feed(b"<presence/>")) == 1
+
+
+@pytest.mark.parametrize("payload,condition", [
+    (b"<!DOCTYPE foo>", "restricted-xml"),
+    (b"<!-- comment -->", "restricted-xml"),
+    (b"<?php evil?>", "restricted-xml"),
+    (b"<message>&custom;</message>", "restricted-xml"),
+    (b"<message><body></message>", "not-well-formed"),
+    (b"\xff\xfe", "not-well-formed"),
+    (b"text at the top", "bad-format"),
+])
+def test_restricted_and_malformed(payload: bytes, condition: str) -> None:
+    reader = opened()
+    with pytest.raises(StreamError) as info:
+        reader.feed(payload)
+    assert info.value.condition == condition
+
+
+def test_doctype_before_the_stream_header() -> None:
+    with pytest.raises(StreamError) as info:
+        StreamReader().feed(b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>" + HEADER[21:])
+    assert info.value.condition == "restricted-xml"
+
+
+@pytest.mark.parametrize("header,condition", [
+    (b"<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong'>", "invalid-namespace"),
+    (b"<stream:stream xmlns='jabber:server' "
+     b"xmlns:stream='http://etherx.jabber.org/streams'>", "invalid-namespace"),
+    (b"<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream xmlns='jabber:client' "
+     b"xmlns:stream='http://etherx.jabber.org/streams'>", "unsupported-encoding"),
+])
+def test_bad_headers(header: bytes, condition: str) -> None:
+    with pytest.raises(StreamError) as info:
+        StreamReader().feed(header)
+    assert info.value.condition == condition
+
+
+def test_size_limit_is_counted_while_parsing() -> None:
+    reader = opened(max_stanza_size=10_000)
+    reader.feed(b"<message><body>" + b"x" * 5000)
+    with pytest.raises(StreamError) as info:
+        reader.feed(b"x" * 6000)
+    assert info.value.condition == "policy-violation"
+
+
+def test_size_limit_applies_per_stanza_not_per_stream() -> None:
+    reader = opened(max_stanza_size=10_000)
+    stanza = b"<message><body>" + b"x" * 5000 + b"</body></message>"
+    for _ in range(10):
+        assert len(reader.feed(stanza)) == 1
+
+
+def test_a_huge_start_tag_is_caught() -> None:
+    reader = opened(max_stanza_size=10_000)
+    with pytest.raises(StreamError):
+        for _ in range(10):
+            reader.feed(b"<message " + b"a" * 4000)
+
+
+def test_depth_limit() -> None:
+    reader = opened(max_depth=10)
+    with pytest.raises(StreamError) as info:
+        reader.feed(b"<a>" * 20)
+    assert info.value.condition == "policy-violation"
+
+
+def test_restart_accepts_a_new_header() -> None:
+    reader = opened()
+    reader.reset()
+    assert isinstance(reader.feed(HEADER)[0], StreamOpened)
+
+
+def test_serialiser_escapes_and_omits_content_namespace() -> None:
+    el = message(to="a@b", body="<&>\"'")
+    el.set("x", "a\"b<'\n")
+    el.tag("x", "urn:test").text_tag("y", "1")
+    text = el.to_xml()
+    assert text.startswith("<message to=\"a@b\"")
+    assert "&lt;&amp;&gt;" in text
+    assert 'x="a&quot;b&lt;&apos;&#10;"' in text
+    assert '<x xmlns="urn:test"><y>1</y></x>' in text
+    assert parse_fragment(el.to_xml(None)) == el
+
+
+def test_error_reply_refuses_errors() -> None:
+    el = Element("iq", attrs={"type": "error", "id": "1"})
+    with pytest.raises(ValueError):
+        el.error_reply(StanzaError("bad-request"))
+
+
+def test_error_reply_shape() -> None:
+    el = Element("iq", attrs={"type": "get", "id": "1", "from": "a@b/c", "to": "b"})
+    el.tag("query", "urn:x")
+    reply = el.error_reply(StanzaError("service-unavailable"))
+    assert reply.attrs == {"to": "a@b/c", "from": "b", "id": "1", "type": "error"}
+    err = reply.find("error")
+    assert err is not None and err.get("type") == "cancel"
+    assert StanzaError.from_element(err).condition == "service-unavailable"
+
+
+def test_stream_level_serialisation() -> None:
+    err = StreamError("host-unknown").to_element()
+    assert stream_element_xml(err) == (
+        "<stream:error><host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>"
+        "</stream:error>")
+    assert "xmlns:stream='http://etherx.jabber.org/streams'" in stream_header(to="x")
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
+_name = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
+
+
+@st.composite
+def elements(draw: st.DrawFn, depth: int = 0) -> Element:
+    el = Element(draw(_name), draw(st.sampled_from(["jabber:client", "urn:a", "urn:b"])),
+                 draw(st.dictionaries(_name, _text, max_size=3)))
+    for _ in range(draw(st.integers(0, 0 if depth > 2 else 3))):
+        if draw(st.booleans()):
+            el.append(draw(elements(depth + 1)))
+        else:
+            text = draw(_text.filter(bool))
+            if el.children and isinstance(el.children[-1], str):
+                el.children[-1] += text
+            else:
+                el.append(text)
+    return el
+
+
+@settings(max_examples=200, deadline=None)
+@given(elements())
+def test_round_trip(el: Element) -> None:
+    assert parse_fragment(el.to_xml(None)) == el
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash_the_reader(data: bytes) -> None:
+    reader = opened(max_stanza_size=1000)
+    try:
+        reader.feed(data)
+    except StreamError as err:
+        assert err.condition in {"not-well-formed", "restricted-xml", "policy-violation",
+                                 "bad-format", "invalid-namespace", "unsupported-encoding"}
