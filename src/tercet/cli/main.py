@@ -391,10 +391,10 @@ def version() -> None:
 
 def _attach_commands() -> None:
     # Imported here, not at the top: these modules import this one for pass_cli.
-    from tercet.cli import server_cmds, user_cmds
+    from tercet.cli import module_cmds, server_cmds, user_cmds
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
-                    server_cmds.reload, user_cmds.user):
+                    server_cmds.reload, user_cmds.user, module_cmds.module):
         cli.add_command(command)
 
 

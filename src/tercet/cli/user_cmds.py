@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import click
 from tercet.auth.errors import UserExists, UserNotFound
 from tercet.auth.internal import InternalHashedProvider
 from tercet.cli.server_cmds import load_config
+from tercet.core import accounts
 from tercet.core.config import Config
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.storage.manager import StorageConfig, StorageManager
@@ -117,22 +119,48 @@ def passwd(ctx: click.Context, jid: str, password: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def delete(ctx: click.Context, jid: str, yes: bool) -> None:
-    """Delete JID and every piece of its data (roster, archive, vCard, ...)."""
+    """Delete JID and every piece of its data (roster, archive, vCard, ...).
+
+    A running server is asked to do it (so the account's sessions are closed and its
+    modules see the deletion); otherwise the storage is changed directly. Either way it is
+    the same deletion as XEP-0077 cancel, tombstone included when mod_tombstones is on.
+    """
     config = load_config(ctx)
     username, host = _split(config, jid)
     if not yes:
         click.confirm(f"Delete {username}@{host} and all its data?", abort=True)
+    if not _delete_live(config, f"{username}@{host}"):
+        _delete_offline(config, username, host)
+    click.echo(f"deleted {username}@{host}")
+
+
+def _delete_live(config: Config, jid: str) -> bool:
+    """Ask a running server to delete ``jid``; False when no server answers."""
+    sock = config.resolve_path("admin_socket")
+    if sock is None or not sock.exists():
+        return False
+    from tercet.cli.adminclient import AdminClient, AdminError, AdminUnavailable
+    try:
+        with AdminClient(str(sock), timeout=60) as client:
+            client.call("user.delete", jid=jid)
+    except AdminUnavailable:
+        return False
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    return True
+
+
+def _delete_offline(config: Config, username: str, host: str) -> None:
+    tombstone = accounts.TOMBSTONE_MODULE in config.modules_for_host(host)
 
     async def go(storage: StorageManager) -> bool:
-        provider = _provider(config, storage, host)
-        if not await provider.user_exists(username):
+        if not await _provider(config, storage, host).user_exists(username):
             return False
-        await storage.delete_user(host, username)
+        await accounts.delete_offline(storage, host, username, tombstone=tombstone,
+                                      when=time.time())
         return True
     if not _with_storage(config, go):
         raise click.ClickException(f"{username}@{host} does not exist")
-    _notify(config, "user.deleted", jid=f"{username}@{host}")
-    click.echo(f"deleted {username}@{host}")
 
 
 @user.command("list")

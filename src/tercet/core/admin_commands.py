@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from tercet.core import accounts
 from tercet.core.moduleapi import ModuleError
 from tercet.net.admin import AdminCommandError, AdminRequest
 from tercet.protocol.errors import StreamError
@@ -27,6 +28,7 @@ def register(server: Server) -> None:
         "module.reload": lambda req: module_reload(server, req),
         "user.disabled": lambda req: close_user_sessions(server, req, "not-authorized"),
         "user.deleted": lambda req: close_user_sessions(server, req, "not-authorized"),
+        "user.delete": lambda req: user_delete(server, req),
     }
     for name, handler in commands.items():
         bus.hook(f"admin/{name}", handler)
@@ -115,3 +117,15 @@ def close_user_sessions(server: Server, req: AdminRequest, condition: str) -> in
         session.close(StreamError(condition, "account disabled or deleted"))
         server.session_closed(session)
     return len(sessions)
+
+
+async def user_delete(server: Server, req: AdminRequest) -> dict[str, Any]:
+    """Delete an account and all its data the way XEP-0077 cancel does (core.accounts)."""
+    jid = str(req.arg("jid", ""))
+    user, _, host = jid.partition("@")
+    h = server.hosts.get(host)
+    if h is None or h.kind != "local":
+        raise AdminCommandError(f"no such virtual host {host!r}")
+    if not await accounts.delete_account(server, host, user):
+        raise AdminCommandError(f"{jid} does not exist")
+    return {"jid": jid, "deleted": True}

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tercet.core import accounts
 from tercet.core.events import EventBus, Handler, HookHandle
 from tercet.core.host import Host, Identity
 from tercet.protocol.stanza import Element
@@ -202,6 +203,14 @@ class ModuleApi:
     async def delete_user_data(self, username: str) -> None:
         """Delete every piece of a user's data in every store of this host (0.1)."""
         await self._server.storage.delete_user(self.host, username)
+
+    async def delete_account(self, username: str, *,
+                             before_close: Callable[[], None] | None = None) -> bool:
+        """Delete an account of this host the one way accounts are deleted (0.1): record,
+        ``before_close()``, sessions closed, data purged, ``user-deleted`` fired.
+        False if there is no such account. See tercet.core.accounts."""
+        return await accounts.delete_account(self._server, self.host, username,
+                                             before_close=before_close)
 
     # -- stanzas and sessions (0.1) ----------------------------------------------------
     def send(self, stanza: Element) -> Any:

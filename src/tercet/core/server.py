@@ -132,7 +132,7 @@ class Server:
         for host in self.hosts.values():
             for session in list(host.all_sessions()):
                 session.close(StreamError(reason, remote=False))
-        await asyncio.sleep(0)  # let transports flush the closing bytes
+        await self.net.close_all(StreamError(reason, remote=False))
         if self._admin is not None:
             self._admin.close()
         await self.modules.unload_all()

@@ -16,6 +16,7 @@ from tercet.protocol.sasl import (
     Challenge, Failure, NeedCredentials, SaslContext, Success, channel_binding_types,
     offered_mechanisms, server_mechanism,
 )
+from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
 from tercet.protocol.stanza import Element
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -80,8 +81,9 @@ def load(module: ModuleApi) -> None:
         mech = session.sasl
         while isinstance(step, NeedCredentials):
             creds = None
-            if module.auth is not None:
-                creds = await module.auth.get_credentials(step.username)
+            username = _nodeprep(step.username)
+            if module.auth is not None and username is not None:
+                creds = await module.auth.get_credentials(username)
             step = mech.credentials(creds)
         if isinstance(step, Challenge):
             send(session, "challenge", step.data)
@@ -91,17 +93,23 @@ def load(module: ModuleApi) -> None:
             fail(session, step.condition, step.text)
 
     def succeed(session: Any, step: Any) -> None:
+        # Accounts are stored under their nodeprep'd name (RFC 6122 §A), SASL names are
+        # only SASLprep'd (RFC 4013): compare and bind on the prepared form.
+        username = _nodeprep(step.username)
+        if username is None:
+            fail(session, "not-authorized")
+            return
         authzid = step.authzid
-        if authzid and authzid not in (step.username, f"{step.username}@{module.host}"):
+        if authzid and prep_jid(authzid) not in (username, f"{username}@{module.host}"):
             fail(session, "invalid-authzid")
             return
         session.sasl = None
-        session.username = step.username
+        session.username = username
         session.authenticated = True
         send(session, "success", step.additional_data)
         session.conn.restart_stream()
         session.conn.authenticated()
-        session.log.info("authenticated as %s@%s", step.username, module.host)
+        session.log.info("authenticated as %s@%s", username, module.host)
         module.fire("authentication-success", session)
 
     def fail(session: Any, condition: str, text: str | None = None) -> None:
@@ -157,3 +165,10 @@ def load(module: ModuleApi) -> None:
     module.hook(f"stream/{NS_SASL}:auth", on_auth)
     module.hook(f"stream/{NS_SASL}:response", on_response)
     module.hook(f"stream/{NS_SASL}:abort", on_abort)
+
+
+def _nodeprep(username: str) -> str | None:
+    try:
+        return nodeprep(username)
+    except InvalidJID:
+        return None

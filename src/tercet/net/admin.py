@@ -98,8 +98,11 @@ class AdminConnection:
             self.send({"id": req_id, "ok": False, "error": f"unknown command {cmd!r}; "
                        "try 'help'"})
             return
+        # Called directly rather than through fire(): the bus logs and swallows handler
+        # exceptions, but an admin command's error must reach the operator.
+        handler = self.bus.handlers(name)[0].handler
         try:
-            result = self.bus.fire(name, AdminRequest(cmd, args, self))
+            result = handler(AdminRequest(cmd, args, self))
             if inspect.isawaitable(result):
                 result = await result
         except AdminCommandError as exc:

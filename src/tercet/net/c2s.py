@@ -102,12 +102,13 @@ class C2SConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
+        self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._peer = peer[0] if isinstance(peer, tuple) else str(peer)
         self.session.log.debug("connection from %s (direct TLS: %s)", self._peer, self._secure)
         net = self.server.net
+        net.connections.add(self)
         if not net.admit_unauthenticated(self._peer):
             self.close_stream(StreamError("policy-violation", "too many connections"))
             return
@@ -118,6 +119,7 @@ class C2SConnection(asyncio.Protocol):
             self._tls_established()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.net.connections.discard(self)
         self._closing = True
         self.session.closed = True
         if self._timeout is not None:
@@ -221,14 +223,17 @@ class C2SConnection(asyncio.Protocol):
         if el.name in STANZA_NAMES and el.xmlns == NS_CLIENT:
             if session.bound:
                 return self._route(el)
-            if not session.authenticated:
+            if session.host is None:
                 raise StreamError("not-authorized")
-            assert session.host is not None
+            # IQs before binding go to modules: in-band registration (XEP-0077) answers
+            # "unauthenticated-iq/...", binding answers "unbound-iq/...".
+            prefix = "unbound-iq" if session.authenticated else "unauthenticated-iq"
             child = el.iq_payload() if el.name == "iq" else None
-            name = f"unbound-iq/{child.xmlns}:{child.name}" if child is not None else ""
+            name = f"{prefix}/{child.xmlns}:{child.name}" if child is not None else ""
             result = session.host.events.fire(name, StreamElementEvent(session, el))
             if result is None:
-                raise StreamError("not-authorized", "bind a resource first")
+                raise StreamError("not-authorized", "bind a resource first"
+                                  if session.authenticated else None)
             return result
         if session.host is None:
             raise StreamError("not-authorized")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tercet.net.c2s import C2SConnection
+from tercet.protocol.errors import StreamError
 
 if TYPE_CHECKING:
     from tercet.core.server import Server
@@ -28,6 +29,8 @@ class NetManager:
     def __init__(self, server: Server) -> None:
         self.server = server
         self._unauth: dict[str, int] = {}
+        # Every open client connection, so shutdown can close the unauthenticated ones too.
+        self.connections: set[C2SConnection] = set()
         # (service, direct_tls) -> bound addresses, for status output and tests on port 0
         self.bound: dict[tuple[str, bool], list[tuple[str, int]]] = {}
 
@@ -72,6 +75,14 @@ class NetManager:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     out.append((addr[0], addr[1]))
         return out
+
+    async def close_all(self, error: StreamError, grace: float = 2.0) -> None:
+        """Send ``error`` to every connection, then wait (bounded) for them to go."""
+        for conn in list(self.connections):
+            conn.close_stream(error)
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
 
     def admit_unauthenticated(self, ip: str) -> bool:
         """Count a new unauthenticated connection; False once the per-IP cap is reached."""

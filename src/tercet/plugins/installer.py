@@ -532,7 +532,7 @@ class Installer:
                                   user_agent=self._user_agent)
                 self._catalogs[repo] = parse_catalog(raw, url)
             except FetchError as exc:
-                self._catalogs[repo] = RepositoryUnavailable(repo, exc.reason)
+                self._catalogs[repo] = RepositoryUnavailable(repo, f"{exc.reason} (reading {url})")
             except CatalogError as exc:
                 self._catalogs[repo] = RepositoryUnavailable(repo, f"bad catalog: {exc}")
         return self._catalogs[repo]
@@ -756,7 +756,7 @@ class Installer:
         }
         self._save_records(records)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old.parent, ignore_errors=True)
         progress(f"installed {name} {staged.info.version} into {dest}")
         notes = tuple(f"{name} requires {r}: make sure it is available"
                       for r in meta.requires if not MODULE_NAME_RE.match(r))

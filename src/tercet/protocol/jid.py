@@ -38,7 +38,7 @@ import re
 import stringprep
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "JID",
@@ -85,6 +85,8 @@ class StringprepError(ValueError):
 # --- stringprep (RFC 3454) ----------------------------------------------------------------
 
 _Table = Callable[[str], bool]
+_ALLOWED, _PROHIBITED, _UNASSIGNED = 0, 1, 2
+_CHAR_CACHE_SIZE = 4096  # per profile and table; entries are one code point each
 
 _C3_TO_C9: tuple[_Table, ...] = (
     stringprep.in_table_c3,
@@ -111,6 +113,9 @@ class StringprepProfile:
     case_fold: bool = False
     map_spaces: bool = False
     forbidden: frozenset[str] = frozenset()
+    # Per-code-point results: the stdlib table lookups are slow, the alphabet in use small.
+    _mapped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _verdict: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def prepare(self, text: str, *, allow_unassigned: bool = False) -> str:
         """Map, normalise (NFKC), check prohibited output and bidi (RFC 3454 §3-§7).
@@ -120,20 +125,37 @@ class StringprepProfile:
         """
         out = _UCD_3_2.normalize("NFKC", "".join(self._map(c) for c in text))
         for char in out:
-            if char in self.forbidden or any(table(char) for table in self.prohibited):
-                raise StringprepError(f"{self.name}: prohibited code point U+{ord(char):04X}")
-            if not allow_unassigned and stringprep.in_table_a1(char):
-                raise StringprepError(f"{self.name}: unassigned code point U+{ord(char):04X}")
+            verdict = self._check(char)
+            if verdict == _PROHIBITED or (verdict == _UNASSIGNED and not allow_unassigned):
+                kind = "prohibited" if verdict == _PROHIBITED else "unassigned"
+                raise StringprepError(f"{self.name}: {kind} code point U+{ord(char):04X}")
         if not _bidi_ok_rfc3454(out):
             raise StringprepError(f"{self.name}: violates the bidi rules of RFC 3454 §6")
         return out
 
     def _map(self, char: str) -> str:
-        if stringprep.in_table_b1(char):
-            return ""
-        if self.map_spaces and stringprep.in_table_c12(char):
-            return " "
-        return stringprep.map_table_b2(char) if self.case_fold else char
+        mapped = self._mapped.get(char)
+        if mapped is None:
+            if stringprep.in_table_b1(char):
+                mapped = ""
+            elif self.map_spaces and stringprep.in_table_c12(char):
+                mapped = " "
+            else:
+                mapped = stringprep.map_table_b2(char) if self.case_fold else char
+            if len(self._mapped) < _CHAR_CACHE_SIZE:
+                self._mapped[char] = mapped
+        return mapped
+
+    def _check(self, char: str) -> int:
+        verdict = self._verdict.get(char)
+        if verdict is None:
+            if char in self.forbidden or any(table(char) for table in self.prohibited):
+                verdict = _PROHIBITED
+            else:
+                verdict = _UNASSIGNED if stringprep.in_table_a1(char) else _ALLOWED
+            if len(self._verdict) < _CHAR_CACHE_SIZE:
+                self._verdict[char] = verdict
+        return verdict
 
 
 def _bidi_ok_rfc3454(text: str) -> bool:
@@ -488,10 +510,14 @@ def _prepare_label(label: str) -> str:
         raise InvalidJID("empty domain label or hyphen at a label's edge")
     if any(c.isascii() and not (c.isalnum() or c == "-") for c in prepared):
         raise InvalidJID("domain label contains a character outside letters, digits, hyphen")
-    try:
-        encodings.idna.ToASCII(prepared)  # checks the 63-octet label limit (RFC 1035 §2.3.4)
-    except UnicodeError:
-        raise InvalidJID("domain label too long or not convertible to an A-label") from None
+    if prepared.isascii():
+        ace = prepared
+    elif prepared.startswith("xn--"):  # RFC 3490 §4.1 step 5
+        raise InvalidJID("U-label starts with the ACE prefix")
+    else:
+        ace = "xn--" + prepared.encode("punycode").decode("ascii")
+    if len(ace) > 63:  # RFC 1035 §2.3.4, for the A-label (RFC 5890 §2.3.2.1)
+        raise InvalidJID("domain label longer than 63 octets")
     return prepared
 
 

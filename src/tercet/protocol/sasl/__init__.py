@@ -64,14 +64,18 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class NeedCredentials:
-    """Look ``username`` up and hand the result to ``mech.credentials``."""
+    """Look ``username`` up and hand the result to ``mech.credentials``.
+
+    ``username`` is the SASL name as the client sent it (SASLprep'd, not yet nodeprep'd).
+    """
 
     username: str
 
 
 @dataclass(frozen=True, slots=True)
 class Success:
-    """Authenticated as ``username``; ``authzid`` still needs the caller's check."""
+    """Authenticated as ``username`` (as in NeedCredentials); the caller still checks
+    ``authzid``'s domain. ``additional_data`` goes into <success/> (SCRAM's verifier)."""
 
     username: str
     authzid: str | None = None

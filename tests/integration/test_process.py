@@ -1,0 +1,106 @@
+"""The server as operators run it: `tercet start` in a real process, signals, admin socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import free_port
+
+TERCET = [sys.executable, "-m", "tercet"]
+
+
+def tercet(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TERCET, "-c", str(config), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    out = subprocess.run([*TERCET, "init", str(tmp_path / "site")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    config = tmp_path / "site" / "tercet.toml"
+    text = config.read_text()
+    port, tls_port = free_port(), free_port()
+    # Unix socket paths are short; keep the admin socket out of pytest's long tmp path.
+    sock = Path("/tmp") / f"tercet-test-{os.getpid()}-{port}.sock"
+    text = text.replace("c2s_ports = [5222]", f"c2s_ports = [{port}]")
+    text = text.replace("c2s_direct_tls_ports = [5223]", f"c2s_direct_tls_ports = [{tls_port}]")
+    config.write_text(f'admin_socket = "{sock}"\n' + text)
+    (config.parent / "port").write_text(str(port))
+    return config
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"port {port} never opened")
+
+
+def c2s_port(config: Path) -> int:
+    return int((config.parent / "port").read_text())
+
+
+def test_foreground_start_sigterm_closes_sessions_and_exits_0(site: Path) -> None:
+    port = c2s_port(site)
+    proc = subprocess.Popen([*TERCET, "-c", str(site), "start"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port)
+        sock = socket.create_connection(("127.0.0.1", port), 5)
+        sock.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+                     b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        data = b""
+        sock.settimeout(5)
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert b"<system-shutdown" in data
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_daemon_status_module_commands_reload_stop(site: Path) -> None:
+    assert tercet(site, "status").returncode == 3
+    started = tercet(site, "start", "--daemon")
+    assert started.returncode == 0, started.stderr + started.stdout
+    try:
+        wait_port(c2s_port(site))
+        status = tercet(site, "status", "--json")
+        assert status.returncode == 0 and '"running": true' in status.stdout
+        listed = tercet(site, "module", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert '"ping"' in listed.stdout
+        unloaded = tercet(site, "module", "unload", "ping")
+        assert unloaded.returncode == 0, unloaded.stderr
+        assert '"ping"' not in tercet(site, "module", "list", "--json").stdout
+        loaded = tercet(site, "module", "load", "ping")
+        assert loaded.returncode == 0, loaded.stderr
+        assert '"ping"' in tercet(site, "module", "list", "--json").stdout
+        missing = tercet(site, "module", "load", "no_such_module")
+        assert missing.returncode == 1 and "not found" in missing.stderr
+        assert tercet(site, "reload").returncode == 0
+        time.sleep(0.5)
+        assert tercet(site, "status").returncode == 0
+    finally:
+        stopped = tercet(site, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert tercet(site, "status").returncode == 3

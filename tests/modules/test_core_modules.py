@@ -1,0 +1,62 @@
+"""The core protocol modules, XML in and XML out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from moduletest import ModuleTestServer
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_ping_and_unknown_iq() -> None:
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await romeo.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'>"
+                             "<ping xmlns='urn:xmpp:ping'/></iq>")
+            romeo.expect("iq", type="result", id="p", from_="localhost")
+            await romeo.send("<iq xmlns='jabber:client' type='get' id='u' to='localhost'>"
+                             "<nope xmlns='urn:x'/></iq>")
+            reply = romeo.expect("iq", type="error", id="u")
+            assert reply.find("error").find(  # type: ignore[union-attr]
+                "service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas") is not None
+    run(main())
+
+
+def test_iq_without_payload_is_bad_request() -> None:
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await romeo.send("<iq xmlns='jabber:client' type='get' id='x' to='localhost'/>")
+            reply = romeo.expect("iq", type="error")
+            assert reply.find("error").find(  # type: ignore[union-attr]
+                "bad-request", "urn:ietf:params:xml:ns:xmpp-stanzas") is not None
+    run(main())
+
+
+def test_errors_are_never_answered() -> None:
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await romeo.send("<iq xmlns='jabber:client' type='error' id='e' to='localhost'>"
+                             "<error type='cancel'/></iq>")
+            await romeo.send("<message xmlns='jabber:client' type='error' "
+                             "to='nobody@localhost'/>")
+            romeo.nothing()
+    run(main())
+
+
+def test_message_to_a_full_jid_of_another_resource() -> None:
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            a = await srv.connect("romeo@localhost/a")
+            b = await srv.connect("romeo@localhost/b")
+            await a.send("<message xmlns='jabber:client' to='romeo@localhost/b'>"
+                         "<body>hi</body></message>")
+            msg = b.expect("message", from_="romeo@localhost/a")
+            assert msg.child_text("body") == "hi"
+            a.nothing()
+    run(main())
