@@ -126,6 +126,19 @@ def test_install_enable_when_the_server_refuses(http_repo: str, tmp_path: Path,
     assert "installed and enabled, but did not load" in result.stderr
 
 
+def test_install_enable_when_the_module_fails_to_load(http_repo: str, tmp_path: Path,
+                                                     config_file: Path) -> None:
+    def script(request: dict[str, Any]) -> list[bytes]:
+        return [ok(request, [{"host": "example.org", "status": "failed",
+                              "error": "RuntimeError: no motd_text"}])]
+
+    with FakeAdmin(script) as admin:
+        result = run(plugin, ["install", "--enable", "motd"],
+                     settings(tmp_path, [http_repo], config_file, admin.path))
+    assert result.exit_code == 1
+    assert "failed on example.org: RuntimeError: no motd_text" in result.stderr
+
+
 def test_install_error_is_one_line_and_exit_1(http_repo: str, tmp_path: Path) -> None:
     result = run(plugin, ["install", "mtod"], settings(tmp_path, [http_repo]))
     assert result.exit_code == 1

@@ -130,14 +130,22 @@ def _tell_server(settings: PluginSettings, cmd: str, args: dict[str, Any], later
         return True
     try:
         with AdminClient(settings.admin_socket, timeout=settings.admin_timeout) as client:
-            client.call(cmd, **args)
+            rows = client.call(cmd, **args)
     except AdminUnavailable as exc:
         _progress(f"note: {exc}; {later}")
         return True
     except AdminError as exc:
         _progress(f"the server could not {cmd} {args.get('name')}: {exc}")
         return False
-    return True
+    # module.load/reload answer one row per host; a module that raised is "failed" there.
+    good = True
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("status") == "failed":
+            good = False
+            _progress(f"{cmd} {args.get('name')} failed on {row.get('host')}: {row.get('error')}")
+        elif isinstance(row, dict):
+            _progress(f"{cmd} {args.get('name')} on {row.get('host')}: done")
+    return good
 
 
 # -- plugin -----------------------------------------------------------------------------------

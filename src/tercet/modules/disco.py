@@ -1,61 +1,225 @@
-"""Service Discovery (XEP-0030) of the server: identities, features, forms and items.
+"""Service Discovery (XEP-0030) of the server and of accounts, with the server's entity
+capabilities (XEP-0115) and extended info forms (XEP-0128).
 
-Everything is collected from what modules registered with add_identity / add_feature /
-add_extension / add_item; nodes can be answered by hooking ``disco-info-node/<node>``.
+The server's answer is collected from what modules registered with add_identity /
+add_feature / add_extension / add_item. Forms sharing a FORM_TYPE are merged into one,
+because XEP-0128 §3 allows one form per FORM_TYPE (XEP-0115 §5.4 rejects duplicates). The
+answer and its caps hash are cached and rebuilt when a module loads or unloads anywhere.
+
+Accounts (an iq to a bare JID) are answered on the user's behalf (RFC 6121 §8.5.1.1) to
+the user and to contacts with a presence subscription ``from`` or ``both``; anyone else
+gets ``service-unavailable`` so the account's existence is not revealed. Account features
+come from ``module.provides("account-feature", "urn:...")`` in any module and from
+handlers of the ``account-disco-info`` event (an :class:`AccountDiscoEvent`). The owner's
+disco#items lists the account's bound resources; every authorised requester also gets
+what ``account-disco-items`` handlers add (PEP nodes). Full JIDs go to the client (iq.py).
+
+Nodes: the caps node ``<CAPS_NODE>#<ver>`` is answered here (XEP-0115 §6.2); other nodes
+on the host fire ``disco-info-node/<node>`` / ``disco-items-node/<node>`` (the handler
+replies itself), on accounts ``account-disco-info-node`` / ``account-disco-items-node``
+(set ``exists``, fill ``reply``). A node nobody answers is ``item-not-found``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
+from tercet.core.config import DEFAULT_SCHEMA, register_option
 from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.stanza import Element
 
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
-META = {"summary": "Service discovery", "stage": "stable", "xeps": ["XEP-0030", "XEP-0128"]}
+NS_CAPS = "http://jabber.org/protocol/caps"
+NS_DATA = "jabber:x:data"
+# XEP-0115 §4: a URI identifying the software that generated the hash.
+CAPS_NODE = "https://tercet.im"
+META = {"summary": "Service discovery and server capabilities", "stage": "stable",
+        "xeps": ["XEP-0030", "XEP-0115", "XEP-0128"]}
 
+if "name" not in DEFAULT_SCHEMA:  # a generic name other modules may read too
+    register_option("name", str, None, "Name of the server identity in disco#info "
+                    "(default: the software name).", owner="disco")
+
+
+class AccountDiscoEvent:
+    """Payload of ``account-disco-info(-node)`` and ``account-disco-items(-node)``.
+
+    ``reply`` is the <query/> being built; handlers add children (``add_feature`` for
+    the common case). ``owner`` is True when the account asks about itself. Node
+    handlers set ``exists`` when they know the node.
+    """
+
+    __slots__ = ("origin", "stanza", "username", "node", "reply", "owner", "exists")
+
+    def __init__(self, origin: Any, stanza: Element, username: str, node: str | None,
+                 reply: Element, owner: bool) -> None:
+        self.origin = origin
+        self.stanza = stanza
+        self.username = username
+        self.node = node
+        self.reply = reply
+        self.owner = owner
+        self.exists = False
+
+    def add_feature(self, var: str) -> None:
+        self.reply.tag("feature", NS_INFO, {"var": var})
+
+
+# -- building answers and hashes ---------------------------------------------------------
+
+def build_info(identities: Iterable[Any], features: Iterable[str],
+               forms: Iterable[Element]) -> Element:
+    """A disco#info <query/>: identities and features without duplicates, one form per
+    FORM_TYPE (later forms of a type add their fields to the first)."""
+    query = Element("query", NS_INFO)
+    seen: set[tuple[str, str, str | None, str | None]] = set()
+    for ident in identities:
+        key = (ident.category, ident.type, getattr(ident, "lang", None), ident.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        attrs = {"category": ident.category, "type": ident.type}
+        if ident.name:
+            attrs["name"] = ident.name
+        if key[2]:
+            attrs["xml:lang"] = key[2]
+        query.tag("identity", NS_INFO, attrs)
+    for var in sorted(set(features)):
+        query.tag("feature", NS_INFO, {"var": var})
+    for form in merge_forms(forms):
+        query.append(form)
+    return query
+
+
+def form_type(form: Element) -> str | None:
+    """The FORM_TYPE value of a data form, or None (XEP-0068)."""
+    for field in form.find_all("field", NS_DATA):
+        if field.get("var") == "FORM_TYPE":
+            return field.child_text("value", NS_DATA) or ""
+    return None
+
+
+def merge_forms(forms: Iterable[Element]) -> list[Element]:
+    """Copies of ``forms`` with those of equal FORM_TYPE merged into the first."""
+    out: list[Element] = []
+    by_type: dict[str, Element] = {}
+    for form in forms:
+        ftype = form_type(form)
+        first = by_type.get(ftype) if ftype is not None else None
+        if first is None:
+            copy = form.copy()
+            out.append(copy)
+            if ftype is not None:
+                by_type[ftype] = copy
+            continue
+        for field in form.find_all("field", NS_DATA):
+            if field.get("var") != "FORM_TYPE":
+                first.append(field.copy())
+    return out
+
+
+def caps_ver(query: Element) -> str:
+    """The XEP-0115 §5.1 verification string of a disco#info <query/> (SHA-1, base64)."""
+    parts: list[str] = []
+    identities = sorted(
+        "/".join((i.get("category") or "", i.get("type") or "", i.get("xml:lang") or "",
+                  i.get("name") or ""))
+        for i in query.find_all("identity", NS_INFO))
+    parts += [f"{s}<" for s in identities]
+    parts += [f"{v}<" for v in sorted(f.get("var") or ""
+                                      for f in query.find_all("feature", NS_INFO))]
+    # §5.4: forms without a hidden FORM_TYPE are ignored.
+    typed = [(t, f) for f in query.find_all("x", NS_DATA) if (t := form_type(f)) is not None]
+    for ftype, form in sorted(typed, key=lambda tf: tf[0]):
+        parts.append(f"{ftype}<")
+        fields = sorted(((fl.get("var") or "", fl) for fl in form.find_all("field", NS_DATA)
+                         if fl.get("var") != "FORM_TYPE"), key=lambda vf: vf[0])
+        for var, field in fields:
+            parts.append(f"{var}<")
+            parts += [f"{v.text}<" for v in sorted(field.find_all("value", NS_DATA),
+                                                    key=lambda v: v.text)]
+    digest = hashlib.sha1("".join(parts).encode("utf-8")).digest()  # noqa: S324 (XEP-0115)
+    return base64.b64encode(digest).decode("ascii")
+
+
+# -- the roster (written by the roster module) --------------------------------------------
+
+async def contact_subscription(module: ModuleApi, username: str, contact: str) -> str:
+    """The subscription state ("none", "to", "from", "both") of ``contact`` (a bare JID)
+    in ``username``'s roster.
+
+    A ``roster`` provider with ``async subscription(username, contact)`` answers if one is
+    registered; otherwise the roster module's keyval store "roster" is read, whose value is
+    a table of bare JID -> item (optionally under "items") with a "subscription" field.
+    """
+    for provider in module.providers("roster"):
+        ask = getattr(provider, "subscription", None)
+        if ask is not None:
+            return str(await ask(username, contact))
+    data = await module.open_store("roster", "keyval").get(username)
+    items = data.get("items", data) if isinstance(data, dict) else None
+    item = items.get(contact) if isinstance(items, dict) else None
+    sub = item.get("subscription") if isinstance(item, dict) else None
+    return sub if sub in ("none", "to", "from", "both") else "none"
+
+
+# -- the module ----------------------------------------------------------------------------
 
 def load(module: ModuleApi) -> None:
-    is_component = module.host_kind(module.host) == "component"
-    if not is_component:
-        module.add_identity("server", "im", module.option("name", "Tercet", type=str))
+    local = module.host_kind(module.host) == "local"
+    if local:
+        name = module.option("name", None, type=str) or module.server_info["name"]
+        module.add_identity("server", "im", name)
     module.add_feature(NS_INFO)
     module.add_feature(NS_ITEMS)
+    cache: dict[str, Any] = {}
 
-    def info(event: Any) -> Any:
+    def host_info() -> tuple[Element, str]:
+        """The cached host <query/> and its caps ver, built on first use."""
+        if "query" not in cache:
+            query = build_info(module.identities(), module.features(), module.extensions())
+            cache["query"], cache["ver"] = query, caps_ver(query)
+        return cache["query"], cache["ver"]
+
+    def invalidate(_event: Any) -> None:
+        cache.clear()
+
+    def on_host_info(event: Any) -> Any:
         node = event.stanza.iq_payload().get("node")
-        if node:
-            return module.fire(f"disco-info-node/{node}", event)
+        query, ver = host_info()
+        if node and node != f"{CAPS_NODE}#{ver}":
+            result = module.fire(f"disco-info-node/{node}", event)
+            return result if result is not None else not_found(event)
         reply = event.stanza.reply()
-        query = reply.tag("query", NS_INFO)
-        for ident in module.identities():
-            attrs = {"category": ident.category, "type": ident.type}
-            if ident.name:
-                attrs["name"] = ident.name
-            query.tag("identity", NS_INFO, attrs)
-        for var in sorted(set(module.features())):
-            query.tag("feature", NS_INFO, {"var": var})
-        for form in module.extensions():
-            query.append(form.copy())
+        answer = query.copy()
+        if node:
+            answer.set("node", node)
+        reply.append(answer)
         event.origin.send(reply)
         return True
 
-    def items(event: Any) -> Any:
+    def on_host_items(event: Any) -> Any:
         node = event.stanza.iq_payload().get("node")
         if node:
-            return module.fire(f"disco-items-node/{node}", event)
+            result = module.fire(f"disco-items-node/{node}", event)
+            return result if result is not None else not_found(event)
         reply = event.stanza.reply()
         query = reply.tag("query", NS_ITEMS)
-        listed = set()
-        for jid, name, item_node in module.items():
+        listed: set[str] = set()
+        for jid, item_name, item_node in module.items():
             attrs = {"jid": jid}
-            if name:
-                attrs["name"] = name
+            if item_name:
+                attrs["name"] = item_name
             if item_node:
                 attrs["node"] = item_node
             query.tag("item", NS_ITEMS, attrs)
             listed.add(jid)
-        if not is_component:
+        if local:
             # Components under this domain are its services (XEP-0030 §4.2 example).
             for other in module.hosts:
                 if other not in listed and other.endswith("." + module.host) \
@@ -64,5 +228,112 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    module.hook(f"iq-get/host/{NS_INFO}:query", info)
-    module.hook(f"iq-get/host/{NS_ITEMS}:query", items)
+    def stream_features(event: Any) -> None:
+        _, ver = host_info()
+        event.features.tag("c", NS_CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
+
+    module.hook_global("module-loaded", invalidate)
+    module.hook_global("module-unloaded", invalidate)
+    module.hook(f"iq-get/host/{NS_INFO}:query", on_host_info)
+    module.hook(f"iq-get/host/{NS_ITEMS}:query", on_host_items)
+    if local:
+        module.hook("stream-features", stream_features)
+        _load_accounts(module)
+
+
+def not_found(event: Any) -> bool:
+    event.origin.send(event.stanza.error_reply(StanzaError("item-not-found")))
+    return True
+
+
+def _load_accounts(module: ModuleApi) -> None:
+    """Disco of accounts (iq to a bare JID), answered by the server on their behalf."""
+
+    async def target(event: Any) -> tuple[str, bool] | None:
+        """(username, is_owner) when the requester may discover the account, else None."""
+        if event.to_type == "self":
+            return event.origin.username, True
+        if event.from_ is None:
+            return None
+        username = event.to.node
+        sub = await contact_subscription(module, username, str(event.from_.bare))
+        return (username, False) if sub in ("from", "both") else None
+
+    def reply_query(event: Any, ns: str, node: str | None, username: str) -> \
+            tuple[Element, Element]:
+        reply = event.stanza.reply()
+        # Psi and others expect a from on answers about their own account.
+        reply.attrs.setdefault("from", f"{username}@{module.host}")
+        query = reply.tag("query", ns, {"node": node} if node else None)
+        return reply, query
+
+    async def on_info(event: Any) -> Any:
+        found = await target(event)
+        if found is None:
+            return None  # the router answers service-unavailable
+        username, owner = found
+        node = event.stanza.iq_payload().get("node")
+        reply, query = reply_query(event, NS_INFO, node, username)
+        if not node:
+            query.tag("identity", NS_INFO, {"category": "account",
+                                            "type": account_type(username)})
+        disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
+        disco.add_feature(NS_INFO)
+        disco.add_feature(NS_ITEMS)
+        if node:
+            return await finish_node(event, "account-disco-info-node", disco, reply)
+        for var in module.providers("account-feature"):
+            if isinstance(var, str):
+                disco.add_feature(var)
+        await module.fire_async("account-disco-info", disco)
+        dedupe_features(query)
+        event.origin.send(reply)
+        return True
+
+    async def on_items(event: Any) -> Any:
+        found = await target(event)
+        if found is None:
+            return None
+        username, owner = found
+        node = event.stanza.iq_payload().get("node")
+        reply, query = reply_query(event, NS_ITEMS, node, username)
+        disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
+        if node:
+            return await finish_node(event, "account-disco-items-node", disco, reply)
+        if owner:
+            for resource, session in sorted(module.sessions(username).items()):
+                query.tag("item", NS_ITEMS, {"jid": session.full_jid, "name": resource})
+        await module.fire_async("account-disco-items", disco)
+        event.origin.send(reply)
+        return True
+
+    async def finish_node(event: Any, name: str, disco: AccountDiscoEvent,
+                          reply: Element) -> bool:
+        result = await module.fire_async(name, disco)
+        if result is not None:
+            return True  # the handler replied itself
+        event.origin.send(reply) if disco.exists else not_found(event)
+        return True
+
+    def account_type(username: str) -> str:
+        if module.is_admin(f"{username}@{module.host}"):
+            return "admin"
+        if module.option("authentication", "internal_hashed", type=str) == "anonymous":
+            return "anonymous"
+        return "registered"
+
+    module.hook(f"iq-get/bare/{NS_INFO}:query", on_info)
+    module.hook(f"iq-get/bare/{NS_ITEMS}:query", on_items)
+
+
+def dedupe_features(query: Element) -> None:
+    """Drop repeated <feature/>s that several account-feature sources added."""
+    seen: set[str | None] = set()
+    kept: list[Element | str] = []
+    for child in query.children:
+        if isinstance(child, Element) and child.name == "feature":
+            if child.get("var") in seen:
+                continue
+            seen.add(child.get("var"))
+        kept.append(child)
+    query.children = kept

@@ -1,4 +1,8 @@
-"""Software Version (XEP-0092). ``hide_os_type = true`` leaves out the <os/> element."""
+"""Software Version (XEP-0092) of the server.
+
+``hide_os_type = true`` leaves out the <os/> element. Otherwise <os/> names the operating
+system only ("Linux"), not its release, which would tell an attacker which kernel
+vulnerabilities to try (XEP-0092 §4 warns about exposing the OS)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ META = {"summary": "Software version", "stage": "stable", "xeps": ["XEP-0092"]}
 def load(module: ModuleApi) -> None:
     hide_os = module.option("hide_os_type", False, type=bool)
     info = module.server_info
-    os_name = f"{platform.system()} {platform.release()}".strip()
+    os_name = platform.system().strip()
 
     def version(event: Any) -> bool:
         reply = event.stanza.reply()

@@ -45,6 +45,8 @@ class NetManager:
         try:
             for port in ports:
                 for iface in interfaces:
+                    # "*" is Prosody's spelling of "every IPv4 address".
+                    iface = "0.0.0.0" if iface == "*" else iface
                     srv = await loop.create_server(
                         lambda: C2SConnection(self.server, listener), iface, port,
                         ssl=ssl_ctx, backlog=1024, reuse_address=True,

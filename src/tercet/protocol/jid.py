@@ -32,6 +32,8 @@ takes a fast path that never touches the tables.
 from __future__ import annotations
 
 import encodings.idna
+
+import idna
 import functools
 import ipaddress
 import re
@@ -503,7 +505,7 @@ def _prepare_label(label: str) -> str:
             label = encodings.idna.ToUnicode(label.lower())
         except UnicodeError:
             raise InvalidJID("invalid A-label in domainpart") from None
-    prepared = _stabilise(functools.partial(_run_profile, NAMEPREP_PROFILE), label)
+    prepared = _idna2008_label(label) if not label.isascii() else label.lower()
     # LDH rule for the ASCII code points (UseSTD3ASCIIRules, RFC 3490 §4.1; RFC 5891
     # §4.2.3.1 keeps the hyphen restriction): letters, digits, inner hyphens.
     if not prepared or prepared[0] == "-" or prepared[-1] == "-":
@@ -519,6 +521,16 @@ def _prepare_label(label: str) -> str:
     if len(ace) > 63:  # RFC 1035 §2.3.4, for the A-label (RFC 5890 §2.3.2.1)
         raise InvalidJID("domain label longer than 63 octets")
     return prepared
+
+
+def _idna2008_label(label: str) -> str:
+    """A U-label per IDNA2008 (RFC 5891) after UTS #46 non-transitional mapping, so that
+    e.g. upper case and full-width forms map as users expect while "ß" stays "ß"."""
+    try:
+        ace = idna.encode(label, uts46=True, transitional=False)
+        return str(idna.decode(ace))
+    except (idna.IDNAError, UnicodeError):
+        raise InvalidJID("domain label is not valid under IDNA2008") from None
 
 
 def _ipv4_literal(domain: str) -> str:

@@ -1,0 +1,335 @@
+"""In-Band Registration (XEP-0077): creating an account on an unauthenticated stream,
+changing one's password, and cancelling one's account.
+
+Creation is off unless ``allow_registration = true``; password change and cancellation
+always work for logged-in users (as Prosody's mod_user_account_management). Creation is
+refused for IPs in ``registration_denylist``, limited to one per
+``min_seconds_between_registrations`` per IP (IPs in ``registration_allowlist``, by default
+loopback, are exempt), and other modules may refuse it from the ``user-registering`` event
+(mod_tombstones does) by returning a StanzaError. After success ``user-registered`` fires
+(mod_welcome, mod_watchregistrations). Cancellation goes through the one account deletion
+path (``module.delete_account``, tercet.core.accounts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi, ModuleError
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.jid import InvalidJID, nodeprep
+from tercet.protocol.stanza import Element
+
+NS_REGISTER = "jabber:iq:register"
+NS_FEATURE = "http://jabber.org/features/iq-register"
+NS_DATA = "jabber:x:data"
+META = {"summary": "In-band registration, password change, account removal",
+        "stage": "stable", "xeps": ["XEP-0077"]}
+
+DEFAULT_INSTRUCTIONS = "Choose a username and password for use with this service."
+# Bound on the per-IP throttle table; the oldest IP is forgotten first (as Prosody's
+# registration_throttle_cache_size). XEP-0077 §10 asks servers to guard against mass
+# registrations without fixing a mechanism.
+DEFAULT_THROTTLE_CACHE = 100
+LOOPBACK = ["127.0.0.1", "::1"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+register_option("min_seconds_between_registrations", int, 300,
+                "Seconds between two registrations from one IP (0: no limit).",
+                min=0, max=365 * 86400, owner="register")
+register_option("registration_allowlist", list[str], LOOPBACK,
+                "IPs/CIDRs exempt from the registration throttle.", owner="register")
+register_option("registration_denylist", list[str], [],
+                "IPs/CIDRs that may not register accounts.", owner="register")
+register_option("allowlist_registration_only", bool, False,
+                "Only IPs in registration_allowlist may register.", owner="register")
+register_option("registration_throttle_cache_size", int, DEFAULT_THROTTLE_CACHE,
+                "IPs remembered by the registration throttle.", min=1, max=1_000_000,
+                owner="register")
+register_option("registration_instructions", str, DEFAULT_INSTRUCTIONS,
+                "Instructions shown in the registration form.", owner="register")
+
+
+@dataclass(slots=True)
+class RegistrationAttempt:
+    """Payload of ``user-registering``: return a StanzaError from a handler to refuse."""
+
+    username: str
+    host: str
+    ip: str
+    session: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """Payload of ``user-registered`` (after the account exists)."""
+
+    username: str
+    host: str
+    ip: str
+
+
+class Throttle:
+    """When each IP last registered, for at most ``size`` IPs (least recent dropped)."""
+
+    def __init__(self, period: float, size: int, clock: Callable[[], float]) -> None:
+        self.period = period
+        self.size = size
+        self.clock = clock
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def allows(self, ip: str) -> bool:
+        last = self._last.get(ip)
+        return self.period <= 0 or last is None or self.clock() - last >= self.period
+
+    def record(self, ip: str) -> None:
+        self._last[ip] = self.clock()
+        self._last.move_to_end(ip)
+        while len(self._last) > self.size:
+            self._last.popitem(last=False)
+
+
+def parse_networks(name: str, entries: Iterable[Any]) -> list[Network]:
+    """IPs and CIDRs of option ``name``; a bad entry stops the module with a clear error."""
+    out = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            raise ModuleError(f"{name}: {entry!r} is not an IP address or CIDR "
+                              "(write e.g. \"192.0.2.7\" or \"2001:db8::/32\")") from None
+    return out
+
+
+def ip_in(ip: str, networks: list[Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+def form_values(query: Element) -> dict[str, str]:
+    """username/password from a data form (XEP-0004) if present, else the legacy fields."""
+    form = query.find("x", NS_DATA)
+    if form is not None:
+        values = {}
+        for field in form.find_all("field", NS_DATA):
+            var = field.get("var")
+            if var:
+                values[var] = field.child_text("value", NS_DATA) or ""
+        return values
+    return {name: query.child_text(name, NS_REGISTER) or ""
+            for name in ("username", "password") if query.find(name, NS_REGISTER) is not None}
+
+
+def registration_form(instructions: str) -> Element:
+    """The reply payload to a registration request (XEP-0077 §3.1, with a §4 form)."""
+    query = Element("query", NS_REGISTER)
+    query.text_tag("instructions", instructions)
+    query.tag("username")
+    query.tag("password")
+    form = query.tag("x", NS_DATA, {"type": "form"})
+    form.text_tag("title", "Creating a new account")
+    form.text_tag("instructions", instructions)
+    form.tag("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).text_tag(
+        "value", NS_REGISTER)
+    for var, kind, label in (("username", "text-single", "Username"),
+                             ("password", "text-private", "Password")):
+        form.tag("field", attrs={"var": var, "type": kind, "label": label}).tag("required")
+    return query
+
+
+def check_credentials(values: dict[str, str]) -> tuple[str, str] | StanzaError:
+    """The prepared username and the password, or the error to answer."""
+    missing = [n for n in ("username", "password") if not values.get(n)]
+    if missing:
+        text = "\n".join(f"{n.capitalize()}: Required value missing" for n in missing)
+        return StanzaError("not-acceptable", text, type="modify")
+    try:
+        username = nodeprep(values["username"])
+    except InvalidJID:
+        username = ""
+    if not username:
+        return StanzaError("not-acceptable", "The requested username is invalid.",
+                           type="modify")
+    return username, values["password"]
+
+
+def load(module: ModuleApi) -> None:
+    module.add_feature(NS_REGISTER)
+    load_creation(module)
+    load_account_management(module)
+
+
+def load_creation(module: ModuleApi) -> None:
+    """Account creation on unauthenticated streams."""
+    allow = module.option("allow_registration", False, type=bool)
+    require_tls = module.option("c2s_require_encryption", True, type=bool)
+    instructions = module.option("registration_instructions", DEFAULT_INSTRUCTIONS, type=str)
+    allowlist = parse_networks("registration_allowlist",
+                               module.option("registration_allowlist", LOOPBACK, type=list))
+    denylist = parse_networks("registration_denylist",
+                              module.option("registration_denylist", [], type=list))
+    allowlist_only = module.option("allowlist_registration_only", False, type=bool)
+    throttle = Throttle(
+        module.option("min_seconds_between_registrations", 300, type=int, min=0,
+                      max=365 * 86400),
+        module.option("registration_throttle_cache_size", DEFAULT_THROTTLE_CACHE, type=int,
+                      min=1, max=1_000_000),
+        module.now)
+
+    def features(event: Any) -> None:
+        session = event.session
+        if allow and not session.authenticated and (session.secure or not require_tls):
+            event.features.tag("register", NS_FEATURE)
+
+    def ip_refusal(ip: str) -> StanzaError | None:
+        if ip_in(ip, denylist):
+            return StanzaError("forbidden", "Your IP address is blocklisted", type="auth")
+        allowed = ip_in(ip, allowlist)
+        if allowlist_only and not allowed:
+            return StanzaError("forbidden", "Your IP address is not allowlisted", type="auth")
+        if not allowed and not throttle.allows(ip):
+            return StanzaError("policy-violation",
+                               "Too many registrations from this IP address recently",
+                               type="wait")
+        return None
+
+    def on_query(event: Any) -> Any:
+        session, stanza = event.session, event.element
+        if not allow:
+            return reply_error(session, stanza, StanzaError("service-unavailable"))
+        if require_tls and not session.secure:
+            return reply_error(session, stanza, StanzaError(
+                "policy-violation", "Encryption is required", type="modify"))
+        if stanza.get("type") == "get":
+            reply = stanza.reply()
+            reply.append(registration_form(instructions))
+            session.send(reply)
+            return True
+        if stanza.get("type") != "set":
+            return reply_error(session, stanza, StanzaError("bad-request"))
+        query = stanza.iq_payload()
+        assert query is not None
+        if query.find("remove", NS_REGISTER) is not None:
+            return reply_error(session, stanza, StanzaError("registration-required"))
+        return create(session, stanza, form_values(query))
+
+    async def create(session: Any, stanza: Element, values: dict[str, str]) -> bool:
+        checked = check_credentials(values)
+        if isinstance(checked, StanzaError):
+            return reply_error(session, stanza, checked)
+        username, password = checked
+        ip = session.conn.peer
+        refusal = ip_refusal(ip) or await module.fire_async(
+            "user-registering", RegistrationAttempt(username, module.host, ip, session))
+        if isinstance(refusal, StanzaError):
+            session.log.info("registration of %s refused: %s", username, refusal.condition)
+            return reply_error(session, stanza, refusal)
+        error = await create_account(username, password)
+        if error is not None:
+            return reply_error(session, stanza, error)
+        if not ip_in(ip, allowlist):
+            throttle.record(ip)
+        session.send(stanza.reply())
+        session.log.info("registered %s@%s from %s", username, module.host, ip)
+        await module.fire_async("user-registered", Registered(username, module.host, ip))
+        return True
+
+    async def create_account(username: str, password: str) -> StanzaError | None:
+        auth = module.auth
+        if auth is None:
+            return StanzaError("service-unavailable")
+        if await auth.user_exists(username):
+            return StanzaError("conflict", "The requested username already exists.")
+        try:
+            await auth.create_user(username, password)
+        except ValueError:  # SASLprep refused the password (RFC 4013)
+            return StanzaError("not-acceptable", "The password is not acceptable.",
+                               type="modify")
+        except Exception:
+            if await auth.user_exists(username):  # created by a concurrent request
+                return StanzaError("conflict", "The requested username already exists.")
+            module.log.exception("could not create %s", username)
+            return StanzaError("internal-server-error", type="wait")
+        return None
+
+    module.hook("stream-features", features, 5)
+    module.hook(f"unauthenticated-iq/{NS_REGISTER}:query", on_query)
+
+
+def load_account_management(module: ModuleApi) -> None:
+    """Registration info, password change and cancellation for logged-in users."""
+
+    def on_query(event: Any) -> Any:
+        origin, stanza = event.origin, event.stanza
+        if stanza.get("type") == "get":
+            reply = stanza.reply()
+            query = reply.tag("query", NS_REGISTER)
+            query.tag("registered")
+            query.text_tag("username", origin.username)
+            query.tag("password")
+            origin.send(reply)
+            return True
+        query = stanza.iq_payload()
+        assert query is not None
+        if query.find("remove", NS_REGISTER) is not None:
+            return cancel(origin, stanza)
+        return change_password(origin, stanza, form_values(query))
+
+    def on_host_query(event: Any) -> Any:
+        # COMPAT: clients that address the server instead of their own account.
+        origin = event.origin
+        if origin.kind != "c2s" or origin.host is None or origin.host.name != module.host:
+            return None
+        return on_query(event)
+
+    async def cancel(origin: Any, stanza: Element) -> bool:
+        try:
+            deleted = await module.delete_account(
+                origin.username, before_close=lambda: origin.send(stanza.reply()))
+        except Exception:
+            module.log.exception("could not delete %s", origin.username)
+            origin.send(stanza.error_reply(StanzaError("internal-server-error", type="wait")))
+            return True
+        if not deleted:
+            origin.send(stanza.error_reply(StanzaError("item-not-found")))
+        else:
+            module.log.info("%s@%s removed their account", origin.username, module.host)
+        return True
+
+    async def change_password(origin: Any, stanza: Element, values: dict[str, str]) -> bool:
+        checked = check_credentials(values)
+        if isinstance(checked, StanzaError):
+            origin.send(stanza.error_reply(checked))
+            return True
+        username, password = checked
+        if username != origin.username:
+            origin.send(stanza.error_reply(StanzaError("bad-request")))
+            return True
+        try:
+            await module.auth.set_password(username, password)
+        except ValueError:
+            origin.send(stanza.error_reply(StanzaError(
+                "not-acceptable", "The password is not acceptable.", type="modify")))
+            return True
+        origin.log.info("password changed")
+        origin.send(stanza.reply())
+        return True
+
+    module.hook(f"iq/self/{NS_REGISTER}:query", on_query)
+    module.hook(f"iq/host/{NS_REGISTER}:query", on_host_query)
+
+
+def reply_error(session: Any, stanza: Element, error: StanzaError) -> bool:
+    session.send(stanza.error_reply(error))
+    return True
