@@ -10,7 +10,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 # Reply to one request: a list of raw lines (bytes) to send back, in order.
 Script = Callable[[dict[str, Any]], list[bytes]]
@@ -41,7 +41,7 @@ class FakeAdmin:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> FakeAdmin:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -32,9 +32,11 @@ def test_a_response_split_over_writes_is_reassembled() -> None:
 
 
 def test_ok_false_raises_admin_error() -> None:
-    with FakeAdmin(lambda r: [error(r, "module 'nope' not found")]) as admin:
-        with pytest.raises(AdminError, match="module 'nope' not found") as info:
-            AdminClient(admin.path, timeout=5).call("module.load", name="nope")
+    with (
+        FakeAdmin(lambda r: [error(r, "module 'nope' not found")]) as admin,
+        pytest.raises(AdminError, match="module 'nope' not found") as info,
+    ):
+        AdminClient(admin.path, timeout=5).call("module.load", name="nope")
     assert not isinstance(info.value, AdminUnavailable)
 
 
@@ -46,18 +48,24 @@ def test_no_server(tmp_path: Path) -> None:
 
 
 def test_server_closes_the_connection() -> None:
-    with FakeAdmin(lambda r: [b"CLOSE"]) as admin:
-        with pytest.raises(AdminError, match="closed the connection"):
-            AdminClient(admin.path, timeout=5).call("server.status")
+    with (
+        FakeAdmin(lambda r: [b"CLOSE"]) as admin,
+        pytest.raises(AdminError, match="closed the connection"),
+    ):
+        AdminClient(admin.path, timeout=5).call("server.status")
 
 
 def test_server_does_not_answer() -> None:
-    with FakeAdmin(lambda r: [b'{"event": "tick"}\n']) as admin:
-        with pytest.raises(AdminError, match="no answer to server.status within 0.3 s"):
-            AdminClient(admin.path, timeout=0.3).call("server.status")
+    with (
+        FakeAdmin(lambda r: [b'{"event": "tick"}\n']) as admin,
+        pytest.raises(AdminError, match="no answer to server.status within 0.3 s"),
+    ):
+        AdminClient(admin.path, timeout=0.3).call("server.status")
 
 
 def test_garbage_from_the_server() -> None:
-    with FakeAdmin(lambda r: [b"not json\n"]) as admin:
-        with pytest.raises(AdminError, match="not JSON"):
-            AdminClient(admin.path, timeout=5).call("server.status")
+    with (
+        FakeAdmin(lambda r: [b"not json\n"]) as admin,
+        pytest.raises(AdminError, match="not JSON"),
+    ):
+        AdminClient(admin.path, timeout=5).call("server.status")

@@ -237,8 +237,8 @@ def test_commands_read_the_main_groups_config(config_file: Path) -> None:
         ('modules_enabled = [\n    "a",\n    "b",\n]\n',
          'modules_enabled = [\n    "a",\n    "b",\n    "new",\n]\n'),
         ('modules_enabled = [\n  "a", # one\n  "b" # two ]\n] # end\n[t]\nmodules_enabled = []\n',
-         'modules_enabled = [\n  "a", # one\n  "b", # two ]\n  "new"\n] # end\n[t]\n'
-         'modules_enabled = []\n'),
+         ('modules_enabled = [\n  "a", # one\n  "b", # two ]\n  "new"\n] # end\n[t]\n'
+         'modules_enabled = []\n')),
         ('modules_enabled = ["new"]\n', 'modules_enabled = ["new"]\n'),
         ('x = 1\r\nmodules_enabled = [\r\n  "a",\r\n]\r\n',
          'x = 1\r\nmodules_enabled = [\r\n  "a",\r\n  "new",\r\n]\r\n'),

@@ -278,7 +278,7 @@ def test_pip_failure_changes_nothing(tmp_path: Path, installed_state: Installer)
 
 
 def test_a_second_operation_waits_its_turn(installed_state: Installer) -> None:
-    with installed_state._locked():  # another `tercet plugin` run holds the lock
-        with pytest.raises(InstallError, match="another plugin operation"):
-            installed_state.remove("motd")
+    # Another `tercet plugin` run holds the lock:
+    with installed_state._locked(), pytest.raises(InstallError, match="another plugin operation"):
+        installed_state.remove("motd")
     assert installed_state.remove("motd").name == "motd"

@@ -10,7 +10,8 @@ from tercet.plugins.markdown import render_markdown
 def test_blocks() -> None:
     html = render_markdown(
         "# Title\n\nFirst line\nsecond line.\n\n## Usage\n\n- one\n- two\n  - nested\n\n"
-        "1. first\n2. second\n\n```toml\nkey = \"<v>\"\n```\n\n    indented code\n\n> quoted\n\n---\n"
+        "1. first\n2. second\n\n```toml\nkey = \"<v>\"\n```\n\n"
+        "    indented code\n\n> quoted\n\n---\n"
     )
     assert html == (
         "<h1>Title</h1>\n"

@@ -334,8 +334,22 @@ def _data_path_findings(config: Config) -> list[ConfigProblem]:
     return []
 
 
+def _declare_module_options(config: Config) -> None:
+    """Import the built-in modules the configuration enables, so that the options they
+    declare with register_option at import time are known (and type-checked) by check."""
+    names = set(config.get("modules_enabled") or ()) | set(config.components.values())
+    for host in config.hosts:
+        names.update(config.modules_for_host(host))
+    for name in sorted(names):
+        try:
+            importlib.import_module(f"tercet.modules.{name}")
+        except Exception:  # noqa: BLE001, S112 - a broken module fails when loaded
+            continue
+
+
 def collect_problems(config: Config, extra_known: Iterable[str] = ()) -> list[ConfigProblem]:
     """Config, certificate and data directory problems, errors first."""
+    _declare_module_options(config)
     problems = config.check(extra_known)
     problems += _data_path_findings(config)
     for host in _configured(config):
@@ -391,10 +405,11 @@ def version() -> None:
 
 def _attach_commands() -> None:
     # Imported here, not at the top: these modules import this one for pass_cli.
-    from tercet.cli import module_cmds, server_cmds, user_cmds
+    from tercet.cli import module_cmds, plugin_cmds, server_cmds, user_cmds
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
-                    server_cmds.reload, user_cmds.user, module_cmds.module):
+                    server_cmds.reload, user_cmds.user, module_cmds.module,
+                    plugin_cmds.plugin, plugin_cmds.repo):
         cli.add_command(command)
 
 

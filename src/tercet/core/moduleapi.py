@@ -59,6 +59,7 @@ class ModuleApi:
         self._undo: list[Callable[[], None]] = []
         self._stores: dict[tuple[str, str], Any] = {}
         self.dependencies: list[str] = []
+        self._tasks: set[asyncio.Task[Any]] | None = None
 
     # -- events (0.1) -----------------------------------------------------------------
     @property
@@ -306,7 +307,13 @@ class ModuleApi:
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         """Run a background task owned by this module; cancelled on unload (0.1)."""
         task: asyncio.Task[T] = asyncio.ensure_future(coro)
-        self._undo.append(lambda: task.cancel() if not task.done() else None)
+        if self._tasks is None:
+            tasks: set[asyncio.Task[Any]] = set()
+            self._tasks = tasks
+            self._undo.append(lambda: [t.cancel() for t in list(tasks)])
+        # Finished tasks leave the set, so frequent spawning does not grow memory.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     def now(self) -> float:

@@ -188,6 +188,7 @@ class ModuleManager:
         if entry.api is not None:
             entry.api._unload()
         log.error("module %s failed to load on %s: %s", entry.name, entry.host, error)
+        self.server.events.fire("module-failed", entry)
         return entry
 
     @staticmethod
@@ -205,7 +206,9 @@ class ModuleManager:
 
     def _import(self, source: ModuleSource, fresh: bool) -> ModuleType:
         if source.path is not None and str(source.path) not in sys.path:
-            sys.path.insert(0, str(source.path))
+            # Appended, not prepended: a plugin's bundled copy of a library must not
+            # shadow the one the server itself runs on.
+            sys.path.append(str(source.path))
         if fresh:
             top = source.import_path.split(".")[0]
             if source.origin == "builtin":

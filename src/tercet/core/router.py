@@ -14,11 +14,11 @@ are never answered (RFC 6120 §8.3.1).
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tercet.core.events import is_awaitable
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.jid import InvalidJID, JID
 from tercet.protocol.stanza import Element
@@ -88,7 +88,7 @@ class Router:
         if origin.kind == "c2s" and origin.host is not None:
             result = origin.host.events.fire(f"pre-{name}/{to_type}", event)
             if result is not None:
-                if inspect.isawaitable(result):
+                if is_awaitable(result):
                     return self._after_pre(result, event)
                 return result
         return self._deliver(event)
@@ -98,7 +98,7 @@ class Router:
         if result is not None:
             return result
         result = self._deliver(event)
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
             result = await result
         return result
 
@@ -108,7 +108,7 @@ class Router:
             result = event.host.events.fire(f"{stanza.name}/{event.to_type}", event)
             if result is None:
                 return self._unhandled(event)
-            if inspect.isawaitable(result):
+            if is_awaitable(result):
                 return self._await_delivery(result, event)
             return result
         result = self.events.fire("route/remote", event)

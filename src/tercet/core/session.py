@@ -31,20 +31,35 @@ class Connection(Protocol):
     def secure(self) -> bool: ...
 
 
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger adapter that starts every message with the session id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"{self.extra['session']}: {msg}", kwargs  # type: ignore[index]
+
+
 class Session:
     """Base of every session kind; ``kind`` names it for logs and event names."""
 
     kind = "local"
-    __slots__ = ("id", "host", "log", "closed", "data")
+    __slots__ = ("id", "host", "closed", "data")
 
     def __init__(self, host: Host | None) -> None:
         self.id = f"{self.kind}{next(_ids)}"
         self.host = host
-        self.log = logging.getLogger(f"tercet.{self.kind}.{self.id}")
         self.closed = False
         # Per-session scratch space for modules (keyed by module name), so modules keep
         # their state on the session without monkey-patching attributes onto it.
         self.data: dict[str, Any] = {}
+
+    @property
+    def log(self) -> SessionLog:
+        """A logger for this session (``tercet.<kind>``, messages prefixed with the id).
+
+        Made when used rather than kept: a ``logging.getLogger`` per session would stay in
+        the logging module's registry forever, growing with every connection ever made.
+        """
+        return SessionLog(logging.getLogger(f"tercet.{self.kind}"), {"session": self.id})
 
     def send(self, stanza: Element) -> None:
         raise NotImplementedError

@@ -54,7 +54,7 @@ class AccountDiscoEvent:
     handlers set ``exists`` when they know the node.
     """
 
-    __slots__ = ("origin", "stanza", "username", "node", "reply", "owner", "exists")
+    __slots__ = ("exists", "node", "origin", "owner", "reply", "stanza", "username")
 
     def __init__(self, origin: Any, stanza: Element, username: str, node: str | None,
                  reply: Element, owner: bool) -> None:
@@ -143,7 +143,7 @@ def caps_ver(query: Element) -> str:
             parts.append(f"{var}<")
             parts += [f"{v.text}<" for v in sorted(field.find_all("value", NS_DATA),
                                                     key=lambda v: v.text)]
-    digest = hashlib.sha1("".join(parts).encode("utf-8")).digest()  # noqa: S324 (XEP-0115)
+    digest = hashlib.sha1("".join(parts).encode("utf-8")).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -302,7 +302,7 @@ def _load_accounts(module: ModuleApi) -> None:
             return await finish_node(event, "account-disco-items-node", disco, reply)
         if owner:
             for resource, session in sorted(module.sessions(username).items()):
-                query.tag("item", NS_ITEMS, {"jid": session.full_jid, "name": resource})
+                query.tag("item", NS_ITEMS, {"jid": session.full_jid or "", "name": resource})
         await module.fire_async("account-disco-items", disco)
         event.origin.send(reply)
         return True

@@ -1,105 +1,374 @@
-"""Presence availability (RFC 6121 §4): broadcast to one's own resources, directed
-presence, and unavailable presence when a session ends.
+"""Presence (RFC 6121 §3 and §4): availability, subscriptions, probes, directed presence.
 
-The roster-based broadcast and subscriptions of RFC 6121 §3 are added by the roster
-module through the ``presence-broadcast`` event.
+Outbound (``pre-presence/*`` on the sender's host, from local clients):
+
+* no 'to', available or unavailable: reflected to the sender, sent to the account's
+  other available resources and to every contact with subscription from/both (§4.2, §4.4,
+  §4.5); the first available presence also probes the contacts with subscription to/both,
+  brings the other resources' presence, redelivers pending subscription requests and
+  fires ``initial-presence`` (the offline module delivers stored messages there);
+* with a 'to', available or unavailable: directed presence (§4.6), remembered so that
+  unavailable presence follows it;
+* subscribe / subscribed / unsubscribe / unsubscribed: stamped with bare JIDs, applied to
+  the sender's roster (Appendix A.2, with pre-approval, §3.4), then routed.
+
+Inbound (``presence/bare``, ``presence/full`` on the destination host): availability
+goes to the available resources (or the one full JID) and is dropped when there is none;
+subscription stanzas go through Appendix A.3 and probes are answered (§4.3.2).
+
+When a session ends without unavailable presence, the server sends it on its behalf
+(§4.5.3, as on a stream error). Roster state needs the roster module; without it only
+the account's own resources see its presence.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tercet.core.moduleapi import ModuleApi
+from tercet.modules._rosterlib import (
+    NS_PREAPPROVAL,
+    SUBSCRIPTION_TYPES,
+    Outcome,
+    RosterFull,
+    Tasks,
+    last_presence,
+    presence,
+    route,
+    sees_user,
+    send,
+    send_presence_of_resources,
+    user_sees,
+)
+from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element
+from tercet.protocol.xmlstream import parse_fragment
 
-META = {"summary": "Presence (RFC 6121 §4)", "stage": "stable", "xeps": []}
+META = {"summary": "Presence (RFC 6121 §3, §4)", "stage": "stable", "xeps": []}
 AVAILABILITY = (None, "unavailable")
+# Directed presence remembered per session (RFC 6121 §4.6.2 does not bound it; RFC 6120
+# §13.12 lets a server limit what one session may make it hold).
+MAX_DIRECTED = 1000
+_PRIORITY = re.compile(r"[+-]?[0-9]{1,10}")
 
 
 def load(module: ModuleApi) -> None:
-    def outbound_broadcast(event: Any) -> Any:
-        session, stanza = event.origin, event.stanza
-        if event.to is not None or session.kind != "c2s":
-            return None
-        ptype = stanza.attrs.get("type")
-        if ptype not in AVAILABILITY:
-            return None
-        if ptype is None:
-            initial = not session.available
-            session.available = True
-            session.priority = _priority(stanza)
-            session.presence = stanza
-            broadcast(session, stanza)
-            if initial:
-                module.fire("initial-presence", session)
-        else:
-            session.available = False
-            session.presence = None
-            broadcast(session, stanza)
-            send_directed_unavailable(session, stanza)
-        return True
+    tasks = Tasks(module)
 
-    def broadcast(session: Any, stanza: Element) -> None:
-        for other in module.sessions(session.username).values():
-            if other.available or other is session:
-                copy = stanza.copy()
-                copy.attrs["to"] = other.full_jid
-                other.send(copy)
-        module.fire("presence-broadcast", (session, stanza))
-
-    def send_directed_unavailable(session: Any, stanza: Element) -> None:
-        for jid in sorted(session.directed):
-            copy = stanza.copy()
-            copy.attrs["to"] = jid
-            module.route(session, copy)
-        session.directed.clear()
-
-    def outbound_directed(event: Any) -> Any:
-        session = event.origin
-        ptype = event.stanza.attrs.get("type")
-        if event.to is None or session.kind != "c2s" or ptype not in AVAILABILITY:
-            return None
-        if ptype is None:
-            session.directed.add(str(event.to))
-        else:
-            session.directed.discard(str(event.to))
-        return None  # routing continues to the destination
-
-    def inbound_full(event: Any) -> Any:
-        to = event.to
-        session = module.sessions(to.node, to.domain).get(to.resource)
-        if session is not None:
-            session.send(event.stanza)
-        return True
-
-    def inbound_bare(event: Any) -> Any:
-        to = event.to
-        for session in module.sessions(to.node, to.domain).values():
-            if session.available and session.priority >= 0:
-                session.send(event.stanza)
-        return True
-
-    def unbind(session: Any) -> None:
-        if session.available:
-            session.available = False
-            unavailable = Element("presence", attrs={"type": "unavailable",
-                                                     "from": session.full_jid})
-            broadcast(session, unavailable)
-            send_directed_unavailable(session, unavailable)
+    def roster() -> Any:
+        """The host's roster service, or None when no roster module is loaded."""
+        for provider in module.providers("roster"):
+            if hasattr(provider, "outbound"):
+                return provider
         return None
 
+    def features(event: Any) -> None:
+        if event.session.authenticated and roster() is not None:
+            event.features.tag("sub", NS_PREAPPROVAL)  # RFC 6121 §3.4.1
+
+    # -- outbound availability (§4.2, §4.4, §4.5) ---------------------------------------------
+    def outbound_broadcast(event: Any) -> Any:
+        session, stanza = event.origin, event.stanza
+        if event.to is not None or session.kind != "c2s" or not session.bound:
+            return None
+        ptype = stanza.get("type")
+        if ptype in AVAILABILITY:
+            return availability(session, stanza)
+        if ptype != "error":
+            session.send(stanza.error_reply(StanzaError("bad-request", "this needs a 'to'")))
+        return True
+
+    async def availability(session: Any, stanza: Element) -> bool:
+        stanza.attrs["from"] = session.full_jid
+        stanza.attrs.pop("to", None)
+        available = stanza.get("type") is None
+        initial = available and not session.available
+        session.available = available
+        if available:
+            session.priority = _priority(stanza)
+            session.presence = stanza.copy()
+            session.data["presence.since"] = module.now()
+        else:
+            session.presence = None
+        to_own_resources(session, stanza)
+        await to_contacts(session, stanza)
+        await module.fire_async("presence-broadcast", (session, stanza))
+        if not available:
+            await to_directed(session, stanza)
+        elif initial:
+            await initial_presence(session)
+        else:
+            await module.fire_async("presence-available", session)
+        return True
+
+    def to_own_resources(session: Any, stanza: Element) -> None:
+        for other in list(module.sessions(session.username).values()):
+            if other.available or other is session:
+                copy = stanza.copy()
+                copy.attrs["to"] = other.full_jid or ""
+                other.send(copy)
+
+    async def to_contacts(session: Any, stanza: Element) -> None:
+        service = roster()
+        if service is None:
+            return
+        record = await service.load(session.username)
+        contacts = record.contacts(sees_user)
+        # Remembered so that directed-presence tracking can tell contacts apart without
+        # reading the roster for every copy of a broadcast.
+        session.data["presence.contacts"] = frozenset(contacts)
+        for jid in contacts:
+            copy = stanza.copy()
+            copy.attrs["to"] = jid
+            await route(module, session, copy)
+
+    async def to_directed(session: Any, stanza: Element) -> None:
+        targets = sorted(session.directed)
+        session.directed.clear()
+        for jid in targets:
+            copy = stanza.copy()
+            copy.attrs["to"] = jid
+            await route(module, session, copy)
+
+    async def initial_presence(session: Any) -> None:
+        """After the first available presence (§4.2.2, §3.1.3, XEP-0160)."""
+        service = roster()
+        record = await service.load(session.username) if service is not None else None
+        if record is not None:
+            for jid in record.contacts(user_sees):
+                await route(module, session, Element("presence", attrs={
+                    "type": "probe", "from": session.full_jid, "to": jid}))
+        for other in list(module.sessions(session.username).values()):
+            found = last_presence(module, other) if other is not session else None
+            if found is not None:
+                found.attrs["to"] = session.full_jid
+                session.send(found)
+        if record is not None:
+            for jid, xml in record.pending.items():
+                session.send(pending_request(jid, xml))
+            # As Prosody: ask again for subscriptions still pending, in case the contact's
+            # server lost the request.
+            user_bare = session.bare_jid
+            for jid in record.asking():
+                await send(module, presence(user_bare, jid, "subscribe"))
+        await module.fire_async("initial-presence", session)
+
+    def pending_request(jid: str, xml: str) -> Element:
+        try:
+            request = parse_fragment(xml)
+        except (StreamError, ValueError):  # a damaged record still yields a plain request
+            request = Element("presence")
+        request.attrs["type"] = "subscribe"
+        request.attrs["from"] = jid
+        return request
+
+    # -- outbound directed presence (§4.6) ------------------------------------------------------
+    def outbound_directed(event: Any) -> Any:
+        session, stanza = event.origin, event.stanza
+        ptype = stanza.get("type")
+        if event.to is None or session.kind != "c2s" or ptype not in AVAILABILITY:
+            return None
+        target = str(event.to)
+        if ptype is not None:
+            session.directed.discard(target)
+            return None
+        if str(event.to.bare) in session.data.get("presence.contacts", ()):
+            return None  # a contact getting a broadcast, not directed presence
+        return remember_directed(event)
+
+    def remember_directed(event: Any) -> Any:
+        session, target = event.origin, str(event.to)
+        if target not in session.directed and len(session.directed) >= MAX_DIRECTED:
+            session.send(event.stanza.error_reply(
+                StanzaError("resource-constraint", "too many directed presences")))
+            return True
+        session.directed.add(target)
+        return None  # routing continues to the destination
+
+    # -- outbound subscriptions (§3, Appendix A.2) -------------------------------------------------
+    def outbound_subscription(event: Any) -> Any:
+        ptype = event.stanza.get("type")
+        if ptype not in SUBSCRIPTION_TYPES or event.to is None or event.origin.kind != "c2s":
+            return None
+        service = roster()
+        if service is None:
+            return None
+        return handle_outbound(event, service, ptype)
+
+    async def handle_outbound(event: Any, service: Any, ptype: str) -> bool:
+        session, stanza = event.origin, event.stanza
+        user_bare, contact = session.bare_jid, str(event.to.bare)
+        if contact == user_bare:
+            return True  # nobody subscribes to themselves
+        # §3.1.2 and friends: subscription stanzas travel between bare JIDs.
+        stanza.attrs["from"], stanza.attrs["to"] = user_bare, contact
+        try:
+            outcome = await service.outbound(session.username, contact, ptype)
+        except RosterFull:
+            session.send(stanza.error_reply(StanzaError(
+                "not-allowed", f"the roster is full ({service.max_items} contacts)")))
+            return True
+        if ptype in ("subscribe", "unsubscribe"):
+            await send(module, stanza)
+        elif ptype == "subscribed":
+            await outbound_subscribed(session, stanza, outcome)
+        elif outcome.changed:  # unsubscribed
+            if sees_user(outcome.before.subscription):  # §3.2.2
+                await send_presence_of_resources(module, session.username, contact,
+                                                 unavailable=True)
+            await send(module, stanza)
+        return True
+
+    async def outbound_subscribed(session: Any, stanza: Element, outcome: Outcome) -> None:
+        contact = stanza.attrs["to"]
+        if not sees_user(outcome.after.subscription):
+            return  # a pre-approval (§3.4) stays here until the contact asks
+        await send(module, stanza)  # §3.1.5 (or a repeat that resynchronises the contact)
+        await send_presence_of_resources(module, session.username, contact)
+        if user_sees(outcome.after.subscription):
+            await send(module, presence(session.bare_jid, contact, "probe"))
+
+    # -- inbound (§3, Appendix A.3, §4.3, §8.5) ---------------------------------------------------
+    def inbound_bare(event: Any) -> Any:
+        stanza, to = event.stanza, event.to
+        ptype = stanza.get("type")
+        if to is None:
+            return True
+        if ptype in AVAILABILITY or ptype == "error":
+            # §8.5.2.1.2 / §8.5.2.2.2: every available resource, or nobody.
+            for session in list(module.sessions(to.node, to.domain).values()):
+                if session.available:
+                    session.send(stanza)
+            return True
+        return inbound_subscription(event, ptype)
+
+    def inbound_full(event: Any) -> Any:
+        stanza, to = event.stanza, event.to
+        ptype = stanza.get("type")
+        if ptype in AVAILABILITY or ptype == "error":
+            session = module.sessions(to.node, to.domain).get(to.resource)
+            if session is not None:
+                session.send(stanza)
+            return True
+        return inbound_subscription(event, ptype)
+
+    def inbound_subscription(event: Any, ptype: str | None) -> Any:
+        sender = event.stanza.get("from")
+        if not sender:
+            return True
+        if ptype not in SUBSCRIPTION_TYPES and ptype != "probe":
+            return send(module, event.stanza.error_reply(StanzaError("bad-request")))
+        return handle_inbound(event, ptype, sender)
+
+    async def handle_inbound(event: Any, ptype: str, sender: str) -> bool:
+        user = event.to.node
+        user_bare, contact = f"{user}@{module.host}", sender.partition("/")[0]
+        auth = module.auth
+        if auth is None or not await auth.user_exists(user):
+            if ptype in ("subscribe", "probe"):  # §8.5.1: no such user
+                await send(module, presence(user_bare, contact, "unsubscribed"))
+            return True
+        service = roster()
+        if service is None or contact == user_bare:
+            if ptype == "probe" and contact == user_bare:
+                await send_presence_of_resources(module, user, sender)
+            return True
+        if ptype == "probe":
+            await answer_probe(service, user, user_bare, contact, sender)
+            return True
+        stanza = event.stanza.copy()
+        stanza.attrs["from"], stanza.attrs["to"] = contact, user_bare
+        def deliver(outcome: Outcome) -> None:
+            if ptype != "subscribe" and outcome.changed:
+                # §3.1.6, §3.2.3, §3.3.3: to the interested resources, before the push.
+                for session in list(module.sessions(user).values()):
+                    if session.interested:
+                        session.send(stanza)
+        outcome = await service.inbound(user, contact, ptype, stanza, deliver)
+        if ptype == "subscribe":
+            await inbound_subscribe(user, user_bare, contact, stanza, outcome)
+        elif ptype == "unsubscribe" and sees_user(outcome.before.subscription):
+            await send_presence_of_resources(module, user, contact, unavailable=True)
+        return True
+
+    async def inbound_subscribe(user: str, user_bare: str, contact: str, stanza: Element,
+                                outcome: Outcome) -> None:
+        if outcome.auto_approved:  # already subscribed, or pre-approved (§3.4)
+            await send(module, presence(user_bare, contact, "subscribed"))
+            if not await send_presence_of_resources(module, user, contact):
+                await send(module, presence(user_bare, contact, "unavailable"))
+            return
+        if outcome.refused:
+            if stanza.get("type") != "error":
+                await send(module, stanza.error_reply(StanzaError(
+                    "resource-constraint", "too many pending subscription requests")))
+            return
+        # As Prosody: acknowledge receipt without revealing the user's presence.
+        await send(module, presence(user_bare, contact, "unavailable"))
+        if outcome.stored:  # §3.1.3: every available resource now, the rest at login
+            for session in list(module.sessions(user).values()):
+                if session.available:
+                    session.send(stanza)
+
+    async def answer_probe(service: Any, user: str, user_bare: str, contact: str,
+                           prober: str) -> None:
+        """§4.3.2: the last presence of each available resource, if the prober may see it."""
+        if not sees_user(await service.subscription(user, contact)):
+            await send(module, presence(user_bare, contact, "unsubscribed"))
+            return
+        if not await send_presence_of_resources(module, user, prober):
+            await send(module, presence(user_bare, prober, "unavailable"))
+
+    def inbound_host(event: Any) -> Any:
+        """Presence to the server itself: it is always available and always approves."""
+        stanza = event.stanza
+        sender, ptype = stanza.get("from"), stanza.get("type")
+        if not sender or ptype not in ("probe", "subscribe"):
+            return True
+        return answer_as_host(sender.partition("/")[0], ptype)
+
+    async def answer_as_host(bare: str, ptype: str) -> bool:
+        if ptype == "subscribe":
+            await send(module, presence(module.host, bare, "subscribed"))
+        await send(module, presence(module.host, bare))
+        return True
+
+    # -- the end of a session (§4.5.3) ---------------------------------------------------------
+    def unbind(session: Any) -> None:
+        if not session.available:
+            if session.directed:
+                unavailable = Element("presence", attrs={"type": "unavailable",
+                                                         "from": session.full_jid})
+                tasks.spawn(to_directed(session, unavailable))
+            return
+        session.available = False
+        session.presence = None
+        unavailable = Element("presence", attrs={"type": "unavailable",
+                                                 "from": session.full_jid})
+        to_own_resources(session, unavailable)
+        tasks.spawn(after_unbind(session, unavailable))
+        return
+
+    async def after_unbind(session: Any, unavailable: Element) -> None:
+        await to_contacts(session, unavailable)
+        await module.fire_async("presence-broadcast", (session, unavailable))
+        await to_directed(session, unavailable)
+
+    module.hook("stream-features", features, 5)
     module.hook("pre-presence/bare", outbound_broadcast, 100)
     for kind in ("bare", "full", "host"):
         module.hook(f"pre-presence/{kind}", outbound_directed, 90)
+        module.hook(f"pre-presence/{kind}", outbound_subscription, 80)
     module.hook("presence/full", inbound_full, -1)
     module.hook("presence/bare", inbound_bare, -1)
+    module.hook("presence/host", inbound_host, -1)
     module.hook("resource-unbind", unbind)
 
 
 def _priority(stanza: Element) -> int:
-    text = stanza.child_text("priority")
-    try:
-        value = int(text) if text else 0
-    except ValueError:
+    """RFC 6121 §4.7.2.3: an integer from -128 to 127; anything else counts as 0."""
+    text = (stanza.child_text("priority") or "").strip()
+    if not _PRIORITY.fullmatch(text):
         return 0
-    return max(-128, min(127, value))  # RFC 6121 §4.7.2.3
+    return max(-128, min(127, int(text)))

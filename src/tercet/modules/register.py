@@ -148,14 +148,15 @@ def registration_form(instructions: str) -> Element:
     return query
 
 
-def check_credentials(values: dict[str, str]) -> tuple[str, str] | StanzaError:
+def check_credentials(values: dict[str, str],
+                      profile: str = "stringprep") -> tuple[str, str] | StanzaError:
     """The prepared username and the password, or the error to answer."""
     missing = [n for n in ("username", "password") if not values.get(n)]
     if missing:
         text = "\n".join(f"{n.capitalize()}: Required value missing" for n in missing)
         return StanzaError("not-acceptable", text, type="modify")
     try:
-        username = nodeprep(values["username"])
+        username = nodeprep(values["username"], profile)
     except InvalidJID:
         username = ""
     if not username:
@@ -173,6 +174,7 @@ def load(module: ModuleApi) -> None:
 def load_creation(module: ModuleApi) -> None:
     """Account creation on unauthenticated streams."""
     allow = module.option("allow_registration", False, type=bool)
+    profile = module.global_option("jid_profile", "stringprep")
     require_tls = module.option("c2s_require_encryption", True, type=bool)
     instructions = module.option("registration_instructions", DEFAULT_INSTRUCTIONS, type=str)
     allowlist = parse_networks("registration_allowlist",
@@ -217,6 +219,8 @@ def load_creation(module: ModuleApi) -> None:
             session.send(reply)
             return True
         if stanza.get("type") != "set":
+            if stanza.get("type") in ("result", "error"):
+                return True  # never answered (RFC 6120 §8.3.1)
             return reply_error(session, stanza, StanzaError("bad-request"))
         query = stanza.iq_payload()
         assert query is not None
@@ -225,7 +229,7 @@ def load_creation(module: ModuleApi) -> None:
         return create(session, stanza, form_values(query))
 
     async def create(session: Any, stanza: Element, values: dict[str, str]) -> bool:
-        checked = check_credentials(values)
+        checked = check_credentials(values, profile)
         if isinstance(checked, StanzaError):
             return reply_error(session, stanza, checked)
         username, password = checked
@@ -269,6 +273,7 @@ def load_creation(module: ModuleApi) -> None:
 
 def load_account_management(module: ModuleApi) -> None:
     """Registration info, password change and cancellation for logged-in users."""
+    profile = module.global_option("jid_profile", "stringprep")
 
     def on_query(event: Any) -> Any:
         origin, stanza = event.origin, event.stanza
@@ -294,12 +299,18 @@ def load_account_management(module: ModuleApi) -> None:
         return on_query(event)
 
     async def cancel(origin: Any, stanza: Element) -> bool:
+        answered: list[bool] = []
+
+        def answer() -> None:  # XEP-0077 §3.2: after the removal, before the stream error
+            answered.append(True)
+            origin.send(stanza.reply())
         try:
-            deleted = await module.delete_account(
-                origin.username, before_close=lambda: origin.send(stanza.reply()))
+            deleted = await module.delete_account(origin.username, before_close=answer)
         except Exception:
             module.log.exception("could not delete %s", origin.username)
-            origin.send(stanza.error_reply(StanzaError("internal-server-error", type="wait")))
+            if not answered:
+                origin.send(stanza.error_reply(StanzaError("internal-server-error",
+                                                           type="wait")))
             return True
         if not deleted:
             origin.send(stanza.error_reply(StanzaError("item-not-found")))
@@ -308,7 +319,7 @@ def load_account_management(module: ModuleApi) -> None:
         return True
 
     async def change_password(origin: Any, stanza: Element, values: dict[str, str]) -> bool:
-        checked = check_credentials(values)
+        checked = check_credentials(values, profile)
         if isinstance(checked, StanzaError):
             origin.send(stanza.error_reply(checked))
             return True

@@ -31,7 +31,7 @@ def local_offset(when: float) -> int:
 
 def utc_stamp(when: float) -> str:
     """An XEP-0082 DateTime in UTC: 2024-01-02T03:04:05.678Z."""
-    stamp = dt.datetime.fromtimestamp(when, dt.timezone.utc)
+    stamp = dt.datetime.fromtimestamp(when, dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 

@@ -4,18 +4,22 @@ Negotiation features (STARTTLS, SASL, bind) are modules: this file only frames t
 asks modules for ``stream-features``, hands non-stanza elements to ``stream/<ns>:<name>``
 handlers and stanzas to the router, and keeps per-session order: while a handler awaits,
 reading stops (``pause_reading``), so a slow handler never makes us buffer without bound.
+
+Output is batched: everything written to one connection during one event-loop iteration
+leaves in one ``transport.write`` (one system call) when the iteration ends; one write per
+stanza was the largest single cost of a delivery (bench/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import secrets
 import ssl
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from tercet.core.events import is_awaitable
 from tercet.core.session import C2SSession
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import NS_CLIENT, Element
@@ -51,6 +55,11 @@ class StreamElementEvent:
 class C2SConnection(asyncio.Protocol):
     """One client TCP connection (plain, STARTTLS-upgraded or direct TLS)."""
 
+    # One of these per connected client: slots keep idle sessions small.
+    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent", "_out",
+                 "_out_size", "_peer", "_reader", "_secure", "_send_limit", "_sent_size",
+                 "_timeout", "listener", "server", "session", "transport")
+
     def __init__(self, server: Server, listener: Listener) -> None:
         self.server = server
         self.listener = listener
@@ -59,13 +68,20 @@ class C2SConnection(asyncio.Protocol):
         self._peer = "?"
         self._secure = listener.direct_tls
         self._reader = StreamReader(server.config.get("c2s_stanza_size_limit"))
-        self._backlog: deque[StreamEvent] = deque()
+        # Events parsed but not handled yet (a handler is awaiting); made when needed.
+        self._backlog: deque[StreamEvent] | None = None
         self._busy = False
         self._header_sent = False
         self._closing = False
         self._counted_unauth = False
         self._timeout: asyncio.TimerHandle | None = None
         self._send_limit = DEFAULT_SEND_BUFFER_LIMIT
+        # Output written during this loop iteration, sent by _flush (None: nothing).
+        self._out: list[bytes] | None = None
+        self._out_size = 0
+        # The transport's own buffer at the last flush. It only shrinks until the next
+        # flush, so pending + this bounds what the peer has not read yet.
+        self._sent_size = 0
 
     # -- Connection protocol for the session ---------------------------------------------
     @property
@@ -77,25 +93,49 @@ class C2SConnection(asyncio.Protocol):
         return self._secure
 
     def write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None or self._closing:
+        """Queue bytes for the peer; they leave when this loop iteration ends."""
+        if self.transport is None or self._closing:
             return
-        transport.write(data)
-        if transport.get_write_buffer_size() > self._send_limit:
-            self.session.log.warning("send buffer over %d bytes, closing", self._send_limit)
-            self.close_stream(StreamError("policy-violation", "too much unread data",
-                                          remote=True))
+        self._queue(data)
+        if self._out_size + self._sent_size > self._send_limit:
+            self._overflow()
+
+    def _queue(self, data: bytes) -> None:
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._out_size = len(data)
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            out.append(data)
+            self._out_size += len(data)
+
+    def _flush(self) -> None:
+        """Hand everything queued in this iteration to the transport in one write."""
+        out, self._out = self._out, None
+        transport = self.transport
+        if not out or transport is None or self._closing:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._out_size = 0
+        self._sent_size = transport.get_write_buffer_size()
+        if self._sent_size > self._send_limit:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self.session.log.warning("send buffer over %d bytes, closing", self._send_limit)
+        self._out = None  # the peer is not reading: drop what it would not read anyway
+        self.close_stream(StreamError("policy-violation", "too much unread data", remote=True))
 
     def close_stream(self, error: StreamError | None = None) -> None:
         if self._closing or self.transport is None:
             return
         if not self._header_sent:
             self._send_header(self.session.host.name if self.session.host else None)
-        out = []
         if error is not None:
-            out.append(stream_element_xml(error.to_element()))
-        out.append(STREAM_CLOSE)
-        self.transport.write("".join(out).encode())
+            self._queue(stream_element_xml(error.to_element()).encode())
+        self._queue(STREAM_CLOSE.encode())
+        self._flush()
         self._closing = True
         self.session.closed = True
         self.transport.close()
@@ -121,6 +161,7 @@ class C2SConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.net.connections.discard(self)
         self._closing = True
+        self._out = None
         self.session.closed = True
         if self._timeout is not None:
             self._timeout.cancel()
@@ -136,7 +177,10 @@ class C2SConnection(asyncio.Protocol):
             self.close_stream(err)
             return
         if events:
-            self._backlog.extend(events)
+            if self._backlog is None:
+                self._backlog = deque(events)
+            else:
+                self._backlog.extend(events)
             if not self._busy:
                 self._drain()
 
@@ -146,6 +190,8 @@ class C2SConnection(asyncio.Protocol):
     # -- processing in order --------------------------------------------------------------
     def _drain(self) -> None:
         backlog = self._backlog
+        if backlog is None:
+            return
         while backlog and not self._busy and not self._closing:
             event = backlog.popleft()
             try:
@@ -157,11 +203,13 @@ class C2SConnection(asyncio.Protocol):
                 self.session.log.exception("error while processing a stanza")
                 self.close_stream(StreamError("internal-server-error", remote=False))
                 return
-            if result is not None and inspect.isawaitable(result):
+            if is_awaitable(result):
                 self._busy = True
                 if self.transport is not None:
                     self.transport.pause_reading()
                 asyncio.ensure_future(self._wait(result))
+        if not backlog and self._backlog is backlog:
+            self._backlog = None  # idle sessions keep no deque (~600 bytes each)
 
     async def _wait(self, pending: Any) -> None:
         try:
@@ -208,14 +256,12 @@ class C2SConnection(asyncio.Protocol):
         features = Element("features", "http://etherx.jabber.org/streams")
         self.server.fire_sync_or_log(session.host.events, "stream-features",
                                      StreamElementEvent(session, features=features))
-        assert self.transport is not None
-        self.transport.write(stream_element_xml(features).encode())
+        self._queue(stream_element_xml(features).encode())
 
     def _send_header(self, host: str | None) -> None:
         self.session.stream_id = secrets.token_urlsafe(12)
         header = stream_header(from_=host, id_=self.session.stream_id)
-        assert self.transport is not None
-        self.transport.write(header.encode())
+        self._queue(header.encode())
         self._header_sent = True
 
     def _handle_element(self, el: Element) -> Any:
@@ -257,7 +303,12 @@ class C2SConnection(asyncio.Protocol):
     def restart_stream(self) -> None:
         """After SASL success (RFC 6120 §6.4.6): a fresh parser, a fresh header expected."""
         self._reader.reset()
-        self._backlog.clear()
+        self._drop_backlog()
+
+    def _drop_backlog(self) -> None:
+        # Cleared in place: _drain may be iterating over this very deque right now.
+        if self._backlog is not None:
+            self._backlog.clear()
 
     def authenticated(self) -> None:
         if self._timeout is not None:
@@ -271,7 +322,8 @@ class C2SConnection(asyncio.Protocol):
         assert self.transport is not None
         ctx = self.server.tls.server_context()
         self._reader.reset()
-        self._backlog.clear()
+        self._drop_backlog()
+        self._flush()  # <proceed/> must reach the peer before the TLS handshake starts
         try:
             transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
                                              ssl_handshake_timeout=30)

@@ -31,19 +31,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from .catalog import CatalogError, ModuleEntry, Release, parse_catalog
+from .discovery import PluginEntry, discover, entry_points_in, plugin_paths
 from .fetch import FetchError, TooLarge, download, fetch_bytes
 from .package import (
     DIST_PREFIX,
-    ENTRY_POINT_GROUP,
     MODULE_NAME_RE,
     SHA256_RE,
     PluginFormatError,
@@ -58,7 +58,7 @@ from .repo import BuildError, build_wheel
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - not on Windows; the lock is then advisory-less
+except ImportError:  # pragma: no cover - Windows: no lock there
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
@@ -200,53 +200,6 @@ class PluginInfo:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class PluginEntry:
-    """A module found in the plugin directory: what the server's module manager loads."""
-
-    name: str  # module name (the entry point name)
-    value: str  # "tercet_mod_motd" or "pkg.mod:attr"
-    distribution: str
-    version: str
-    path: Path  # the directory to put on sys.path
-
-    @property
-    def module(self) -> str:
-        return self.value.split(":", 1)[0].strip()
-
-
-# -- discovery (used by the server) -----------------------------------------------------------
-
-
-def plugin_paths(plugin_path: Path) -> list[Path]:
-    """The installed plugin directories, sorted; staging and trash directories are skipped."""
-    root = Path(plugin_path)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and MODULE_NAME_RE.match(p.name))
-
-
-def discover(plugin_path: Path) -> dict[str, PluginEntry]:
-    """Module name -> entry point of every installed plugin (first directory wins a clash)."""
-    found: dict[str, PluginEntry] = {}
-    for directory in plugin_paths(plugin_path):
-        for name, entry in _entry_points(directory).items():
-            found.setdefault(name, entry)
-    return found
-
-
-def _entry_points(directory: Path) -> dict[str, PluginEntry]:
-    found: dict[str, PluginEntry] = {}
-    dists = importlib_metadata.distributions(path=[str(directory)])
-    for dist in sorted(dists, key=lambda d: str(d.metadata["Name"] or "")):
-        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
-            found.setdefault(
-                ep.name,
-                PluginEntry(ep.name, ep.value, dist.metadata["Name"], dist.version, directory),
-            )
-    return found
-
-
 # -- the installer ----------------------------------------------------------------------------
 
 
@@ -309,6 +262,7 @@ class Installer:
         self.timeout = timeout
         self.clock = clock
         self._catalogs: dict[str, dict[str, ModuleEntry] | RepositoryUnavailable] = {}
+        self._warned: set[str] = set()  # repositories already reported as unreadable
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -329,7 +283,9 @@ class Installer:
             plan = self._plan(candidate, replace_builtin, progress)
             return self._run(plan, Path(tmp), replace_builtin, progress)
 
-    def update(self, name: str | None = None, *, progress: Progress = _quiet) -> list[InstallResult]:
+    def update(
+        self, name: str | None = None, *, progress: Progress = _quiet
+    ) -> list[InstallResult]:
         """Update *name* (or every plugin installed from a repository) to the newest compatible
         version; returns what was updated."""
         results = []
@@ -400,7 +356,7 @@ class Installer:
         installed = self._installed(name, records[name]) if name in records else None
         for repo, entries in self._readable_catalogs(progress):
             if name in entries:
-                newest = self._newest_compatible(name, progress)
+                newest = self._newest_compatible(name, progress, only=repo)
                 return PluginInfo(name, repo, entries[name], installed,
                                   newest[1].version if newest else None)
         if installed is not None:
@@ -412,7 +368,7 @@ class Installer:
     def _resolve(self, spec: str, tmp: Path, progress: Progress) -> _Candidate:
         spec = spec.strip()
         if urlsplit(spec).scheme in ("http", "https", "file"):
-            return self._resolve_url(spec, progress)
+            return self._resolve_url(spec)
         if os.sep in spec or "/" in spec or spec.endswith(".whl") or spec.startswith("."):
             return self._resolve_path(Path(spec), tmp, progress)
         m = _SPEC_RE.match(spec)
@@ -438,7 +394,7 @@ class Installer:
         return _Candidate(name, release.version, repo, release.meta, url=urljoin(repo, release.url),
                           sha256=release.sha256, size=release.size)
 
-    def _resolve_url(self, url: str, progress: Progress) -> _Candidate:
+    def _resolve_url(self, url: str) -> _Candidate:
         parts = urlsplit(url)
         filename = unquote(parts.path.rsplit("/", 1)[-1])
         if not filename.endswith(".whl"):
@@ -551,7 +507,9 @@ class Installer:
             catalogs.append((repo, entries))
         return catalogs
 
-    def _readable_catalogs(self, progress: Progress) -> Iterator[tuple[str, dict[str, ModuleEntry]]]:
+    def _readable_catalogs(
+        self, progress: Progress
+    ) -> Iterator[tuple[str, dict[str, ModuleEntry]]]:
         """Catalogs that could be read; unreadable ones are reported. Raises when none can be."""
         failures = []
         readable = []
@@ -559,7 +517,9 @@ class Installer:
             entries = self._catalog(repo)
             if isinstance(entries, RepositoryUnavailable):
                 failures.append(entries)
-                progress(f"warning: {entries}")
+                if repo not in self._warned:
+                    self._warned.add(repo)
+                    progress(f"warning: {entries}")
             else:
                 readable.append((repo, entries))
         if failures and not readable:
@@ -620,7 +580,8 @@ class Installer:
             return
         reason = _incompatibility(meta.tercet, "", self.tercet_version, self.python_version)
         if reason is not None:
-            raise IncompatibleVersion(f"{name} {candidate.version or ''} {reason}".replace("  ", " "))
+            version = f" {candidate.version}" if candidate.version else ""
+            raise IncompatibleVersion(f"{name}{version} {reason}")
         self._check_conflicts(name, meta)
 
     def _check_conflicts(self, name: str, meta: TercetMeta) -> None:
@@ -723,7 +684,7 @@ class Installer:
         progress(f"installing {info.module} {info.version} with pip")
         try:
             _run_pip(cmd)
-            if info.module not in _entry_points(staging):
+            if info.module not in entry_points_in(staging):
                 raise CorruptWheel(f"after installing, no entry point {info.module!r} was found")
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -880,8 +841,6 @@ def _module_name(text: str) -> str:
 
 
 def _name_from_wheel(filename: str) -> str:
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
     try:
         dist = parse_wheel_filename(filename)[0]
     except InvalidWheelFilename as exc:

@@ -247,7 +247,8 @@ def _tercet_entry_point(text: str, label: str) -> tuple[str, str]:
     items = parser.items(ENTRY_POINT_GROUP)
     if len(items) != 1:
         raise PluginFormatError(
-            f"{label}: exactly one entry point in {ENTRY_POINT_GROUP!r} expected, found {len(items)}"
+            f"{label}: exactly one entry point in {ENTRY_POINT_GROUP!r} expected,"
+            f" found {len(items)}"
         )
     module, entry = items[0]
     check_module_name(module)

@@ -29,6 +29,16 @@ DEFAULT_MAX_STANZA_SIZE = 256 * 1024  # c2s default, like Prosody's c2s_stanza_s
 DEFAULT_MAX_DEPTH = 64  # nesting below the stream root; real stanzas stay far below this
 # Feed expat in slices so the size limit is checked while one large read is parsed.
 _SLICE = 16 * 1024
+# RFC 6120 §13.12 lets a server bound what one stream may make it hold. Expat and
+# pyexpat's intern table keep every distinct element/attribute name (namespace included)
+# for the life of the parser, ~0.4 kB each, so a peer inventing new names in every stanza
+# could grow its stream's parser without bound. Past this many names the parser is
+# replaced by a fresh one at the start of the next stanza (see _swap_parser).
+MAX_PARSER_NAMES = 1024
+# pyexpat's character-data buffer, allocated per parser: text up to this size reaches
+# _text in one call, longer text in pieces that _end joins. (Its default of 64 KiB per
+# stream was mostly idle memory on idle sessions; bench/README.md has the figures.)
+_TEXT_BUFFER = 4096
 
 # expat error codes that mean "forbidden by RFC 6120 §11.1" rather than "malformed".
 _RESTRICTED_ERRORS = {
@@ -60,14 +70,47 @@ class StreamClosed:
 StreamEvent = StreamOpened | StanzaReceived | StreamClosed
 
 
+class _SwapParser(Exception):
+    """Raised from the start handler to stop expat where a fresh parser takes over."""
+
+
 class StreamReader:
-    """Parses one direction of an XML stream; ``reset()`` for a stream restart."""
+    """Parses one direction of an XML stream; ``reset()`` for a stream restart.
+
+    Byte positions (``_fed``, ``_mark``, ``_carry_start``) count from the start of the
+    current stream, across parser swaps; ``_base`` is the stream position of the current
+    parser's first byte.
+    """
+
+    __slots__ = (
+        "_base",
+        "_carry",
+        "_carry_start",
+        "_closed",
+        "_depth",
+        "_events",
+        "_fed",
+        "_mark",
+        "_names",
+        "_parser",
+        "_restart_at",
+        "_resuming",
+        "_root_ns_decls",
+        "_split_text",
+        "_stack",
+        "content_ns",
+        "max_depth",
+        "max_names",
+        "max_stanza_size",
+        "stream_ns",
+    )
 
     def __init__(self, max_stanza_size: int = DEFAULT_MAX_STANZA_SIZE,
                  max_depth: int = DEFAULT_MAX_DEPTH, content_ns: str | None = NS_CLIENT,
-                 stream_ns: str = NS_STREAM) -> None:
+                 stream_ns: str = NS_STREAM, max_names: int = MAX_PARSER_NAMES) -> None:
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
+        self.max_names = max_names
         self.content_ns = content_ns
         self.stream_ns = stream_ns
         self._events: list[StreamEvent] = []
@@ -76,9 +119,26 @@ class StreamReader:
 
     def reset(self) -> None:
         """Start a new stream (after STARTTLS or SASL success, RFC 6120 §5.4.3.3, §6.4.6)."""
+        self._new_parser()
+        self._stack: list[Element] = []
+        self._depth = 0
+        self._root_ns_decls: dict[str, str] = {}
+        self._fed = 0
+        self._base = 0
+        self._mark = 0  # stream position where the current top-level element may begin
+        self._closed = False
+        self._split_text = False  # some text of the current stanza came in pieces
+        # While a parser swap is pending: the bytes from _carry_start on, kept so that
+        # the new parser can re-read the stanza it takes over from (_swap_parser).
+        self._carry: bytes | None = None
+        self._carry_start = 0
+        self._restart_at = 0
+        self._resuming = False
+
+    def _new_parser(self) -> None:
         p = expat.ParserCreate("UTF-8", _SEP)
         p.buffer_text = True
-        p.buffer_size = 64 * 1024
+        p.buffer_size = _TEXT_BUFFER
         p.ordered_attributes = False
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         if hasattr(p, "SetReparseDeferralEnabled"):
@@ -99,12 +159,9 @@ class StreamReader:
         p.SkippedEntityHandler = self._restricted
         p.ExternalEntityRefHandler = self._restricted_ext
         self._parser = p
-        self._stack: list[Element] = []
-        self._depth = 0
-        self._root_ns_decls: dict[str, str] = {}
-        self._fed = 0
-        self._mark = 0  # byte index where the current top-level element may have begun
-        self._closed = False
+        # expanded name -> (namespace, local name); pyexpat interns the names, so this
+        # saves a split per element. Bounded with the parser's own names (see above).
+        self._names: dict[str, tuple[str, str]] = {}
 
     # -- input ------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[StreamEvent]:
@@ -115,11 +172,17 @@ class StreamReader:
         for start in range(0, len(data), _SLICE):
             chunk = data[start:start + _SLICE]
             self._fed += len(chunk)
-            self._parse(chunk)
+            if self._carry is not None:
+                self._carry += chunk
+            try:
+                self._parse(chunk)
+            except _SwapParser:
+                self._swap_parser()
             if self._closed:
                 break
             if self._fed - self._mark > self.max_stanza_size:
                 raise StreamError("policy-violation", "stanza too large")
+            self._check_names()
         return events
 
     def _parse(self, chunk: bytes) -> None:
@@ -131,6 +194,56 @@ class StreamReader:
             if exc.code in _RESTRICTED_ERRORS or b"<!DOCTYPE" in chunk or b"<!ENTITY" in chunk:
                 raise StreamError("restricted-xml") from None
             raise StreamError("not-well-formed") from None
+
+    # -- bounding the parser's name tables --------------------------------------------
+    def _check_names(self) -> None:
+        """Arm a parser swap once the parser holds too many names, and keep the bytes it
+        will need: only those from the last stanza boundary on (at most one stanza)."""
+        carry = self._carry
+        if carry is None:
+            if self._depth >= 1 and len(self._parser.intern) > self.max_names:
+                self._carry = b""
+                self._carry_start = self._fed
+            return
+        drop = self._mark - self._carry_start
+        if drop > 0:
+            self._carry = carry[drop:]
+            self._carry_start = self._mark
+
+    def _swap_parser(self) -> None:
+        """Continue the stream on a fresh parser from the stanza start at _restart_at.
+
+        The new parser first reads a stream header rebuilt from the peer's namespace
+        declarations (no event is reported for it), then the carried bytes from the
+        stanza start on, so stanzas and byte positions are the same as without a swap.
+        """
+        assert self._carry is not None
+        tail = self._carry[self._restart_at - self._carry_start:]
+        self._carry = None
+        header = self._rebuilt_header()
+        self._new_parser()
+        self._stack = []
+        self._depth = 0
+        self._base = self._restart_at - len(header)
+        self._fed = self._restart_at
+        self._resuming = True
+        try:
+            self._parse(header)
+        finally:
+            self._resuming = False
+        self._mark = self._restart_at
+        self._fed = self._restart_at + len(tail)
+        self._parse(tail)
+
+    def _rebuilt_header(self) -> bytes:
+        decls = self._root_ns_decls
+        prefix = next((p for p, uri in decls.items() if uri == self.stream_ns), "stream")
+        parts = [f"<{prefix}:stream" if prefix else "<stream"]
+        for p, uri in decls.items():
+            parts.append(f" xmlns:{p}='{escape_attr(uri)}'" if p else
+                         f" xmlns='{escape_attr(uri)}'")
+        parts.append(">")
+        return "".join(parts).encode()
 
     # -- expat callbacks --------------------------------------------------------------
     def _restricted(self, *_args: object) -> None:
@@ -148,14 +261,24 @@ class StreamReader:
             self._root_ns_decls[prefix or ""] = uri or ""
 
     def _start(self, tag: str, attrs: dict[str, str]) -> None:
-        ns, _, name = tag.rpartition(_SEP)
+        split = self._names.get(tag)
+        if split is None:
+            ns, _, name = tag.rpartition(_SEP)
+            split = self._names[tag] = (ns, name)
         depth = self._depth = self._depth + 1
         if depth == 1:
-            self._open_stream(ns, name, attrs)
+            self._open_stream(split[0], split[1], attrs)
             return
+        if depth == 2 and self._carry is not None:
+            at = self._fed_position()
+            if at >= self._carry_start:
+                # A stanza starts inside the carried bytes: hand over to a new parser.
+                self._depth = 1
+                self._restart_at = at
+                raise _SwapParser
         if depth > self.max_depth:
             raise StreamError("policy-violation", "nesting too deep")
-        el = Element(name, ns, _convert_attrs(attrs) if attrs else {})
+        el = Element(split[1], split[0], _convert_attrs(attrs) if attrs else {})
         if depth > 2:
             self._stack[-1].children.append(el)
         self._stack.append(el)
@@ -168,13 +291,19 @@ class StreamReader:
             self._events.append(StreamClosed())
             return
         el = self._stack.pop()
+        if self._split_text:
+            _join_text(el)
         if depth == 2:
+            self._split_text = False
             self._mark = self._fed_position()
             self._events.append(StanzaReceived(el))
 
     def _text(self, data: str) -> None:
         if self._depth >= 2:
-            self._stack[-1].children.append(data)
+            children = self._stack[-1].children
+            if children and isinstance(children[-1], str):
+                self._split_text = True  # longer than the text buffer: joined in _end
+            children.append(data)
         elif not data.isspace():
             raise StreamError("bad-format", "text at stream level")
         else:
@@ -183,7 +312,7 @@ class StreamReader:
 
     def _fed_position(self) -> int:
         index = self._parser.CurrentByteIndex
-        return index if index >= 0 else self._fed
+        return self._base + index if index >= 0 else self._fed
 
     def _open_stream(self, ns: str, name: str, attrs: dict[str, str]) -> None:
         if name != "stream" or ns != self.stream_ns:
@@ -191,11 +320,35 @@ class StreamReader:
         content_ns = self._root_ns_decls.get("")
         if self.content_ns is not None and content_ns != self.content_ns:
             raise StreamError("invalid-namespace", "wrong content namespace")
+        if self._resuming:
+            return  # the rebuilt header of a parser swap: the peer sent no new header
         self._mark = self._fed_position()
         self._events.append(StreamOpened(_convert_attrs(attrs), content_ns))
 
 
+def _join_text(el: Element) -> None:
+    """Merge adjacent text children (one text split by pyexpat's buffer) into one."""
+    out: list[Element | str] = []
+    run: list[str] = []
+    for child in el.children:
+        if isinstance(child, str):
+            run.append(child)
+            continue
+        if run:
+            out.append("".join(run))
+            run = []
+        out.append(child)
+    if run:
+        out.append("".join(run))
+    el.children = out
+
+
 def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    for key in attrs:
+        if _SEP in key:
+            break
+    else:
+        return attrs  # nothing namespaced (the usual case); pyexpat made a fresh dict
     out: dict[str, str] = {}
     for key, value in attrs.items():
         if _SEP in key:

@@ -1,0 +1,44 @@
+"""Message of the day: when a client session sends its first available presence, the server
+sends it a message with ``motd_text`` (as Prosody's mod_motd does).
+
+The message is routed like any other message from the host (``module.send``), so archiving
+or carbons modules see it too. Nothing is sent while ``motd_text`` is empty.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.stanza import message
+
+META = {"summary": "Message of the day at login", "stage": "stable", "xeps": []}
+
+
+def format_motd(text: str, host: str) -> str:
+    """What users read: each line stripped (TOML multi-line strings keep indentation),
+    leading and trailing blank lines dropped, ``{host}`` replaced by the domain."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return "\n".join(lines).replace("{host}", host)
+
+
+def load(module: ModuleApi) -> None:
+    text = module.option("motd_text", "", type=str)
+    subject = module.option("motd_subject", "", type=str)
+
+    async def on_initial_presence(session: Any) -> None:
+        body = format_motd(text, module.host)
+        if not body:
+            return None
+        stanza = message(to=session.full_jid, from_=module.host, body=body)
+        if subject:
+            stanza.text_tag("subject", subject)
+        result = module.send(stanza)
+        if inspect.isawaitable(result):  # delivery may wait (e.g. on storage)
+            await result
+        return None  # an observer: other handlers of the event still run
+
+    # Fired (and awaited) by the presence module once per session, after its first available
+    # presence (RFC 6121 §4.2).
+    module.hook("initial-presence", on_initial_presence)

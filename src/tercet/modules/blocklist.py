@@ -1,0 +1,327 @@
+"""Blocking Command (XEP-0191): a per-account list of JIDs no stanza may pass to or from.
+
+Enforcement, with JID matching per XEP-0191 §6 (full JID, bare JID, domain, domain/resource):
+
+* inbound (``message/*``, ``presence/*``, ``iq/*`` on the user's host): presence is dropped;
+  iq get/set get ``service-unavailable``; chat and normal messages are dropped, or answered
+  ``service-unavailable`` when ``bounce_blocked_messages = true`` (§3.3: the error must not
+  tell the contact it is blocked); everything else is dropped.
+* outbound (``pre-*`` on the user's host): messages, iq get/set and subscription requests
+  are answered ``not-acceptable`` with ``<blocked xmlns='urn:xmpp:blocking:errors'/>``
+  (§3.3); availability presence (broadcasts included), probes, errors and iq results are
+  dropped silently, and unsubscribe/unsubscribed pass so a contact can still be cut off.
+
+Blocking a contact drops its unanswered subscription request and sends it unavailable
+presence from each available resource if it may see the user's presence (§3.3);
+unblocking makes it probe the user, so it gets the current presence if its subscription
+allows. Pushes go to the resources that fetched the list.
+Lists live in the keyval store ``blocklist`` ({"items": {jid: blocked-at}}), cached per
+user in a bounded LRU (``blocklist_cache_size``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.jid import JID, InvalidJID
+from tercet.protocol.stanza import NS_STANZAS, Element
+
+NS_BLOCKING = "urn:xmpp:blocking"
+NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
+META = {"summary": "Blocking Command", "stage": "stable", "xeps": ["XEP-0191"]}
+STORE = "blocklist"
+DEFAULT_CACHE_SIZE = 256
+# XEP-0191 does not bound the list; this keeps one account from growing a record (and
+# every push) without limit.
+DEFAULT_MAX_ITEMS = 5000
+# Above the presence module's broadcast (100) and directed-presence tracking (90), so a
+# blocked stanza is stopped before anything acts on it; below nothing in the core.
+PRIORITY = 200
+SUBSCRIPTION_REQUESTS = frozenset(("subscribe", "subscribed"))
+PASSING_PRESENCE = frozenset(("unsubscribe", "unsubscribed"))
+
+register_option("bounce_blocked_messages", bool, False,
+                "Answer messages from blocked JIDs with service-unavailable.",
+                owner="blocklist")
+register_option("blocklist_cache_size", int, DEFAULT_CACHE_SIZE,
+                "Block lists kept in memory.", min=1, max=1_000_000, owner="blocklist")
+register_option("blocklist_max_items", int, DEFAULT_MAX_ITEMS,
+                "Most JIDs one account may block.", min=1, max=1_000_000, owner="blocklist")
+
+_push_ids = itertools.count(1)
+
+
+def is_blocked(items: Mapping[str, Any], jid: JID) -> bool:
+    """XEP-0191 §6 (as XEP-0016 §2.1): full JID, bare JID, domain, or domain/resource."""
+    if jid.full in items or jid.domain in items:
+        return True
+    if jid.node is not None and str(jid.bare) in items:
+        return True
+    return jid.resource is not None and f"{jid.domain}/{jid.resource}" in items
+
+
+class Blocklists:
+    """Every user's list, read through a bounded LRU cache (least recently used dropped)."""
+
+    def __init__(self, store: Any, size: int) -> None:
+        self.store = store
+        self.size = size
+        self._cache: OrderedDict[str, dict[str, float]] = OrderedDict()
+
+    def cached(self, username: str) -> dict[str, float] | None:
+        items = self._cache.get(username)
+        if items is not None:
+            self._cache.move_to_end(username)
+        return items
+
+    def _remember(self, username: str, items: dict[str, float]) -> None:
+        self._cache[username] = items
+        self._cache.move_to_end(username)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+
+    async def get(self, username: str) -> dict[str, float]:
+        items = self.cached(username)
+        if items is None:
+            record = await self.store.get(username)
+            stored = record.get("items") if isinstance(record, dict) else None
+            items = dict(stored) if isinstance(stored, dict) else {}
+            self._remember(username, items)
+        return items
+
+    async def put(self, username: str, items: dict[str, float]) -> None:
+        await self.store.set(username, {"items": items} if items else None)
+        self._remember(username, items)
+
+    def forget(self, username: str) -> None:
+        self._cache.pop(username, None)
+
+
+def blocked_error() -> StanzaError:
+    """not-acceptable + <blocked/> (XEP-0191 §3.3), text as Prosody words it."""
+    return StanzaError("not-acceptable", "You have blocked this JID", type="cancel",
+                       extra=Element("blocked", NS_BLOCKING_ERRORS))
+
+
+def error_reply(stanza: Element, error: StanzaError) -> Element:
+    reply = stanza.error_reply(error)
+    # No xml:lang on <text/>: it is the stanza's language anyway (RFC 6120 §8.3.2), and
+    # Prosody's conformance scripts compare the element strictly.
+    err = reply.find("error")
+    text = err.find("text", NS_STANZAS) if err is not None else None
+    if text is not None:
+        text.attrs.pop("xml:lang", None)
+    return reply
+
+
+def load(module: ModuleApi) -> None:
+    lists = Blocklists(module.open_store(STORE, "keyval"),
+                       module.option("blocklist_cache_size", DEFAULT_CACHE_SIZE, type=int,
+                                     min=1, max=1_000_000))
+    module.add_feature(NS_BLOCKING)
+    load_commands(module, lists)
+    load_enforcement(module, lists)
+    module.hook("user-deleted", lambda event: lists.forget(event.username))
+
+
+# -- the block list commands --------------------------------------------------------------
+
+def load_commands(module: ModuleApi, lists: Blocklists) -> None:
+    max_items = module.option("blocklist_max_items", DEFAULT_MAX_ITEMS, type=int, min=1,
+                              max=1_000_000)
+    profile = module.global_option("jid_profile", "stringprep")
+
+    async def on_get(event: Any) -> bool:
+        origin = event.origin
+        items = await lists.get(origin.username)
+        reply = event.stanza.reply()
+        payload = reply.tag("blocklist", NS_BLOCKING)
+        for jid in sorted(items):
+            payload.tag("item", attrs={"jid": jid})
+        origin.data["blocklist.interested"] = True  # gets pushes from now on
+        origin.send(reply)
+        return True
+
+    def parse_items(action: Element) -> list[str] | None:
+        out = []
+        for item in action.find_all("item", NS_BLOCKING):
+            try:
+                jid = JID.parse(item.get("jid") or "", profile=profile)
+            except InvalidJID:
+                return None
+            item.attrs["jid"] = str(jid)  # the push echoes the prepared form
+            out.append(str(jid))
+        return out
+
+    async def on_edit(event: Any) -> bool:
+        origin, stanza = event.origin, event.stanza
+        action = stanza.iq_payload()
+        assert action is not None
+        jids = parse_items(action)
+        if jids is None:
+            origin.send(stanza.error_reply(StanzaError("jid-malformed")))
+            return True
+        blocking = action.name == "block"
+        if blocking and not jids:
+            origin.send(stanza.error_reply(StanzaError("bad-request", "nothing to block")))
+            return True
+        before = await lists.get(origin.username)
+        after = edited(before, jids, blocking, module.now())
+        if len(after) > max_items:
+            origin.send(stanza.error_reply(StanzaError("resource-constraint",
+                                                       "the block list is full")))
+            return True
+        await lists.put(origin.username, after)
+        origin.send(stanza.reply())
+        changed = sorted(set(after) - set(before) if blocking else set(before) - set(after))
+        await announce(origin.username, changed, blocking)
+        push(origin.username, action)
+        return True
+
+    async def announce(username: str, changed: list[str], blocking: bool) -> None:
+        for jid in changed:
+            if blocking:
+                await forget_request(module, username, jid)
+            if not await contact_subscribed(module, username, jid):
+                continue
+            if blocking:
+                await send_unavailable(username, jid)
+            else:
+                # The contact "probes" us: the presence logic answers with our current
+                # presence exactly as its subscription allows.
+                await sent(module.send(Element("presence", attrs={
+                    "type": "probe", "from": jid, "to": f"{username}@{module.host}"})))
+
+    async def send_unavailable(username: str, jid: str) -> None:
+        for session in list(module.sessions(username).values()):
+            if session.available:
+                await sent(module.send(Element("presence", attrs={
+                    "type": "unavailable", "to": jid, "from": str(session.full_jid)})))
+
+    def push(username: str, action: Element) -> None:
+        for session in module.sessions(username).values():
+            if session.data.get("blocklist.interested"):
+                iq = Element("iq", attrs={"type": "set", "to": str(session.full_jid),
+                                          "id": f"blocklist-push-{next(_push_ids)}"})
+                iq.append(action.copy())
+                session.send(iq)
+
+    def on_push_error(event: Any) -> bool:
+        event.origin.log.info("client returned an error to a block list push")
+        return True
+
+    module.hook(f"iq-get/self/{NS_BLOCKING}:blocklist", on_get)
+    module.hook(f"iq-set/self/{NS_BLOCKING}:block", on_edit)
+    module.hook(f"iq-set/self/{NS_BLOCKING}:unblock", on_edit)
+    module.hook("iq-error/self/blocklist-push", on_push_error)
+
+
+def edited(before: Mapping[str, float], jids: Iterable[str], blocking: bool,
+           now: float) -> dict[str, float]:
+    """The list after a block or unblock (an unblock without items empties it, §3.5)."""
+    jids = list(jids)
+    if blocking:
+        return {**before, **{jid: before.get(jid, now) for jid in jids}}
+    if not jids:
+        return {}
+    return {jid: when for jid, when in before.items() if jid not in set(jids)}
+
+
+async def contact_subscribed(module: ModuleApi, username: str, jid: str) -> bool:
+    """Whether ``jid`` may see ``username``'s presence (subscription "from" or "both").
+
+    Same contract with the roster module as mod_disco's: a ``roster`` provider with
+    ``async subscription(username, contact)`` if one is registered, else the keyval store
+    "roster" (bare JID -> item with a "subscription" field, optionally under "items").
+    """
+    for provider in module.providers("roster"):
+        ask = getattr(provider, "subscription", None)
+        if ask is not None:
+            return str(await ask(username, jid)) in ("from", "both")
+    data = await module.open_store("roster", "keyval").get(username)
+    items = data.get("items", data) if isinstance(data, dict) else None
+    item = items.get(jid) if isinstance(items, dict) else None
+    return isinstance(item, dict) and item.get("subscription") in ("from", "both")
+
+
+async def forget_request(module: ModuleApi, username: str, jid: str) -> None:
+    """Drop a subscription request from ``jid`` the user has not answered (as Prosody):
+    it would otherwise be shown again at each login, though it came from a blocked JID."""
+    def drop(record: Any) -> None:
+        pending = getattr(record, "pending", None)
+        if isinstance(pending, dict):
+            pending.pop(jid, None)
+    for provider in module.providers("roster"):
+        update = getattr(provider, "update", None)
+        if update is not None:
+            await update(username, drop)
+            return
+
+
+# -- enforcement ----------------------------------------------------------------------------
+
+def load_enforcement(module: ModuleApi, lists: Blocklists) -> None:
+    bounce_messages = module.option("bounce_blocked_messages", False, type=bool)
+
+    def check(username: str, other: JID, act: Any) -> Any:
+        """Run ``act()`` if ``username`` blocks ``other``; a coroutine on a cache miss."""
+        items = lists.cached(username)
+        if items is not None:
+            return act() if is_blocked(items, other) else None
+
+        async def slow() -> Any:
+            return act() if is_blocked(await lists.get(username), other) else None
+        return slow()
+
+    def inbound(event: Any) -> Any:
+        to, sender = event.to, event.from_
+        if to is None or to.node is None or sender is None or sender.bare == to.bare:
+            return None
+        return check(to.node, sender, lambda: refuse_inbound(event))
+
+    def refuse_inbound(event: Any) -> Any:
+        stanza = event.stanza
+        kind, stype = stanza.name, stanza.get("type")
+        answer = (kind == "iq" and stype in ("get", "set")) or (
+            kind == "message" and bounce_messages and stype in (None, "normal", "chat"))
+        if not answer:
+            return True
+        result = module.send(stanza.error_reply(StanzaError("service-unavailable")))
+        return sent(result, True) if inspect.isawaitable(result) else True
+
+    def outbound(event: Any) -> Any:
+        origin, to = event.origin, event.to
+        if to is None or origin.kind != "c2s" or origin.username is None:
+            return None
+        return check(origin.username, to, lambda: refuse_outbound(event))
+
+    def refuse_outbound(event: Any) -> bool | None:
+        stanza = event.stanza
+        kind, stype = stanza.name, stanza.get("type")
+        if kind == "presence" and stype in PASSING_PRESENCE:
+            return None
+        answer = stype in SUBSCRIPTION_REQUESTS if kind == "presence" else (
+            stype != "error" and not (kind == "iq" and stype == "result"))
+        if answer:
+            event.origin.send(error_reply(stanza, blocked_error()))
+        return True
+
+    for kind in ("message", "presence", "iq"):
+        for to_type in ("bare", "full"):
+            module.hook(f"{kind}/{to_type}", inbound, PRIORITY)
+        for to_type in ("bare", "full", "host"):
+            module.hook(f"pre-{kind}/{to_type}", outbound, PRIORITY)
+
+
+async def sent(result: Any, value: Any = None) -> Any:
+    """Wait for routing to finish when a handler on the way was asynchronous."""
+    if inspect.isawaitable(result):
+        await result
+    return value

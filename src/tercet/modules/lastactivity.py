@@ -1,0 +1,90 @@
+"""Last Activity of accounts (XEP-0012 §3): how long ago the user went offline, and the
+status text of the last unavailable presence.
+
+The time and status are recorded when a client sends unavailable presence, and when a
+resource that was still available goes away without one (its time, no status); they are
+kept in the keyval store "lastactivity" as ``{"time": <epoch seconds>, "status": str}``.
+
+Only the user and contacts with a subscription ``from`` or ``both`` may ask; anyone else
+gets ``forbidden`` (XEP-0012 §3.1, which also keeps the account's existence private). An
+account with an available resource answers ``seconds='0'`` (XEP-0012 §3.1); an account
+never seen offline also answers 0, as Prosody does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tercet.core.moduleapi import ModuleApi
+from tercet.modules.disco import contact_subscription
+from tercet.protocol.errors import StanzaError
+
+NS_LAST = "jabber:iq:last"
+META = {"summary": "Last activity of accounts", "stage": "stable", "xeps": ["XEP-0012"]}
+
+
+def load(module: ModuleApi) -> None:
+    store = module.open_store("lastactivity", "keyval")
+    # Records not yet written: a query right after going offline must already see them.
+    # At most one entry per account, removed once written.
+    pending: dict[str, dict[str, Any]] = {}
+    # One background writer per account at most, so a client sending unavailable presence
+    # in a loop cannot pile up storage tasks: the writer stores the newest record, and
+    # again if a newer one arrived meanwhile.
+    writers: dict[str, asyncio.Task[None]] = {}
+
+    def record(username: str, status: str) -> None:
+        pending[username] = {"time": module.now(), "status": status}
+        if username not in writers:
+            writers[username] = asyncio.ensure_future(flush(username))
+
+    async def flush(username: str) -> None:
+        try:
+            while (rec := pending.get(username)) is not None:
+                try:
+                    await store.set(username, rec)
+                except Exception:
+                    module.log.exception("could not store the last activity of %s", username)
+                if pending.get(username) is rec:
+                    del pending[username]
+        finally:
+            del writers[username]
+
+    def on_unavailable(event: Any) -> None:
+        stanza, session = event.stanza, event.origin
+        if event.to is None and stanza.get("type") == "unavailable" \
+                and session.kind == "c2s" and session.username:
+            record(session.username, stanza.child_text("status") or "")
+
+    def on_unbind(session: Any) -> None:
+        if session.available and session.username:  # gone without unavailable presence
+            record(session.username, "")
+
+    async def on_query(event: Any) -> bool:
+        owner = event.to_type == "self"
+        username = event.origin.username if owner else event.to.node
+        if not owner and (event.from_ is None or await contact_subscription(
+                module, username, str(event.from_.bare)) not in ("from", "both")):
+            event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
+            return True
+        seconds, status = 0, ""
+        if not any(s.available for s in module.sessions(username).values()):
+            rec = pending.get(username) or await store.get(username)
+            if isinstance(rec, dict) and isinstance(rec.get("time"), int | float):
+                seconds = max(0, int(module.now() - rec["time"]))
+                status = str(rec.get("status") or "")
+        reply = event.stanza.reply()
+        query = reply.tag("query", NS_LAST, {"seconds": str(seconds)})
+        if status:
+            query.append(status)
+        event.origin.send(reply)
+        return True
+
+    module.add_feature(NS_LAST)
+    module.provides("account-feature", NS_LAST)
+    # Above presence.py's broadcast handler (100), which ends the chain.
+    module.hook("pre-presence/bare", on_unavailable, 110)
+    # Before presence.py's unbind handler marks the session unavailable.
+    module.hook("resource-unbind", on_unbind, 10)
+    module.hook(f"iq-get/bare/{NS_LAST}:query", on_query)

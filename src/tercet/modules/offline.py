@@ -1,0 +1,120 @@
+"""Offline messages (XEP-0160) with delay stamps (XEP-0203).
+
+The message module fires ``message/offline`` for a chat or normal message to an existing
+account with no available resource of non-negative priority. Such messages are kept in
+the archive store ``offline`` with ``<delay from='host' stamp='...'/>`` added, and sent,
+oldest first, to the first resource that then sends available presence with a
+non-negative priority (XEP-0160 §2, step 5); delivered messages are deleted.
+
+Not kept (XEP-0160 §3, XEP-0334 hints, XEP-0085 "Server Handling of Notifications"):
+messages with ``<no-store xmlns='urn:xmpp:hints'/>`` (answered ``service-unavailable``,
+as RFC 6121 §8.5.2.2.1 asks of any message that is not stored), and standalone chat state
+notifications (dropped silently). ``<store/>`` keeps a message either way. Groupchat,
+headline and error messages never get here (message.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tercet.core.moduleapi import ModuleApi
+from tercet.modules._rosterlib import KeyedLocks, send, stamp
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.stanza import NS_DELAY, Element
+from tercet.storage.base import MAX_ARCHIVE_PAGE, ArchiveQuery, StorageError
+
+META = {"summary": "Offline messages", "stage": "stable", "xeps": ["XEP-0160", "XEP-0203"]}
+NS_HINTS = "urn:xmpp:hints"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+# Children that may travel with a chat state without making it more than a notification.
+_NOTIFICATION_NS = frozenset((NS_CHATSTATES, NS_HINTS, "urn:xmpp:sid:0"))
+
+
+def load(module: ModuleApi) -> None:
+    # XEP-0160 §2 step 3: a full queue makes the server answer service-unavailable.
+    limit = module.option("offline_message_limit", 1000, type=int, min=0, max=1_000_000)
+    store = module.open_archive("offline")
+    locks = KeyedLocks()
+    module.add_feature("msgoffline")  # XEP-0160 §4
+
+    async def on_offline(event: Any) -> Any:
+        stanza = event.stanza
+        if is_standalone_notification(stanza):
+            return True  # nothing worth keeping, and not worth an error either
+        if stanza.find("no-store", NS_HINTS) is not None or limit == 0:
+            return None  # not stored: message.py answers service-unavailable
+        username = event.to.node
+        async with locks.hold(username):
+            try:
+                if await store.count(username, ArchiveQuery()) >= limit:
+                    await bounce(stanza)
+                    return True
+                await store.append(username, with_delay(stanza), when=module.now(),
+                                   with_jid=stanza.get("from") or "")
+            except StorageError:
+                module.log.exception("could not store an offline message for %s", username)
+                return None
+        return True
+
+    async def bounce(stanza: Element) -> None:
+        # service-unavailable rather than resource-constraint: XEP-0160 §2 step 3 names it
+        # for a full queue, and RFC 6121 §8.5.2.2.1 for any message not stored; the
+        # condition does not reveal whether the account exists.
+        if stanza.get("type") != "error":
+            await send(module, stanza.error_reply(StanzaError(
+                "service-unavailable", "offline storage full")))
+
+    def with_delay(stanza: Element) -> Element:
+        copy = stanza.copy()
+        copy.tag("delay", NS_DELAY, {"from": module.host, "stamp": stamp(module.now())})
+        return copy
+
+    async def deliver(session: Any) -> None:
+        """Send every stored message to ``session``, oldest first, then delete them."""
+        username = session.username
+        async with locks.hold(username):
+            previous: str | None = None
+            # Each round sends one page and deletes it; a page that comes back unchanged
+            # (nothing was deleted) ends the loop, so it cannot spin.
+            while not session.closed:
+                page = await store.find(username, ArchiveQuery(limit=MAX_ARCHIVE_PAGE))
+                if not page or page[0].key == previous:
+                    return
+                previous = page[0].key
+                for item in page:
+                    session.send(item.value)
+                await store.delete(username, ArchiveQuery(ids=[i.key for i in page]))
+
+    def on_initial(session: Any) -> Any:
+        if session.priority < 0:
+            session.data["offline.waiting"] = True  # XEP-0160 §2: not to negative priority
+            return None
+        return deliver_logged(session)
+
+    def on_available(session: Any) -> Any:
+        if session.priority < 0:
+            session.data["offline.waiting"] = True
+            return None
+        if session.data.pop("offline.waiting", False):
+            return deliver_logged(session)
+        return None
+
+    async def deliver_logged(session: Any) -> None:
+        session.data.pop("offline.waiting", None)
+        try:
+            await deliver(session)
+        except StorageError:
+            module.log.exception("could not deliver offline messages to %s", session.full_jid)
+
+    module.hook("message/offline", on_offline, -1)
+    module.hook("initial-presence", on_initial)
+    module.hook("presence-available", on_available)
+
+
+def is_standalone_notification(stanza: Element) -> bool:
+    """A chat state notification with no body and no store hint (XEP-0085)."""
+    if stanza.find("body") is not None or stanza.find("store", NS_HINTS) is not None:
+        return False
+    children = list(stanza.elements())
+    return any(c.xmlns == NS_CHATSTATES for c in children) and all(
+        c.xmlns in _NOTIFICATION_NS or c.name == "thread" for c in children)

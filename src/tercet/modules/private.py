@@ -1,0 +1,104 @@
+"""Private XML Storage (XEP-0049): a user stores XML fragments for themself only.
+
+Each fragment is kept in the map store "private" under the key ``<ns>:<name>`` of its root
+element, as serialised XML. A get names one fragment; a set may carry several. Errors:
+
+* an iq to another account: ``forbidden`` (XEP-0049 §2.3 prefers it to service-unavailable);
+* no child element (or several in a get): ``not-acceptable`` (the XEP's "Bad Format" has no
+  RFC 6120 condition; implementations answer not-acceptable);
+* a fragment in ``jabber:client``, ``jabber:server`` or ``jabber:iq:private``:
+  ``not-acceptable`` (the reserved namespaces of XEP-0049 §2.3);
+* more than ``private_max_items`` fragments for one user: ``policy-violation``, so one
+  account cannot grow the store without limit.
+
+Setting an empty element deletes the fragment; getting a missing one echoes the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.errors import StanzaError, StreamError
+from tercet.protocol.stanza import Element
+from tercet.protocol.xmlstream import parse_fragment
+
+NS_PRIVATE = "jabber:iq:private"
+RESERVED = frozenset(("jabber:client", "jabber:server", NS_PRIVATE))
+META = {"summary": "Private XML storage", "stage": "stable", "xeps": ["XEP-0049"]}
+DEFAULT_MAX_ITEMS = 256
+
+register_option("private_max_items", int, DEFAULT_MAX_ITEMS,
+                "Private XML fragments (distinct namespaces) one user may store (XEP-0049).",
+                min=1, max=100_000, owner="private")
+
+
+def key_of(el: Element) -> str:
+    return f"{el.xmlns}:{el.name}"
+
+
+def load(module: ModuleApi) -> None:
+    store = module.open_store("private", "map")
+    max_items = module.option("private_max_items", DEFAULT_MAX_ITEMS, type=int, min=1,
+                              max=100_000)
+
+    def error(event: Any, condition: str, text: str | None = None) -> bool:
+        event.origin.send(event.stanza.error_reply(StanzaError(condition, text)))
+        return True
+
+    async def on_private(event: Any) -> bool:
+        stanza = event.stanza
+        query = stanza.iq_payload()
+        fragments = list(query.elements())
+        if not fragments or (stanza.get("type") == "get" and len(fragments) > 1):
+            return error(event, "not-acceptable", "expected one child element")
+        if any(f.xmlns in RESERVED for f in fragments):
+            return error(event, "not-acceptable", "reserved namespace")
+        username = event.origin.username
+        if stanza.get("type") == "get":
+            return await get(event, username, fragments[0])
+        return await set_(event, username, fragments)
+
+    async def get(event: Any, username: str, wanted: Element) -> bool:
+        text = await store.get(username, key_of(wanted))
+        reply = event.stanza.reply()
+        query = reply.tag("query", NS_PRIVATE)
+        found = None
+        if isinstance(text, str):
+            try:
+                found = parse_fragment(text)
+            except StreamError:
+                module.log.error("stored private XML of %s is not valid XML", username)
+        query.append(found or Element(wanted.name, wanted.xmlns))
+        event.origin.send(reply)
+        return True
+
+    async def set_(event: Any, username: str, fragments: list[Element]) -> bool:
+        values: dict[str, Any] = {}
+        for fragment in fragments:
+            # An empty element (no children) deletes, as clients clear data that way.
+            values[key_of(fragment)] = fragment.to_xml(None) if fragment.children else None
+        if not await within_quota(username, values):
+            return error(event, "policy-violation", "too many private XML fragments")
+        await store.set_keys(username, values)
+        event.origin.send(event.stanza.reply())
+        return True
+
+    async def within_quota(username: str, values: dict[str, Any]) -> bool:
+        """Whether storing ``values`` keeps the user within ``private_max_items``."""
+        added = [k for k, v in values.items()
+                 if v is not None and await store.get(username, k) is None]
+        if not added:  # replacing or deleting never grows the store
+            return True
+        keys = set(await store.get_all(username)) | set(added)
+        keys -= {k for k, v in values.items() if v is None}
+        return len(keys) <= max_items
+
+    def forbidden(event: Any) -> bool:
+        return error(event, "forbidden")
+
+    module.add_feature(NS_PRIVATE)
+    # iq.py tries the "self" names before the "bare" ones for one's own account.
+    module.hook(f"iq/self/{NS_PRIVATE}:query", on_private)
+    module.hook(f"iq/bare/{NS_PRIVATE}:query", forbidden)

@@ -1,0 +1,171 @@
+"""The roster (RFC 6121 §2) with roster versioning (XEP-0237).
+
+Get, set and remove over ``jabber:iq:roster``; pushes go to every *interested* resource
+(one that fetched the roster, §2.1.6). The records, the subscription state machine and
+the API other modules use (``module.providers("roster")``) live in ``_rosterlib``; see
+docs/roster.md for the storage layout and the options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi
+from tercet.modules._rosterlib import (
+    DEFAULT_MAX_ROSTER_SIZE,
+    MAX_GROUPS,
+    MAX_TEXT_BYTES,
+    NS_ROSTER,
+    NS_ROSTERVER,
+    RosterFull,
+    RosterRecord,
+    RosterService,
+    item_element,
+    send,
+)
+from tercet.protocol.errors import StanzaError
+from tercet.protocol.jid import JID, InvalidJID
+from tercet.protocol.stanza import Element
+from tercet.storage.base import StorageError
+
+META = {"summary": "Rosters (RFC 6121 §2)", "stage": "stable", "xeps": ["XEP-0237"]}
+
+register_option("max_roster_size", int, DEFAULT_MAX_ROSTER_SIZE,
+                "Most contacts in one roster (and most unanswered subscription requests).",
+                min=1, max=100_000, owner="roster")
+
+
+class RosterSetError(Exception):
+    """A roster set that must be refused with ``error`` (RFC 6121 §2.3.3)."""
+
+    def __init__(self, error: StanzaError) -> None:
+        super().__init__(error.condition)
+        self.error = error
+
+
+def load(module: ModuleApi) -> None:
+    max_items = module.option("max_roster_size", DEFAULT_MAX_ROSTER_SIZE, type=int,
+                              min=1, max=100_000)
+    service = RosterService(module, module.open_keyval("roster"), max_items)
+    module.provides("roster", service)
+    module.add_feature(NS_ROSTER)
+
+    def features(event: Any) -> None:
+        if event.session.authenticated:
+            event.features.tag("ver", NS_ROSTERVER)  # XEP-0237 §2.1
+
+    async def on_query(event: Any) -> bool:
+        stanza, session = event.stanza, event.origin
+        try:
+            if stanza.get("type") == "get":
+                await roster_get(session, stanza)
+            else:
+                await roster_set(session, stanza)
+        except RosterSetError as err:
+            session.send(stanza.error_reply(err.error))
+        except StorageError:
+            module.log.exception("roster storage failed for %s", session.username)
+            session.send(stanza.error_reply(StanzaError("internal-server-error")))
+        return True
+
+    async def roster_get(session: Any, stanza: Element) -> None:
+        record = await service.load(session.username)
+        session.interested = True
+        reply = stanza.reply()
+        query = stanza.iq_payload()
+        # XEP-0237 §2.3: a client whose version is current gets an empty result.
+        if query is None or query.get("ver") != str(record.version):
+            reply.append(roster_query(record))
+        session.send(reply)
+
+    async def roster_set(session: Any, stanza: Element) -> None:
+        jid, item = parse_set(stanza, session.bare_jid)
+        username = session.username
+        if item.get("subscription") == "remove":
+            removed = await service.remove_contact(
+                username, jid, before_push=lambda: session.send(stanza.reply()))
+            if not removed:  # RFC 6121 §2.5.3
+                raise RosterSetError(StanzaError("item-not-found"))
+            return
+        name, groups = item_name(item), item_groups(item)
+
+        def apply(rec: RosterRecord) -> None:
+            try:
+                entry = rec.ensure_item(jid, max_items)
+            except RosterFull:
+                raise RosterSetError(StanzaError(
+                    "not-allowed", f"the roster is full ({max_items} contacts)")) from None
+            # §2.1.2.5: subscription, ask and approved in a set are ignored; only the
+            # user-editable fields change.
+            entry["groups"] = groups
+            if name:
+                entry["name"] = name
+            else:
+                entry.pop("name", None)
+        _, record, changed = await service.update(username, apply)
+        session.send(stanza.reply())
+        service.push(username, changed or [jid], record)
+
+    def forbidden(event: Any) -> Any:
+        # §2.1.5 / §2.3.3: only the account itself may read or change its roster.
+        if event.stanza.get("type") not in ("get", "set"):
+            return True
+        reply = event.stanza.error_reply(StanzaError("forbidden"))
+        if event.origin.kind != "c2s":
+            return send(module, reply)
+        event.origin.send(reply)
+        return True
+
+    module.hook("stream-features", features, 5)
+    module.hook(f"iq/self/{NS_ROSTER}:query", on_query)
+    module.hook(f"iq/bare/{NS_ROSTER}:query", forbidden, -1)
+
+
+def roster_query(record: RosterRecord) -> Element:
+    query = Element("query", NS_ROSTER, {"ver": str(record.version)})
+    for jid in sorted(record.items):
+        query.append(item_element(jid, record.items[jid]))
+    return query
+
+
+def parse_set(stanza: Element, own_bare: str) -> tuple[str, Element]:
+    """The prepared JID and <item/> of a roster set, or RosterSetError (RFC 6121 §2.3.3)."""
+    query = stanza.iq_payload()
+    children = list(query.elements()) if query is not None else []
+    if len(children) != 1 or children[0].name != "item" or children[0].xmlns != NS_ROSTER:
+        raise RosterSetError(StanzaError("bad-request", "a roster set carries one item"))
+    item = children[0]
+    try:
+        jid = JID.parse(item.get("jid") or "")
+    except InvalidJID:
+        raise RosterSetError(StanzaError("bad-request", "invalid JID")) from None
+    if jid.resource is not None:
+        raise RosterSetError(StanzaError("bad-request", "roster items are bare JIDs"))
+    if str(jid) == own_bare:
+        # As Prosody: the account is not a contact of itself.
+        raise RosterSetError(StanzaError("not-allowed", "cannot add yourself"))
+    return str(jid), item
+
+
+def item_name(item: Element) -> str:
+    name = item.get("name") or ""
+    if len(name.encode()) > MAX_TEXT_BYTES:
+        raise RosterSetError(StanzaError("not-acceptable", "name too long"))
+    return name
+
+
+def item_groups(item: Element) -> list[str]:
+    groups: list[str] = []
+    for el in item.find_all("group", NS_ROSTER):
+        text = el.text
+        if not text:
+            raise RosterSetError(StanzaError("not-acceptable", "empty group name"))
+        if len(text.encode()) > MAX_TEXT_BYTES:
+            raise RosterSetError(StanzaError("not-acceptable", "group name too long"))
+        if text in groups:  # RFC 6121 §2.3.3: duplicate groups are a bad request
+            raise RosterSetError(StanzaError("bad-request", "duplicate group"))
+        groups.append(text)
+        if len(groups) > MAX_GROUPS:
+            raise RosterSetError(StanzaError("not-acceptable", "too many groups"))
+    return groups

@@ -1,0 +1,103 @@
+"""vcard-temp (XEP-0054): users set their own vCard; anyone may read it.
+
+vCards are kept as serialised XML strings in the keyval store "vcard" (the server's own,
+readable at the host JID, under the host key). Reading an account that has none gives an
+empty <vCard/> (XEP-0054 §3.1 allows it; Prosody 13 does the same); reading an account
+that does not exist gives ``service-unavailable`` (RFC 6121 §8.5.1). Setting anyone else's
+vCard is ``forbidden``. A vCard larger than ``vcard_max_size`` bytes once serialised is
+refused with ``not-acceptable``; setting an empty <vCard/> deletes the stored one.
+Handlers of ``vcard-updated`` receive a :class:`VCardUpdated` (e.g. for XEP-0153 hashes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.errors import StanzaError, StreamError
+from tercet.protocol.stanza import Element
+from tercet.protocol.xmlstream import parse_fragment
+
+NS_VCARD = "vcard-temp"
+META = {"summary": "vcard-temp", "stage": "stable", "xeps": ["XEP-0054"]}
+DEFAULT_MAX_SIZE = 64 * 1024
+# The largest stanza a client may send bounds a vCard anyway (c2s_stanza_size_limit).
+MAX_MAX_SIZE = 16 * 1024 * 1024
+
+register_option("vcard_max_size", int, DEFAULT_MAX_SIZE,
+                "Largest vCard in bytes (serialised XML) a user may store (XEP-0054).",
+                min=1024, max=MAX_MAX_SIZE, owner="vcard")
+
+
+class VCardUpdated:
+    """Payload of ``vcard-updated``: whose vCard changed, and the new one (None: deleted)."""
+
+    __slots__ = ("username", "vcard")
+
+    def __init__(self, username: str, vcard: Element | None) -> None:
+        self.username = username
+        self.vcard = vcard
+
+
+def load(module: ModuleApi) -> None:
+    store = module.open_store("vcard", "keyval")
+    max_size = module.option("vcard_max_size", DEFAULT_MAX_SIZE, type=int, min=1024,
+                             max=MAX_MAX_SIZE)
+
+    async def stored(user: str | None) -> Element | None:
+        text = await store.get(user)
+        if not isinstance(text, str):
+            return None
+        try:
+            return parse_fragment(text, max_size=MAX_MAX_SIZE)
+        except StreamError:
+            module.log.error("the stored vCard of %s is not valid XML; ignoring it", user)
+            return None
+
+    async def on_get(event: Any) -> bool | None:
+        user: str | None
+        if event.to_type == "host":
+            user = None
+        elif event.to_type == "self":
+            user = event.origin.username
+        else:
+            user = event.to.node
+            auth = module.auth
+            if auth is None or not await auth.user_exists(user):
+                return None  # the router answers service-unavailable
+        reply = event.stanza.reply()
+        reply.append(await stored(user) or Element("vCard", NS_VCARD))
+        event.origin.send(reply)
+        return True
+
+    async def on_set(event: Any) -> bool:
+        stanza = event.stanza
+        if event.to_type != "self":
+            event.origin.send(stanza.error_reply(StanzaError("forbidden")))
+            return True
+        card = stanza.iq_payload()
+        username = event.origin.username
+        if not any(True for _ in card.elements()):
+            await store.set(username, None)
+            card = None
+        else:
+            text = card.to_xml(None)
+            if len(text.encode()) > max_size:
+                event.origin.send(stanza.error_reply(StanzaError(
+                    "not-acceptable", f"vCard larger than {max_size} bytes")))
+                return True
+            await store.set(username, text)
+        event.origin.send(stanza.reply())
+        await module.fire_async("vcard-updated", VCardUpdated(username, card))
+        return True
+
+    def forbidden(event: Any) -> bool:
+        event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
+        return True
+
+    module.add_feature(NS_VCARD)
+    module.hook(f"iq-get/bare/{NS_VCARD}:vCard", on_get)
+    module.hook(f"iq-get/host/{NS_VCARD}:vCard", on_get)
+    module.hook(f"iq-set/bare/{NS_VCARD}:vCard", on_set)
+    module.hook(f"iq-set/host/{NS_VCARD}:vCard", forbidden)

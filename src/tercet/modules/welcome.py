@@ -1,0 +1,49 @@
+"""Welcome message: greet accounts created by in-band registration (XEP-0077).
+
+The server sends ``welcome_message`` (placeholders ``{username}`` and ``{host}``) from the
+host to the new account's bare JID right after ``user-registered``; the account has no
+session yet, so the offline store keeps it until the first login.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from tercet.core.config import register_option
+from tercet.core.moduleapi import ModuleApi
+from tercet.protocol.stanza import Element
+
+META = {"summary": "Welcome message for new accounts", "stage": "stable", "xeps": []}
+DEFAULT_WELCOME = "Hello {username}, welcome to the {host} IM server!"
+
+register_option("welcome_message", str, DEFAULT_WELCOME,
+                "Message sent to new accounts ({username} and {host} are replaced).",
+                owner="welcome")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Replace ``{name}`` placeholders; other braces are left as written."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
+def load(module: ModuleApi) -> None:
+    text = module.option("welcome_message", DEFAULT_WELCOME, type=str)
+
+    async def on_registered(event: Any) -> None:
+        message = Element("message", attrs={"to": f"{event.username}@{event.host}",
+                                            "from": module.host})
+        message.text_tag("body", render(text, {"username": event.username,
+                                               "host": event.host}))
+        await sent(module.send(message))
+        module.log.debug("welcomed %s@%s", event.username, event.host)
+
+    module.hook("user-registered", on_registered)
+
+
+async def sent(result: Any) -> None:
+    """Wait for routing to finish when a handler on the way was asynchronous."""
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,185 @@
+"""Run Prosody's scansion scripts against Tercet: one fresh server per script.
+
+The server is configured like Prosody's own test configuration
+(``../shared/scansion/prosody.cfg.lua``): same admins, plaintext PLAIN logins, blocked
+messages bounced, in-memory storage, the same modules where Tercet has them (plus the
+fragment ``services.toml.part`` next to this file for contact_info/external_services).
+Prosody's test config uses ``authentication = "insecure"`` (any password works); here each
+account a script names is created with the password the script states.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+PROJECT = TESTS.parent
+SHARED = (PROJECT / ".." / "shared").resolve()
+CORPUS = SHARED / "scansion"
+RUNNER = SHARED / "tools" / "scansion" / "run.py"
+SERVICES_FRAGMENT = HERE / "services.toml.part"
+
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from harness import ServerHarness
+
+from tercet.protocol.jid import JID
+
+# The scripts the issue requires to pass.
+REQUIRED = [
+    "basic", "basic_message", "basic_roster", "blocking", "disco_self", "issue1121",
+    "keep_full_sub_req", "presence_preapproval", "lastactivity", "uptime", "vcard_temp",
+    "server_contact_info", "tombstones", "extdisco", "version",
+]
+
+# Prosody module name -> Tercet module name, where they differ.
+RENAMED = {"vcard_legacy": "vcard", "user_account_management": "register"}
+# Loaded by Prosody without being listed (its autoload list), or replaced here by a fresh
+# server per script (debug_reset).
+AUTOLOADED = ["offline"]
+SKIPPED = {"debug_reset", "scansion_record"}
+COMPONENTS = {"conference.localhost": "muc", "pubsub.localhost": "pubsub",
+              "upload.localhost": "http_file_share"}
+
+RUNNER_TIMEOUT = 180  # seconds for one script, server start excluded
+
+
+def available() -> str | None:
+    """None when the corpus and runner are here, else the reason to skip."""
+    if not CORPUS.is_dir():
+        return f"no scansion corpus at {CORPUS} (../shared is not present)"
+    if not RUNNER.is_file():
+        return f"no scansion runner at {RUNNER} (../shared/tools is not present)"
+    return None
+
+
+def tercet_has(module: str) -> bool:
+    return find_spec(f"tercet.modules.{module}") is not None
+
+
+def prosody_modules(cfg: Path) -> list[str]:
+    """The modules_enabled entries of Prosody's test config that are not commented out."""
+    text = cfg.read_text(encoding="utf-8")
+    start = text.find("modules_enabled")
+    end = text.find("}", start)
+    names = []
+    for line in text[start:end].splitlines():
+        match = re.match(r'\s*"([\w-]+)"\s*;', line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def tercet_modules() -> list[str]:
+    """Prosody's test modules that Tercet has, under Tercet's names."""
+    wanted = [RENAMED.get(n, n) for n in prosody_modules(CORPUS / "prosody.cfg.lua")
+              if n not in SKIPPED] + AUTOLOADED
+    return [m for i, m in enumerate(wanted) if m not in wanted[:i] and tercet_has(m)]
+
+
+def toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def server_config() -> tuple[str, str]:
+    """(global TOML, TOML after the localhost table) for ServerHarness."""
+    fragment = SERVICES_FRAGMENT.read_text(encoding="utf-8") \
+        if SERVICES_FRAGMENT.is_file() else ""
+    given = set(tomllib.loads(fragment)) if fragment else set()
+    settings = {
+        "c2s_require_encryption": "false",
+        "allow_unencrypted_plain_auth": "true",
+        "bounce_blocked_messages": "true",
+        "hide_os_type": "true",
+        "allow_registration": "false",
+        "storage": '"memory"',
+        "modules_enabled": toml_list(tercet_modules()),
+    }
+    lines = [f"{k} = {v}" for k, v in settings.items() if k not in given]
+    extra = "\n".join(lines) + "\n" + fragment  # the fragment may open tables: keep it last
+    host_extra = "".join(
+        f'\n[components."{host}"]\nmodule = "{module}"\n'
+        for host, module in COMPONENTS.items() if tercet_has(module))
+    return extra, host_extra
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    host: str
+    password: str
+
+
+def accounts_of(script: Path) -> list[Account]:
+    """The distinct accounts of the script's [Client] headers (jid + password)."""
+    header = re.split(r"^-{3,}\s*$", script.read_text(encoding="utf-8"), maxsplit=1,
+                      flags=re.MULTILINE)[0]
+    found: dict[tuple[str, str], Account] = {}
+    for block in re.split(r"^\[", header, flags=re.MULTILINE)[1:]:
+        if not block.startswith("Client]"):
+            continue
+        props = dict(re.findall(r"^\s+(\w+):\s*(.*?)\s*$", block, flags=re.MULTILINE))
+        if "jid" not in props:
+            continue
+        jid = JID.parse(props["jid"])
+        if jid.node is not None:
+            found.setdefault((jid.node, jid.domain),
+                             Account(jid.node, jid.domain, props.get("password", "")))
+    return list(found.values())
+
+
+def script_path(name: str, workdir: Path) -> Path:
+    """The script to run; version.scs is read as Tercet's own (its software name)."""
+    path = CORPUS / f"{name}.scs"
+    if name != "version":
+        return path
+    copy = workdir / path.name
+    copy.write_text(path.read_text(encoding="utf-8").replace(
+        "<name>Prosody</name>", "<name>Tercet</name>"), encoding="utf-8")
+    return copy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    output: str
+
+
+def run_script(name: str) -> Outcome:
+    """Start a fresh server, provision the script's accounts, run the script, stop."""
+    with tempfile.TemporaryDirectory(prefix=f"scansion-{name}-") as tmp:
+        workdir = Path(tmp)
+        script = script_path(name, workdir)
+        extra, host_extra = server_config()
+        harness = ServerHarness(workdir / "server", extra, host_extra).start()
+        try:
+            for account in accounts_of(script):
+                harness.create_user(account.username, account.password, account.host)
+            return run_runner(script, harness.port())
+        finally:
+            harness.stop()
+
+
+def run_runner(script: Path, port: int) -> Outcome:
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), "--host", "127.0.0.1", "--port", str(port),
+             "--script-timeout", str(RUNNER_TIMEOUT - 10), str(script)],
+            capture_output=True, text=True, timeout=RUNNER_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout if isinstance(exc.stdout, str) else ""
+        return Outcome(False, f"the runner did not finish in {RUNNER_TIMEOUT} s\n{partial}")
+    return Outcome(proc.returncode == 0, proc.stdout + proc.stderr)
+
+
+def all_scripts() -> list[str]:
+    return sorted(p.stem for p in CORPUS.glob("*.scs"))
