@@ -12,9 +12,9 @@ from typing import Any
 # The module test harness lives in tests/modules (not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "modules"))
 
-from moduletest import ModuleTestServer, TestClient  # noqa: E402
+from moduletest import ModuleTestServer, TestClient
 
-from tercet.protocol.stanza import Element  # noqa: E402
+from tercet.protocol.stanza import Element
 
 COMMUNITY = Path(__file__).resolve().parents[2] / "community"
 MODULES = sorted(p.name for p in COMMUNITY.iterdir() if (p / "pyproject.toml").is_file())

@@ -57,7 +57,7 @@ def test_shutdown_notice_reaches_online_admins_first(community_plugins: dict[str
             admin = await online_admin(srv)
         finally:
             await srv.server.stop()
-            srv._tmp.cleanup()  # noqa: SLF001 - stop() was called here, not by __aexit__
+            srv._tmp.cleanup()
         assert "[localhost] Tercet is shutting down" in bodies(admin)
         assert admin.conn.closed_with.condition == "system-shutdown"  # type: ignore[union-attr]
     run(main())

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import free_port
 from xmpp import login, logout
 
-from harness import free_port
 from tercet.plugins.repo import serve, server_url
 
 COMMUNITY = Path(__file__).resolve().parents[2] / "community"

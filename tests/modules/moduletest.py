@@ -66,6 +66,7 @@ class FakeConnection:
 
 
 class TestClient:
+    __test__ = False  # a helper, not a test class for pytest to collect
     def __init__(self, server: ModuleTestServer, session: C2SSession,
                  conn: FakeConnection) -> None:
         self.server = server

@@ -28,7 +28,7 @@ def load(module: ModuleApi) -> None:
 
     def touch(event: Any) -> None:
         event.origin.data[key] = module.now()
-        return None  # an observer: routing goes on
+        # an observer: routing goes on
 
     def on_bind(session: Any) -> None:
         session.data[key] = module.now()

@@ -72,7 +72,6 @@ def load(module: ModuleApi) -> None:
             url = base_url + name
             cut(body, f"[… full text: {url}]")
             stanza.tag("x", NS_OOB).text_tag("url", url)
-        return None
 
     async def expire_files() -> float:
         assert folder is not None

@@ -30,14 +30,14 @@ def load(module: ModuleApi) -> None:
     async def on_initial_presence(session: Any) -> None:
         body = format_motd(text, module.host)
         if not body:
-            return None
+            return
         stanza = message(to=session.full_jid, from_=module.host, body=body)
         if subject:
             stanza.text_tag("subject", subject)
         result = module.send(stanza)
         if inspect.isawaitable(result):  # delivery may wait (e.g. on storage)
             await result
-        return None  # an observer: other handlers of the event still run
+        return  # an observer: other handlers of the event still run
 
     # Fired (and awaited) by the presence module once per session, after its first available
     # presence (RFC 6121 §4.2).

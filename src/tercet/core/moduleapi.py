@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tercet.core import accounts
 from tercet.core.events import EventBus, Handler, HookHandle
 from tercet.core.host import Host, Identity
+from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
 
 if TYPE_CHECKING:
@@ -171,6 +172,11 @@ class ModuleApi:
     def hosts(self) -> list[str]:
         """Every hosted domain (virtual hosts and components) (0.1)."""
         return list(self._server.hosts)
+
+    def parse_jid(self, text: str) -> JID:
+        """Parse a JID with the server's configured profile (jid_profile); raises
+        InvalidJID (0.1)."""
+        return self._server.parse_jid(text)
 
     def is_local_host(self, domain: str) -> bool:
         return domain in self._server.hosts

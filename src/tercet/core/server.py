@@ -67,6 +67,8 @@ class Server:
         self.modules = ModuleManager(self, plugin_path)
         self.stopping = asyncio.Event()
         self._admin: asyncio.AbstractServer | None = None
+        # Tasks of detached async handlers (session teardown), kept so they are not lost.
+        self._background: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,6 +137,8 @@ class Server:
         await self.net.close_all(StreamError(reason, remote=False))
         if self._admin is not None:
             self._admin.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         await self.modules.unload_all()
         await self.storage.close()
         self.stopping.set()
@@ -159,8 +163,16 @@ class Server:
             return
         session.data["core.closed"] = True
         if session.bound and host.remove_session(session):
-            host.events.fire("resource-unbind", session)
-        host.events.fire("session-closed", session)
+            self._fire_detached(host.events, "resource-unbind", session)
+        self._fire_detached(host.events, "session-closed", session)
+
+    def _fire_detached(self, bus: EventBus, name: str, event: Any) -> None:
+        """Fire an event nobody waits for; an async handler still runs to completion."""
+        result = bus.fire(name, event)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # -- roles ----------------------------------------------------------------------------
     def is_admin(self, jid: str, host: str | None) -> bool:

@@ -365,7 +365,9 @@ def parse_fragment(text: str | bytes, max_size: int = 16 * 1024 * 1024) -> Eleme
     """Parse one standalone element (from storage or tests) with the same restrictions."""
     data = text.encode() if isinstance(text, str) else text
     reader = StreamReader(max_stanza_size=max_size, max_depth=256, content_ns=None)
-    wrapper = b"<stream:stream xmlns:stream='" + NS_STREAM.encode() + b"'>"
+    # Elements written without an xmlns are stanzas in the client namespace.
+    wrapper = (b"<stream:stream xmlns='jabber:client' xmlns:stream='" + NS_STREAM.encode()
+               + b"'>")
     events = reader.feed(wrapper + data + b"</stream:stream>")
     elements = [e.element for e in events if isinstance(e, StanzaReceived)]
     if len(elements) != 1:
