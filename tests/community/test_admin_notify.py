@@ -99,6 +99,6 @@ def test_offline_admin_gets_the_notice_at_login(community_plugins: dict[str, Pat
             await admin.send(PRESENCE)  # the offline module delivers stored messages here
             got: list[str] = []
             await wait_for(lambda: bool(got.extend(bodies(admin)) or got))
-            assert got == ["[localhost] module no_such_module failed to load on localhost "
-                           "(see the server log or `tercet module list`)"]
+            assert got == [("[localhost] module no_such_module failed to load on localhost "
+                            "(see the server log or `tercet module list`)")]
     run(main())

@@ -14,7 +14,7 @@ import inspect
 from typing import Any
 
 from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.jid import JID, InvalidJID
+from tercet.protocol.jid import InvalidJID
 from tercet.protocol.stanza import message
 
 META = {"summary": "Notify admins of server and module events", "stage": "stable", "xeps": []}
@@ -49,7 +49,7 @@ def load(module: ModuleApi) -> None:
     def online_sessions(admin: str) -> list[Any]:
         """The admin's available sessions here (RFC 6121 §8.5.2.1: non-negative priority)."""
         try:
-            jid = JID.parse(admin)
+            jid = module.parse_jid(admin)
         except InvalidJID:
             return []
         if jid.node is None or not module.is_local_host(jid.domain):

@@ -27,8 +27,8 @@ def load(module: ModuleApi) -> None:
     key = module.name  # session.data slot: when the session last sent a stanza
 
     def touch(event: Any) -> None:
+        # An observer: it returns None, so routing goes on.
         event.origin.data[key] = module.now()
-        # an observer: routing goes on
 
     def on_bind(session: Any) -> None:
         session.data[key] = module.now()

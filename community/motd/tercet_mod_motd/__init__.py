@@ -28,6 +28,7 @@ def load(module: ModuleApi) -> None:
     subject = module.option("motd_subject", "", type=str)
 
     async def on_initial_presence(session: Any) -> None:
+        # An observer: it returns None, so other handlers of the event still run.
         body = format_motd(text, module.host)
         if not body:
             return
@@ -37,7 +38,6 @@ def load(module: ModuleApi) -> None:
         result = module.send(stanza)
         if inspect.isawaitable(result):  # delivery may wait (e.g. on storage)
             await result
-        return  # an observer: other handlers of the event still run
 
     # Fired (and awaited) by the presence module once per session, after its first available
     # presence (RFC 6121 §4.2).

@@ -332,9 +332,10 @@ class Schema:
             self.register(option)
 
     def register(self, option: Option) -> Option:
-        """Add an option; registering an equal declaration again is a no-op (reloads)."""
+        """Add an option. The same owner may declare it again (a module reloaded with a
+        changed declaration replaces its own); another owner may not take it over."""
         existing = self._options.get(option.name)
-        if existing is not None and existing != option:
+        if existing is not None and existing.owner != option.owner:
             raise ValueError(f"option {option.name!r} is already declared by {existing.owner}")
         self._options[option.name] = option
         return option

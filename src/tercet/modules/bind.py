@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from tercet.core.config import register_option
 from tercet.core.moduleapi import ModuleApi
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.jid import JID, InvalidJID
@@ -20,11 +21,17 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 META = {"summary": "Resource binding (RFC 6120 §7)", "stage": "stable", "xeps": []}
 
+register_option("resource_conflict", str, "kick_old",
+                "What a bind to a resource already in use does: kick_old, random or refuse.",
+                choices=("kick_old", "random", "refuse"), owner="bind")
+# RFC 6120 §7.6.2.1 resource-constraint: a bound on connected resources per account.
+register_option("c2s_max_resources", int, 20, "Resources one account may bind at once.",
+                min=1, max=1000, owner="bind")
+
 
 def load(module: ModuleApi) -> None:
     policy = module.option("resource_conflict", "kick_old", type=str,
                            choices=("kick_old", "random", "refuse"))
-    # RFC 6120 §7.6.2.1 resource-constraint: a bound on connected resources per account.
     max_resources = module.option("c2s_max_resources", 20, type=int, min=1, max=1000)
 
     def features(event: Any) -> None:
