@@ -172,3 +172,18 @@ def test_timers_are_cancelled_on_unload(plugin_dir: Path) -> None:
             await asyncio.sleep(0.1)
             assert len(ticks) == seen
     run(main())
+
+
+def test_module_for_another_tercet_version_is_refused(plugin_dir: Path) -> None:
+    install_fake_plugin(plugin_dir, "future", """
+        META = {"tercet": ">=99.0"}
+        def load(module):
+            module.add_feature("urn:example:future")
+    """)
+
+    async def main() -> None:
+        async with ModuleTestServer(f'installer_plugin_path = "{plugin_dir}"') as srv:
+            entry = await srv.server.modules.load("future", "localhost")
+            assert entry.status == "failed" and "needs Tercet >=99.0" in (entry.error or "")
+            assert "urn:example:future" not in srv.server.hosts["localhost"].features
+    run(main())

@@ -22,6 +22,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 from tercet.core.moduleapi import ModuleApi, ModuleError
 
 if TYPE_CHECKING:
@@ -198,7 +201,20 @@ class ModuleManager:
         return f"{type(exc).__name__}: {exc}{where}"
 
     def _check_conflicts(self, entry: LoadedModule) -> None:
+        """Refuse a module built for another Tercet, or one that conflicts with a loaded
+        module; load what it ``requires`` first (like depends())."""
         meta = getattr(entry.pymodule, "META", {}) or {}
+        spec = meta.get("tercet")
+        if spec:
+            try:
+                compatible = Version(self.server.version) in SpecifierSet(str(spec))
+            except (InvalidSpecifier, InvalidVersion):
+                raise ModuleError(f"invalid tercet version specifier {spec!r}") from None
+            if not compatible:
+                raise ModuleError(f"needs Tercet {spec}, this is {self.server.version}")
+        for required in meta.get("requires", ()):
+            if self.find(required) is not None:
+                self.ensure_loaded(required, entry.host, dependant=entry.name)
         for other in meta.get("conflicts", ()):
             for (name, host), loaded in self.loaded.items():
                 if name == other and loaded.status == "loaded" and host in (entry.host, "*"):
