@@ -380,8 +380,10 @@ def test_register_option_twice() -> None:
     schema = Schema()
     register_option("x", int, 1, "X.", schema=schema)
     register_option("x", int, 1, "X.", schema=schema)          # same declaration: fine
+    register_option("x", int, 2, "X, changed by a reload.", schema=schema)  # same owner
+    assert schema.get("x").default == 2  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="already declared"):
-        register_option("x", str, "1", "X.", schema=schema)
+        register_option("x", str, "1", "X.", schema=schema, owner="another")
 
 
 def test_schema_markdown_lists_core_options() -> None:

@@ -116,6 +116,7 @@ class Site:
         pid = int(pidfile.read_text()) if pidfile.exists() else None
         if tercet(self.config, "stop").returncode != 0 and pid is not None:
             os.kill(pid, signal.SIGKILL)  # the server this fixture started, by its pid
+        self.admin_socket.unlink(missing_ok=True)  # it lives outside the tmp dir
 
     def modules(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = json.loads(

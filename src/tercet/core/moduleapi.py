@@ -93,6 +93,12 @@ class ModuleApi:
         """Fire an event on this module's host bus; may return an awaitable (0.1)."""
         return self._bus.fire(name, event)
 
+    def fire_detached(self, name: str, event: Any) -> None:
+        """Fire a notification nobody waits for; async handlers run as module tasks (0.1)."""
+        result = self._bus.fire(name, event)
+        if inspect.isawaitable(result):
+            self.spawn(result)
+
     async def fire_async(self, name: str, event: Any) -> Any:
         """Fire and await, for use inside async handlers (0.1)."""
         return await self._bus.fire_async(name, event)

@@ -8,6 +8,7 @@ Conflict policy (RFC 6120 §7.7.2.2), option ``resource_conflict``:
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from typing import Any
 
@@ -68,8 +69,10 @@ def load(module: ModuleApi) -> None:
         result = Element("iq", attrs={"type": "result", "id": stanza.get("id") or ""})
         result.tag("bind", NS_BIND).text_tag("jid", session.full_jid)
         session.send(result)
-        module.fire("resource-bind", session)
-        return True
+        # Returned when async: the session waits for resource-bind handlers, so nothing it
+        # sends next can overtake them.
+        fired = module.fire("resource-bind", session)
+        return fired if inspect.isawaitable(fired) else True
 
     def bind(session: Any, resource: str) -> None:
         session.resource = resource

@@ -60,6 +60,8 @@ _push_ids = itertools.count(1)
 
 def is_blocked(items: Mapping[str, Any], jid: JID) -> bool:
     """XEP-0191 §6 (as XEP-0016 §2.1): full JID, bare JID, domain, or domain/resource."""
+    if not items:
+        return False  # most lists are empty: no JID strings to build on the stanza path
     if jid.full in items or jid.domain in items:
         return True
     if jid.node is not None and str(jid.bare) in items:
@@ -68,20 +70,47 @@ def is_blocked(items: Mapping[str, Any], jid: JID) -> bool:
 
 
 class Blocklists:
-    """Every user's list, read through a bounded LRU cache (least recently used dropped)."""
+    """Every user's list, read through a bounded LRU cache (least recently used dropped).
+
+    The lists of users with a bound session stay in memory while they are online (so as
+    many as there are such users): with more users online than the cache holds, every
+    stanza would otherwise wait for a storage read (bench/README.md).
+    """
 
     def __init__(self, store: Any, size: int) -> None:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._online: dict[str, dict[str, float]] = {}
+        self._pinned: set[str] = set()
+
+    def pin(self, username: str) -> None:
+        """The user has a bound session: keep its list in memory from the next read on."""
+        self._pinned.add(username)
+        items = self._cache.pop(username, None)
+        if items is not None:
+            self._online[username] = items
+
+    def unpin(self, username: str) -> None:
+        """The user's last session is gone: its list goes back to the LRU cache."""
+        self._pinned.discard(username)
+        items = self._online.pop(username, None)
+        if items is not None:
+            self._remember(username, items)
 
     def cached(self, username: str) -> dict[str, float] | None:
+        online = self._online.get(username)
+        if online is not None:
+            return online
         items = self._cache.get(username)
         if items is not None:
             self._cache.move_to_end(username)
         return items
 
     def _remember(self, username: str, items: dict[str, float]) -> None:
+        if username in self._pinned:
+            self._online[username] = items
+            return
         self._cache[username] = items
         self._cache.move_to_end(username)
         while len(self._cache) > self.size:
@@ -102,6 +131,7 @@ class Blocklists:
 
     def forget(self, username: str) -> None:
         self._cache.pop(username, None)
+        self._online.pop(username, None)
 
 
 def blocked_error() -> StanzaError:
@@ -129,6 +159,9 @@ def load(module: ModuleApi) -> None:
     load_commands(module, lists)
     load_enforcement(module, lists)
     module.hook("user-deleted", lambda event: lists.forget(event.username))
+    module.hook("resource-bind", lambda session: lists.pin(session.username))
+    module.hook("resource-unbind", lambda session: None if module.sessions(session.username)
+                else lists.unpin(session.username))
 
 
 # -- the block list commands --------------------------------------------------------------

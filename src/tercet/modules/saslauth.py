@@ -110,7 +110,7 @@ def load(module: ModuleApi) -> None:
         session.conn.restart_stream()
         session.conn.authenticated()
         session.log.info("authenticated as %s@%s", username, module.host)
-        module.fire("authentication-success", session)
+        module.fire_detached("authentication-success", session)
 
     def fail(session: Any, condition: str, text: str | None = None) -> None:
         session.sasl = None
@@ -120,7 +120,7 @@ def load(module: ModuleApi) -> None:
         if text:
             el.text_tag("text", text, NS_SASL)
         session.send_raw(el.to_xml(None))
-        module.fire("authentication-failure", session)
+        module.fire_detached("authentication-failure", session)
         if session.auth_failures >= max_failures:
             session.close(StreamError("policy-violation", "too many failed authentications"))
 

@@ -36,9 +36,14 @@ _SLICE = 16 * 1024
 # replaced by a fresh one at the start of the next stanza (see _swap_parser).
 MAX_PARSER_NAMES = 1024
 # pyexpat's character-data buffer, allocated per parser: text up to this size reaches
-# _text in one call, longer text in pieces that _end joins. (Its default of 64 KiB per
-# stream was mostly idle memory on idle sessions; bench/README.md has the figures.)
-_TEXT_BUFFER = 4096
+# _text in one call, longer text in pieces that _end joins. It is memory every idle
+# session holds (we had 64 KiB; bench/README.md has the figures), and bodies are short.
+_TEXT_BUFFER = 1024
+# Expanded element name ("uri<SEP>local") -> (namespace, local name), shared by all
+# readers: saves a split per element. Names come from peers, so it stops growing at
+# this many entries (a miss only costs the split).
+_NAME_CACHE_SIZE = 4096
+_names: dict[str, tuple[str, str]] = {}
 
 # expat error codes that mean "forbidden by RFC 6120 §11.1" rather than "malformed".
 _RESTRICTED_ERRORS = {
@@ -91,7 +96,6 @@ class StreamReader:
         "_events",
         "_fed",
         "_mark",
-        "_names",
         "_parser",
         "_restart_at",
         "_resuming",
@@ -159,9 +163,6 @@ class StreamReader:
         p.SkippedEntityHandler = self._restricted
         p.ExternalEntityRefHandler = self._restricted_ext
         self._parser = p
-        # expanded name -> (namespace, local name); pyexpat interns the names, so this
-        # saves a split per element. Bounded with the parser's own names (see above).
-        self._names: dict[str, tuple[str, str]] = {}
 
     # -- input ------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[StreamEvent]:
@@ -261,10 +262,12 @@ class StreamReader:
             self._root_ns_decls[prefix or ""] = uri or ""
 
     def _start(self, tag: str, attrs: dict[str, str]) -> None:
-        split = self._names.get(tag)
+        split = _names.get(tag)
         if split is None:
             ns, _, name = tag.rpartition(_SEP)
-            split = self._names[tag] = (ns, name)
+            split = (ns, name)
+            if len(_names) < _NAME_CACHE_SIZE:
+                _names[tag] = split
         depth = self._depth = self._depth + 1
         if depth == 1:
             self._open_stream(split[0], split[1], attrs)

@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Tercet and Prosody side by side, in one run on one machine (bench/README.md).
+
+Runs each scenario against each server in turn (pairs close in time), restarting the server
+before the runs that need a clean process, and prints markdown tables with the ratios.
+Raw JSON goes to bench/results/<timestamp>/ (git-ignored).
+
+    /work/venv/bin/python bench/compare.py                  # everything (~15 minutes)
+    /work/venv/bin/python bench/compare.py --only messages  # one scenario
+    /work/venv/bin/python bench/compare.py --table results/20261122-0300   # tables again
+
+Prerequisites (README, "Setup"): Prosody 0.12 installed, accounts user1..user5000 and
+puser1..puser1000 (with 50-contact rosters) provisioned on both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "bench"
+PY = "/work/venv/bin/python"
+DATA = Path("/tmp/benchdata")
+SCENARIOS = ("connect", "messages", "rate", "presence")
+
+
+class Target:
+    """One server under test: how to start and stop it, its port and its PID."""
+
+    def __init__(self, name: str, port: int, start: list[str], stop: list[str],
+                 pidfile: Path) -> None:
+        self.name, self.port, self._start, self._stop = name, port, start, stop
+        self.pidfile = pidfile
+
+    def start(self) -> int:
+        subprocess.run(self._start, check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # bounded wait for the port
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                time.sleep(1.0)  # let it finish loading modules after listening
+                return self.pid()
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not open port {self.port}")
+
+    def stop(self) -> None:
+        subprocess.run(self._stop, check=False, capture_output=True, timeout=60)
+
+    def restart(self) -> int:
+        self.stop()
+        return self.start()
+
+    def pid(self) -> int:
+        return int(self.pidfile.read_text().strip())
+
+
+def targets(prosody_config: str) -> dict[str, Target]:
+    servers = str(SHARED / "servers.sh")
+    tercet = str(HERE / "tercet.sh")
+    return {
+        "prosody": Target("prosody", 5222, [servers, "start", prosody_config],
+                          [servers, "stop", prosody_config],
+                          DATA / f"{prosody_config}.launch.pid"),
+        "tercet": Target("tercet", 5522, [tercet, "start"], [tercet, "stop"],
+                         DATA / "tercet.launch.pid"),
+    }
+
+
+def sample_rss(pid: int, stop: threading.Event, out: list[tuple[float, int]]) -> None:
+    """RSS (kB) of ``pid`` once a second until ``stop`` (flat = no queue growing)."""
+    t0 = time.monotonic()
+    while not stop.wait(1.0):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                kb = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            return
+        out.append((round(time.monotonic() - t0, 1), kb))
+
+
+def bench(cmd: list[str], pid: int, json_path: Path) -> dict[str, Any]:
+    """Run one generator command with RSS sampling; returns its JSON result."""
+    stop = threading.Event()
+    rss: list[tuple[float, int]] = []
+    sampler = threading.Thread(target=sample_rss, args=(pid, stop, rss), daemon=True)
+    sampler.start()
+    print("   $", " ".join(cmd), flush=True)
+    try:
+        subprocess.run(cmd, check=True, timeout=1200)
+    finally:
+        stop.set()
+        sampler.join(5)
+    result: dict[str, Any] = json.loads(json_path.read_text())
+    result["rss_samples_kb"] = rss
+    json_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def xmppbench(t: Target, pid: int, out: Path, name: str, *args: str) -> dict[str, Any]:
+    path = out / f"{name}_{t.name}.json"
+    cmd = [PY, str(SHARED / "xmppbench.py"), "--port", str(t.port), "--server-pid", str(pid),
+           "--label", t.name, "--json", str(path), *args]
+    return bench(cmd, pid, path)
+
+
+def run_all(cfg: argparse.Namespace, out: Path) -> None:
+    ts = targets(cfg.prosody_config)
+    order = [ts[n] for n in cfg.servers]
+    common = ["--quiet-wait", str(cfg.quiet_wait)]
+    steps: list[tuple[str, Callable[[Target], None]]] = []
+    if "connect" in cfg.only:
+        for n in cfg.connect_ns:
+            def connect(t: Target, n: int = n) -> None:
+                pid = t.restart()
+                xmppbench(t, pid, out, f"connect{n}", "--scenario", "connect", "--users",
+                          str(n), "--mech", "SCRAM-SHA-1", "--concurrency", "100", *common)
+            steps.append((f"connect N={n}", connect))
+    if "messages" in cfg.only:
+        def messages(t: Target) -> None:
+            pid = t.restart()
+            xmppbench(t, pid, out, "messages1000", "--scenario", "messages", "--users", "1000",
+                      "--window", str(cfg.window), "--duration", str(cfg.duration), *common)
+        steps.append(("messages N=1000 closed loop", messages))
+    if "rate" in cfg.only:
+        def rate(t: Target) -> None:
+            pid = t.restart()
+            xmppbench(t, pid, out, "rate1000", "--scenario", "messages", "--users", "1000",
+                      "--rate", "1000", "--duration", "12", "--warmup", "2", *common)
+        steps.append(("messages N=1000 at 1000/s", rate))
+    if "presence" in cfg.only:
+        def presence(t: Target) -> None:
+            pid = t.restart()
+            path = out / f"presence_{t.name}.json"
+            bench([PY, str(HERE / "presence_bench.py"), "--port", str(t.port), "--server-pid",
+                   str(pid), "--label", t.name, "--json", str(path), "--users", "1000",
+                   "--user-prefix", "puser", "--contacts", "50", "--duration", "15",
+                   *common], pid, path)
+        steps.append(("presence N=1000 x 50 contacts", presence))
+    for title, step in steps:
+        print(f"== {title}", flush=True)
+        for t in order:
+            step(t)
+            t.stop()
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+def load(out: Path, name: str) -> dict[str, Any] | None:
+    path = out / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}×" if a and b else "–"
+
+
+def tables(out: Path, servers: list[str]) -> str:
+    lines: list[str] = []
+    add = lines.append
+    for n in (1000, 5000):
+        rows = {s: load(out, f"connect{n}_{s}.json") for s in servers}
+        if not any(rows.values()):
+            continue
+        add(f"\n### connect, SCRAM-SHA-1, N={n} (server restarted before)\n")
+        add("| server | ok | logins/s | login p50 / p99 ms | server CPU ms/login | "
+            "RSS before → after (MB) | RSS kB/session | others CPU % |")
+        add("|---|---|---|---|---|---|---|---|")
+        for s, r in rows.items():
+            if r is None:
+                continue
+            c, rss = r["connect"], r.get("rss", {})
+            add(f"| {s} | {c['results'].get('ok', 0):,} | {fmt(c['per_s'])} | "
+                f"{fmt(c['login_ms']['p50'], 0)} / {fmt(c['login_ms']['p99'], 0)} | "
+                f"{fmt(c.get('server_cpu_ms_per_op'), 2)} | "
+                f"{rss.get('baseline_kb', 0) / 1024:.1f} → {rss.get('after_connect_kb', 0) / 1024:.1f}"
+                f" | {fmt(rss.get('per_session_kb'))} | {fmt(c['cpu'].get('others_cpu_pct'), 0)} |")
+    for name, title in (("messages1000", "1:1 messages, N=1000, closed loop"),
+                        ("rate1000", "1:1 messages, N=1000, open loop at 1,000 msgs/s")):
+        rows = {s: load(out, f"{name}_{s}.json") for s in servers}
+        if not any(rows.values()):
+            continue
+        add(f"\n### {title}\n")
+        add("| server | deliveries/s | latency p50 / p90 / p99 ms | server CPU % | "
+            "server µs CPU/delivery | RSS during run min → max (MB) | others CPU % |")
+        add("|---|---|---|---|---|---|---|")
+        for s, r in rows.items():
+            if r is None:
+                continue
+            m, lat = r["messages"], r["messages"].get("latency") or {}
+            rss = [kb for _, kb in r.get("rss_samples_kb", [])][-int(m["window_s"]) - 1:]
+            add(f"| {s} | {fmt(m['delivered_per_s'], 0)} | {fmt(lat.get('p50_ms'))} / "
+                f"{fmt(lat.get('p90_ms'))} / {fmt(lat.get('p99_ms'))} | "
+                f"{fmt(m['cpu']['server_cpu_pct'], 0)} | {fmt(m.get('server_cpu_us_per_delivery'))} | "
+                f"{min(rss) / 1024:.1f} → {max(rss) / 1024:.1f} | "
+                f"{fmt(m['cpu'].get('others_cpu_pct'), 0)} |" if rss else "")
+    rows = {s: load(out, f"presence_{s}.json") for s in servers}
+    if any(rows.values()):
+        add("\n### presence, N=1000 users x 50 mutual contacts\n")
+        add("| server | login: logins/s | login: server CPU ms/login | presences at login | "
+            "status: presences/s to contacts | latency p50 / p99 ms | server µs CPU/presence | "
+            "RSS after (MB) | others CPU % |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for s, r in rows.items():
+            if r is None or "status" not in r:
+                continue
+            lg, st = r["login"], r["status"]
+            add(f"| {s} | {fmt(lg['logins_per_s'])} | {fmt(lg['server_cpu_ms_per_login'], 2)} | "
+                f"{lg['presences_received']:,} | {fmt(st['delivered_per_s'], 0)} | "
+                f"{fmt(st['latency_ms']['p50'], 0)} / {fmt(st['latency_ms']['p99'], 0)} | "
+                f"{fmt(st['server_cpu_us_per_delivery'])} | "
+                f"{(r['rss_kb']['after_status'] or 0) / 1024:.1f} | "
+                f"{fmt(st['cpu'].get('others_cpu_pct'), 0)} |")
+    add("\n### ratios (tercet / prosody, same run)\n")
+    add(ratio_table(out))
+    return "\n".join(lines)
+
+
+def ratio_table(out: Path) -> str:
+    def get(name: str, server: str, *path: str) -> Any:
+        r = load(out, f"{name}_{server}.json")
+        for key in path:
+            if not isinstance(r, dict):
+                return None
+            r = r.get(key)
+        return r
+    rows = [
+        ("logins/s, N=1000 (higher is better)", "connect1000", ("connect", "per_s"), False),
+        ("server CPU per login, N=1000 (lower)", "connect1000",
+         ("connect", "server_cpu_ms_per_op"), True),
+        ("RSS per idle session, N=1000 (lower)", "connect1000", ("rss", "per_session_kb"), True),
+        ("RSS per idle session, N=5000 (lower)", "connect5000", ("rss", "per_session_kb"), True),
+        ("messages/s at saturation (higher)", "messages1000", ("messages", "delivered_per_s"),
+         False),
+        ("server CPU per message (lower)", "messages1000",
+         ("messages", "server_cpu_us_per_delivery"), True),
+        ("latency p50 at 1k/s (lower)", "rate1000", ("messages", "latency", "p50_ms"), True),
+        ("latency p99 at 1k/s (lower)", "rate1000", ("messages", "latency", "p99_ms"), True),
+        ("presences/s to contacts (higher)", "presence", ("status", "delivered_per_s"), False),
+        ("server CPU per presence (lower)", "presence", ("status", "server_cpu_us_per_delivery"),
+         True),
+        ("server CPU per login with 50-contact roster (lower)", "presence",
+         ("login", "server_cpu_ms_per_login"), True),
+    ]
+    lines = ["| metric | prosody | tercet | tercet vs prosody |", "|---|---|---|---|"]
+    for title, name, path, lower in rows:
+        p, t = get(name, "prosody", *path), get(name, "tercet", *path)
+        if p is None and t is None:
+            continue
+        better = ratio(p, t) if lower else ratio(t, p)
+        lines.append(f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | {better} better |"
+                     if p and t else f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | – |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
+    ap.add_argument("--servers", nargs="*", default=["prosody", "tercet"])
+    ap.add_argument("--prosody-config", default="prosody", choices=["prosody", "prosody-tuned"])
+    ap.add_argument("--connect-ns", nargs="*", type=int, default=[1000, 5000])
+    ap.add_argument("--window", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--quiet-wait", type=float, default=30.0)
+    ap.add_argument("--table", default=None, help="only print the tables of this results dir")
+    cfg = ap.parse_args(argv)
+    if cfg.table:
+        print(tables(Path(cfg.table), cfg.servers))
+        return 0
+    out = HERE / "results" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(cfg), indent=1))
+    run_all(cfg, out)
+    text = tables(out, cfg.servers)
+    (out / "tables.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
