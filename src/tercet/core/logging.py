@@ -16,13 +16,13 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
         if getattr(handler, "_tercet", False):
             root.removeHandler(handler)
             handler.close()
-    handler: logging.Handler
+    new: logging.Handler
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(file, encoding="utf-8")
+        new = logging.FileHandler(file, encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
-    handler._tercet = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+        new = logging.StreamHandler(sys.stderr)
+    new.setFormatter(logging.Formatter(_FORMAT))
+    new._tercet = True  # marks the handlers we own
+    root.addHandler(new)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

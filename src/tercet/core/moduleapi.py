@@ -201,7 +201,8 @@ class ModuleApi:
         key = (store_name, kind)
         if key not in self._stores:
             host = self.host if self.host != "*" else "*"
-            self._stores[key] = self._server.storage.open(host, store_name, kind)
+            self._stores[key] = self._server.storage.open(
+                host, store_name, kind)  # type: ignore[call-overload]
         return self._stores[key]
 
     def open_keyval(self, name: str | None = None) -> KeyValStore:
@@ -322,7 +323,10 @@ class ModuleApi:
         if self._tasks is None:
             tasks: set[asyncio.Task[Any]] = set()
             self._tasks = tasks
-            self._undo.append(lambda: [t.cancel() for t in list(tasks)])
+            def cancel_all() -> None:
+                for t in list(tasks):
+                    t.cancel()
+            self._undo.append(cancel_all)
         # Finished tasks leave the set, so frequent spawning does not grow memory.
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tercet.core.events import is_awaitable
 from tercet.protocol.errors import StanzaError
-from tercet.protocol.jid import InvalidJID, JID
+from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
 
 if TYPE_CHECKING:

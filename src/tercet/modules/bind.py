@@ -46,7 +46,7 @@ def load(module: ModuleApi) -> None:
         session.send(stanza.error_reply(error))
         return True
 
-    def on_bind(event: Any) -> bool:
+    def on_bind(event: Any) -> Any:
         session, stanza = event.session, event.element
         if stanza.get("type") != "set":
             return reply_error(session, stanza, StanzaError("bad-request"))

@@ -12,11 +12,17 @@ from typing import Any
 
 from tercet.core.moduleapi import ModuleApi
 from tercet.protocol.errors import StreamError
-from tercet.protocol.sasl import (
-    Challenge, Failure, NeedCredentials, SaslContext, Success, channel_binding_types,
-    offered_mechanisms, server_mechanism,
-)
 from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
+from tercet.protocol.sasl import (
+    Challenge,
+    Failure,
+    NeedCredentials,
+    SaslContext,
+    Success,
+    channel_binding_types,
+    offered_mechanisms,
+    server_mechanism,
+)
 from tercet.protocol.stanza import Element
 
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"

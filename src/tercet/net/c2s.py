@@ -24,8 +24,14 @@ from tercet.core.session import C2SSession
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import NS_CLIENT, Element
 from tercet.protocol.xmlstream import (
-    STREAM_CLOSE, StanzaReceived, StreamClosed, StreamEvent, StreamOpened, StreamReader,
-    stream_element_xml, stream_header,
+    STREAM_CLOSE,
+    StanzaReceived,
+    StreamClosed,
+    StreamEvent,
+    StreamOpened,
+    StreamReader,
+    stream_element_xml,
+    stream_header,
 )
 
 if TYPE_CHECKING:
@@ -327,7 +333,7 @@ class C2SConnection(asyncio.Protocol):
         try:
             transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
                                              ssl_handshake_timeout=30)
-        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
             self.session.log.info("TLS handshake failed: %s", exc)
             if self.transport is not None:
                 self.transport.abort()

@@ -32,8 +32,6 @@ takes a fast path that never touches the tables.
 from __future__ import annotations
 
 import encodings.idna
-
-import idna
 import functools
 import ipaddress
 import re
@@ -41,6 +39,8 @@ import stringprep
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import idna
 
 __all__ = [
     "JID",
