@@ -75,13 +75,19 @@ async def module_load(server: Server, req: AdminRequest) -> list[dict[str, Any]]
     return out
 
 
-async def module_unload(server: Server, req: AdminRequest) -> list[dict[str, Any]]:
+def _loaded_on(server: Server, req: AdminRequest) -> tuple[str, list[str]]:
+    """The module named in the request and the hosts it is loaded on (or the one asked)."""
     name = str(req.arg("name", ""))
     hosts = [h for (n, h) in server.modules.loaded if n == name]
     if req.arg("host") is not None:
         hosts = [h for h in hosts if h in (req.arg("host"), "*")]
     if not hosts:
         raise AdminCommandError(f"module {name!r} is not loaded")
+    return name, hosts
+
+
+async def module_unload(server: Server, req: AdminRequest) -> list[dict[str, Any]]:
+    name, hosts = _loaded_on(server, req)
     out = []
     for host in hosts:
         try:
@@ -93,12 +99,7 @@ async def module_unload(server: Server, req: AdminRequest) -> list[dict[str, Any
 
 
 async def module_reload(server: Server, req: AdminRequest) -> list[dict[str, Any]]:
-    name = str(req.arg("name", ""))
-    hosts = [h for (n, h) in server.modules.loaded if n == name]
-    if req.arg("host") is not None:
-        hosts = [h for h in hosts if h in (req.arg("host"), "*")]
-    if not hosts:
-        raise AdminCommandError(f"module {name!r} is not loaded")
+    name, hosts = _loaded_on(server, req)
     out = []
     for host in hosts:
         entry = await server.modules.reload(name, host)
