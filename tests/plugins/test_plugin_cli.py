@@ -1,16 +1,24 @@
-"""`tercet plugin ...` and `tercet repo ...` through click, with a scripted admin socket."""
+"""`tercet plugin ...` and `tercet repo ...` through click.
+
+Commands that talk to a running server do so to a real one (tests/harness.py), whose
+``installer_plugin_path`` is the directory the CLI installs into; the tests assert what the
+server really did (``server.modules.loaded``), not what the CLI sent.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
+import sys
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pytest
 from click.testing import CliRunner, Result
-from fake_admin import FakeAdmin, error, ok
 from plugin_helpers import TERCET_VERSION, Repo, write_plugin, write_samples
 
 from tercet.cli.plugin_cmds import (
@@ -22,6 +30,14 @@ from tercet.cli.plugin_cmds import (
 )
 from tercet.cli.templates import render_config
 from tercet.core.config import CORE_MODULES, Config
+
+if TYPE_CHECKING:
+    from harness import ServerHarness
+
+    from tercet.core.modulemanager import LoadedModule
+
+# A second virtual host on the test server, so that --host visibly restricts the load.
+OTHER_HOST = "second.test"
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -59,8 +75,63 @@ def enabled(config_file: Path, host: str | None = None) -> list[str]:
     return data.get("modules_enabled", [])
 
 
-def answer_ok(request: dict[str, Any]) -> list[bytes]:
-    return [ok(request)]
+def _forget_plugin_imports() -> None:
+    for name in [n for n in sys.modules if n.startswith("tercet_mod_")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _holds_plugins(entry: str) -> bool:
+    """Whether a sys.path entry is a plugin directory (holds a tercet_mod_* module)."""
+    folder = Path(entry or ".")
+    return folder.is_dir() and any(folder.glob("tercet_mod_*"))
+
+
+@pytest.fixture
+def fresh_plugin_imports() -> Iterator[None]:
+    """The test server imports plugins into this process, and the module manager appends
+    plugin directories to sys.path for good: hide other tests' plugin modules and
+    directories (a same-named module there would win), so that a server imports the copy
+    in its own plugin directory; put sys.path back afterwards."""
+    saved_path = list(sys.path)
+    sys.path[:] = [entry for entry in saved_path if not _holds_plugins(entry)]
+    _forget_plugin_imports()
+    yield
+    sys.path[:] = saved_path
+    _forget_plugin_imports()
+
+
+PluginServer = Callable[[list[str]], "tuple[ServerHarness, PluginSettings]"]
+
+
+@pytest.fixture
+def plugin_server(make_server: Callable[..., ServerHarness], tmp_path: Path,
+                  fresh_plugin_imports: None) -> PluginServer:
+    """Start a real server installing from *repositories* into ``tmp_path / "plugins"``;
+    returns it and the CLI settings read from its own configuration file."""
+
+    def start(repositories: list[str]) -> tuple[ServerHarness, PluginSettings]:
+        plugins = tmp_path / "plugins"
+        harness = make_server(extra=(f'installer_plugin_path = "{plugins}"\n'
+                                     f"plugin_repositories = {json.dumps(repositories)}\n"
+                                     f'[virtualhosts."{OTHER_HOST}"]\n'))
+        found = PluginSettings.from_config(Config.load(harness.config_path))
+        assert found.plugin_path == plugins and found.admin_socket == harness.admin_socket
+        return harness, dataclasses.replace(found, pip_options=["--no-index"],
+                                            admin_timeout=30.0)
+
+    return start
+
+
+def loaded(harness: ServerHarness, name: str) -> dict[str, LoadedModule]:
+    """The server's entries for module *name*, by host (read on the server's own loop)."""
+
+    async def snapshot() -> dict[str, LoadedModule]:
+        assert harness.server is not None
+        return {host: entry for (mod, host), entry in harness.server.modules.loaded.items()
+                if mod == name}
+
+    return harness.call(snapshot())
 
 
 # -- repo -------------------------------------------------------------------------------------
@@ -104,39 +175,57 @@ def test_install_enable_without_a_running_server(http_repo: str, tmp_path: Path,
     assert "# Tercet configuration (TOML, https://toml.io)." in text  # comments survive
 
 
-def test_install_enable_loads_on_the_running_server(http_repo: str, tmp_path: Path,
-                                                    config_file: Path) -> None:
-    with FakeAdmin(answer_ok) as admin:
-        result = run(plugin, ["install", "--enable", "--host", "example.org", "motd"],
-                     settings(tmp_path, [http_repo], config_file, admin.path))
+def test_install_enable_loads_on_the_running_server(http_repo: str,
+                                                    plugin_server: PluginServer) -> None:
+    harness, obj = plugin_server([http_repo])
+    result = run(plugin, ["install", "--enable", "--host", "localhost", "motd"], obj)
     assert result.exit_code == 0, result.output
-    assert [(r["cmd"], r["args"]) for r in admin.requests] == [
-        ("module.load", {"name": "motd", "host": "example.org"})]
-    assert enabled(config_file, "example.org") == ["motd"]
-    assert enabled(config_file) == []
+    assert "module.load motd on localhost: done" in result.stderr
+    entries = loaded(harness, "motd")
+    assert list(entries) == ["localhost"]  # --host reached the server: not on OTHER_HOST
+    entry = entries["localhost"]
+    assert entry.status == "loaded", entry.error
+    assert entry.source.origin == "plugin" and entry.source.version == "1.0.0"
+    assert entry.source.path == obj.plugin_path / "motd"
+    assert getattr(entry.api, "loaded", False) is True  # the plugin's load() ran
+    assert enabled(harness.config_path, "localhost") == ["motd"]
+    assert enabled(harness.config_path, OTHER_HOST) == []
+    assert enabled(harness.config_path) == []
 
 
-def test_install_enable_when_the_server_refuses(http_repo: str, tmp_path: Path,
-                                                config_file: Path) -> None:
-    with FakeAdmin(lambda r: [error(r, "ImportError: boom")]) as admin:
-        result = run(plugin, ["install", "--enable", "motd"],
-                     settings(tmp_path, [http_repo], config_file, admin.path))
+def test_install_enable_when_the_server_refuses(http_repo: str,
+                                                plugin_server: PluginServer) -> None:
+    harness, obj = plugin_server([http_repo])
+    # A host added to the file after the server started: the CLI can enable the module
+    # there, but the running server (which read its configuration at start) has no such
+    # host and answers ok:false.
+    with harness.config_path.open("a", encoding="utf-8") as config:
+        config.write('\n[virtualhosts."later.test"]\n')
+    result = run(plugin, ["install", "--enable", "--host", "later.test", "motd"], obj)
     assert result.exit_code == 1
-    assert "ImportError: boom" in result.stderr
+    assert "the server could not module.load motd: no such host 'later.test'" in result.stderr
     assert "installed and enabled, but did not load" in result.stderr
+    assert loaded(harness, "motd") == {}
+    assert enabled(harness.config_path, "later.test") == ["motd"]
+    assert (obj.plugin_path / "motd").is_dir()  # installed all the same
 
 
-def test_install_enable_when_the_module_fails_to_load(http_repo: str, tmp_path: Path,
-                                                     config_file: Path) -> None:
-    def script(request: dict[str, Any]) -> list[bytes]:
-        return [ok(request, [{"host": "example.org", "status": "failed",
-                              "error": "RuntimeError: no motd_text"}])]
-
-    with FakeAdmin(script) as admin:
-        result = run(plugin, ["install", "--enable", "motd"],
-                     settings(tmp_path, [http_repo], config_file, admin.path))
+def test_install_enable_when_the_module_fails_to_load(tmp_path: Path, build_backend: None,
+                                                     plugin_server: PluginServer) -> None:
+    project = write_plugin(tmp_path / "src", "motd", "1.0.0",
+                           body='    raise RuntimeError("no motd_text")\n')
+    harness, obj = plugin_server([])
+    result = run(plugin, ["install", "--enable", str(project)], obj)
     assert result.exit_code == 1
-    assert "failed on example.org: RuntimeError: no motd_text" in result.stderr
+    assert "module.load motd failed on localhost: RuntimeError: no motd_text" in result.stderr
+    assert f"module.load motd failed on {OTHER_HOST}: RuntimeError: no motd_text" \
+        in result.stderr
+    assert "installed and enabled, but did not load" in result.stderr
+    entries = loaded(harness, "motd")
+    assert {host: e.status for host, e in entries.items()} == {
+        "localhost": "failed", OTHER_HOST: "failed"}
+    assert "RuntimeError: no motd_text" in (entries["localhost"].error or "")
+    assert enabled(harness.config_path) == [*CORE_MODULES, "motd"]
 
 
 def test_install_error_is_one_line_and_exit_1(http_repo: str, tmp_path: Path) -> None:
@@ -168,28 +257,32 @@ def test_list_search_info(http_repo: str, tmp_path: Path) -> None:
     assert run(plugin, ["info", "nothing"], obj).exit_code == 1
 
 
-def test_update_reloads_and_remove_unloads(repo: Repo, tmp_path: Path,
-                                           config_file: Path) -> None:
-    with FakeAdmin(answer_ok) as admin:
-        obj = settings(tmp_path, [repo.url], config_file, admin.path)
-        assert run(plugin, ["install", "--enable", "motd"], obj).exit_code == 0
-        assert run(plugin, ["update"], obj).stdout == "Everything is up to date\n"
-        write_plugin(repo.src, "motd", "1.2.0")
-        repo.rebuild()
-        outdated = run(plugin, ["list", "--outdated"], obj).stdout
-        assert "update available: 1.2.0" in outdated
-        result = run(plugin, ["update", "motd"], obj)
-        assert result.stdout == "Updated motd 1.0.0 -> 1.2.0\n"
-        result = run(plugin, ["remove", "motd"], obj)
-        assert result.exit_code == 0, result.output
-        assert "Removed motd 1.2.0" in result.stdout
-        assert "still lists \"motd\"" in result.stdout
-    assert [(r["cmd"], r["args"]) for r in admin.requests] == [
-        ("module.load", {"name": "motd", "host": None}),
-        ("module.reload", {"name": "motd"}),
-        ("module.unload", {"name": "motd"}),
-    ]
-    assert not (tmp_path / "plugins" / "motd").exists()
+def test_update_reloads_and_remove_unloads(repo: Repo, plugin_server: PluginServer) -> None:
+    harness, obj = plugin_server([repo.url])
+    assert run(plugin, ["install", "--enable", "motd"], obj).exit_code == 0
+    before = loaded(harness, "motd")
+    assert {h: (e.status, e.source.version) for h, e in before.items()} == {
+        "localhost": ("loaded", "1.0.0"), OTHER_HOST: ("loaded", "1.0.0")}
+    assert run(plugin, ["update"], obj).stdout == "Everything is up to date\n"
+    write_plugin(repo.src, "motd", "1.2.0")
+    repo.rebuild()
+    outdated = run(plugin, ["list", "--outdated"], obj).stdout
+    assert "update available: 1.2.0" in outdated
+    result = run(plugin, ["update", "motd"], obj)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Updated motd 1.0.0 -> 1.2.0\n"
+    assert "module.reload motd on localhost: done" in result.stderr
+    after = loaded(harness, "motd")
+    assert {h: (e.status, e.source.version) for h, e in after.items()} == {
+        "localhost": ("loaded", "1.2.0"), OTHER_HOST: ("loaded", "1.2.0")}
+    # Re-imported from the new files, not the cached 1.0.0 module.
+    assert getattr(after["localhost"].pymodule, "VERSION", None) == "1.2.0"
+    result = run(plugin, ["remove", "motd"], obj)
+    assert result.exit_code == 0, result.output
+    assert "Removed motd 1.2.0" in result.stdout
+    assert "still lists \"motd\"" in result.stdout
+    assert loaded(harness, "motd") == {}
+    assert not (obj.plugin_path / "motd").exists()
 
 
 # -- configuration ----------------------------------------------------------------------------

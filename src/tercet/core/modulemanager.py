@@ -12,7 +12,9 @@ reloaded one are unloaded before it and loaded again after it.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import sys
@@ -221,17 +223,21 @@ class ModuleManager:
                     raise ModuleError(f"conflicts with loaded module {other}")
 
     def _import(self, source: ModuleSource, fresh: bool) -> ModuleType:
-        if source.path is not None and str(source.path) not in sys.path:
-            # Appended, not prepended: a plugin's bundled copy of a library must not
-            # shadow the one the server itself runs on.
-            sys.path.append(str(source.path))
-        if fresh:
-            top = source.import_path.split(".")[0]
-            if source.origin == "builtin":
-                top = source.import_path
+        top = source.import_path if source.origin == "builtin" else \
+            source.import_path.split(".")[0]
+        stale = source.path is not None and not _loaded_from(sys.modules.get(top), source.path)
+        if fresh or stale:
             for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
                 del sys.modules[key]
             importlib.invalidate_caches()
+        if source.path is not None:
+            if str(source.path) not in sys.path:
+                # Appended, not prepended: a plugin's bundled copy of a library must not
+                # shadow the one the server itself runs on.
+                sys.path.append(str(source.path))
+            if top not in sys.modules:
+                # Found in this plugin's own directory, whatever else is on sys.path.
+                _import_from(top, source.path)
         module = importlib.import_module(source.import_path)
         if not hasattr(module, "load"):
             raise ModuleError(f"{source.import_path} has no load(module) function")
@@ -337,3 +343,22 @@ class ModuleManager:
             entry = self.loaded.get((name, host))
             if entry is not None:
                 await self._unload_one(entry)
+
+
+def _loaded_from(module: ModuleType | None, directory: Path) -> bool:
+    """Whether ``module`` (already imported) comes from ``directory``."""
+    where = getattr(module, "__file__", None)
+    return module is not None and where is not None and Path(where).is_relative_to(directory)
+
+
+def _import_from(name: str, directory: Path) -> None:
+    spec = importlib.machinery.PathFinder.find_spec(name, [str(directory)])
+    if spec is None or spec.loader is None:
+        return  # import_module reports it the usual way
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
