@@ -123,7 +123,8 @@ def run_all(cfg: argparse.Namespace, out: Path) -> None:
             def connect(t: Target, n: int = n) -> None:
                 pid = t.restart()
                 xmppbench(t, pid, out, f"connect{n}", "--scenario", "connect", "--users",
-                          str(n), "--mech", "SCRAM-SHA-1", "--concurrency", "100", *common)
+                          str(n), "--mech", "SCRAM-SHA-1", "--concurrency", "100",
+                          "--procs", str(cfg.connect_procs), *common)
             steps.append((f"connect N={n}", connect))
     if "messages" in cfg.only:
         def messages(t: Target) -> None:
@@ -144,7 +145,7 @@ def run_all(cfg: argparse.Namespace, out: Path) -> None:
             bench([PY, str(HERE / "presence_bench.py"), "--port", str(t.port), "--server-pid",
                    str(pid), "--label", t.name, "--json", str(path), "--users", "1000",
                    "--user-prefix", "puser", "--contacts", "50", "--duration", "15",
-                   *common], pid, path)
+                   "--mech", cfg.presence_mech, *common], pid, path)
         steps.append(("presence N=1000 x 50 contacts", presence))
     for title, step in steps:
         print(f"== {title}", flush=True)
@@ -168,8 +169,11 @@ def fmt(value: Any, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def ratio(a: Any, b: Any) -> str:
-    return f"{a / b:.2f}×" if a and b else "–"
+def verdict(better_over_worse: float) -> str:
+    """"2.00× better" or, below 1, "2.00× worse" (never "0.50× better")."""
+    if better_over_worse >= 1:
+        return f"{better_over_worse:.2f}× better"
+    return f"{1 / better_over_worse:.2f}× worse"
 
 
 def tables(out: Path, servers: list[str]) -> str:
@@ -190,8 +194,9 @@ def tables(out: Path, servers: list[str]) -> str:
             add(f"| {s} | {c['results'].get('ok', 0):,} | {fmt(c['per_s'])} | "
                 f"{fmt(c['login_ms']['p50'], 0)} / {fmt(c['login_ms']['p99'], 0)} | "
                 f"{fmt(c.get('server_cpu_ms_per_op'), 2)} | "
-                f"{rss.get('baseline_kb', 0) / 1024:.1f} → {rss.get('after_connect_kb', 0) / 1024:.1f}"
-                f" | {fmt(rss.get('per_session_kb'))} | {fmt(c['cpu'].get('others_cpu_pct'), 0)} |")
+                f"{rss.get('baseline_kb', 0) / 1024:.1f} → "
+                f"{rss.get('after_connect_kb', 0) / 1024:.1f} | "
+                f"{fmt(rss.get('per_session_kb'))} | {fmt(c['cpu'].get('others_cpu_pct'), 0)} |")
     for name, title in (("messages1000", "1:1 messages, N=1000, closed loop"),
                         ("rate1000", "1:1 messages, N=1000, open loop at 1,000 msgs/s")):
         rows = {s: load(out, f"{name}_{s}.json") for s in servers}
@@ -199,16 +204,20 @@ def tables(out: Path, servers: list[str]) -> str:
             continue
         add(f"\n### {title}\n")
         add("| server | deliveries/s | latency p50 / p90 / p99 ms | server CPU % | "
-            "server µs CPU/delivery | RSS during run min → max (MB) | others CPU % |")
+            "server µs CPU/delivery | RSS, last 15 s of the run, min → max (MB) | "
+            "others CPU % |")
         add("|---|---|---|---|---|---|---|")
         for s, r in rows.items():
             if r is None:
                 continue
             m, lat = r["messages"], r["messages"].get("latency") or {}
-            rss = [kb for _, kb in r.get("rss_samples_kb", [])][-int(m["window_s"]) - 1:]
+            # Samples (one a second) from the late part of the measured window, after the
+            # ramp-up: the last three cover the drain and the closing of the sessions.
+            rss = [kb for _, kb in r.get("rss_samples_kb", [])][-int(m["window_s"]):-3]
             add(f"| {s} | {fmt(m['delivered_per_s'], 0)} | {fmt(lat.get('p50_ms'))} / "
                 f"{fmt(lat.get('p90_ms'))} / {fmt(lat.get('p99_ms'))} | "
-                f"{fmt(m['cpu']['server_cpu_pct'], 0)} | {fmt(m.get('server_cpu_us_per_delivery'))} | "
+                f"{fmt(m['cpu']['server_cpu_pct'], 0)} | "
+                f"{fmt(m.get('server_cpu_us_per_delivery'))} | "
                 f"{min(rss) / 1024:.1f} → {max(rss) / 1024:.1f} | "
                 f"{fmt(m['cpu'].get('others_cpu_pct'), 0)} |" if rss else "")
     rows = {s: load(out, f"presence_{s}.json") for s in servers}
@@ -264,9 +273,11 @@ def ratio_table(out: Path) -> str:
         p, t = get(name, "prosody", *path), get(name, "tercet", *path)
         if p is None and t is None:
             continue
-        better = ratio(p, t) if lower else ratio(t, p)
-        lines.append(f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | {better} better |"
-                     if p and t else f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | – |")
+        if p and t:
+            lines.append(f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | "
+                         f"{verdict(p / t if lower else t / p)} |")
+        else:
+            lines.append(f"| {title} | {fmt(p, 2)} | {fmt(t, 2)} | – |")
     return "\n".join(lines)
 
 
@@ -277,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", nargs="*", default=["prosody", "tercet"])
     ap.add_argument("--prosody-config", default="prosody", choices=["prosody", "prosody-tuned"])
     ap.add_argument("--connect-ns", nargs="*", type=int, default=[1000, 5000])
+    ap.add_argument("--connect-procs", type=int, default=2,
+                    help="generator processes for logins (client PBKDF2 is the bottleneck)")
+    ap.add_argument("--presence-mech", default="SCRAM-SHA-1", choices=["PLAIN", "SCRAM-SHA-1"])
     ap.add_argument("--window", type=int, default=2)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--quiet-wait", type=float, default=30.0)

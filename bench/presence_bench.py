@@ -302,7 +302,8 @@ class Client(asyncio.Protocol):
         without_proof = f"c=biws,r={parts[b'r'].decode()}"
         message = f"{first},{server_first.decode()},{without_proof}".encode()
         signature = hmac.new(hashlib.sha1(client_key).digest(), message, hashlib.sha1).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+        xored = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        proof = base64.b64encode(xored).decode()
         final = base64.b64encode(f"{without_proof},p={proof}".encode()).decode()
         self.send(f"<response xmlns='{NS_SASL}'>{final}</response>")
         if (await self.expect(RE_SASL, "SCRAM result")).group(1) != b"success":
