@@ -96,7 +96,8 @@ class InternalHashedProvider:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if iterations < 1:
-            raise ValueError(f"iterations must be >= 1 (RFC 5802 asks for >= 4096), not {iterations}")
+            raise ValueError(
+                f"iterations must be >= 1 (RFC 5802 asks for >= 4096), not {iterations}")
         self._store = store
         self.iterations = iterations
         self._clock = clock
@@ -168,7 +169,8 @@ class InternalHashedProvider:
         creds = await self.get_credentials(username)
         if creds is None:
             decoy = decoy_credentials("SHA-256", username, self.iterations)
-            await asyncio.to_thread(check_password, AccountCredentials({"SHA-256": decoy}), password)
+            decoy_account = AccountCredentials({"SHA-256": decoy})
+            await asyncio.to_thread(check_password, decoy_account, password)
             return False
         ok = await asyncio.to_thread(check_password, creds, password)
         return ok and not creds.disabled

@@ -6,6 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
+# The handlers this module installed, so a reload replaces them and leaves others alone.
+_OURS: list[logging.Handler] = []
+
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -13,9 +16,10 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
     """(Re)configure the root logger; calling it again reopens the log file."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_tercet", False):
+        if handler in _OURS:
             root.removeHandler(handler)
             handler.close()
+    _OURS.clear()
     new: logging.Handler
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +27,6 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
     else:
         new = logging.StreamHandler(sys.stderr)
     new.setFormatter(logging.Formatter(_FORMAT))
-    new._tercet = True  # marks the handlers we own
+    _OURS.append(new)
     root.addHandler(new)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

@@ -601,7 +601,9 @@ class JID:
         *,
         profile: str = "stringprep",
     ) -> JID:
-        """Prepare separately given parts (e.g. a SASL username and the host). Raises ``InvalidJID``."""
+        """Prepare separately given parts (e.g. a SASL username and the host).
+
+        Raises ``InvalidJID``."""
         prep_node, prep_resource = _preparers(profile)
         return JID(
             prep_node(node) if node is not None else None,

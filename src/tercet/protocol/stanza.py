@@ -240,7 +240,8 @@ def _serialise(el: Element, parent_ns: str | None, out: list[str]) -> None:
             if key[0] == "{":
                 uri, _, local = key[1:].partition("}")
                 n += 1
-                parts.append(f' xmlns:ns{n}="{escape_attr(uri)}" ns{n}:{local}="{escape_attr(value)}"')
+                parts.append(f' xmlns:ns{n}="{escape_attr(uri)}"'
+                             f' ns{n}:{local}="{escape_attr(value)}"')
             else:
                 parts.append(f' {key}="{escape_attr(value)}"')
         head = "".join(parts)

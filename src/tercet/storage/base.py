@@ -259,7 +259,7 @@ class StorageDriver(abc.ABC):
     def archive(self, host: str, store: str) -> ArchiveStore:
         """Return the archive store ``store`` of ``host``."""
 
-    async def ready(self) -> None:
+    async def ready(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Wait until the driver is usable; raise :class:`StorageError` if it never will be."""
 
     @abc.abstractmethod

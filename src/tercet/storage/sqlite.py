@@ -276,7 +276,8 @@ def create_sqlite_driver(data_path: Path, options: Mapping[str, Any]) -> SqliteD
     """Driver factory for the registry. Option ``file``: the database file name."""
     name = options.get("file", DB_FILENAME)
     if not isinstance(name, str) or not name:
-        raise ValueError(f"storage option 'file' of driver 'sqlite' must be a file name, not {name!r}")
+        raise ValueError(
+            f"storage option 'file' of driver 'sqlite' must be a file name, not {name!r}")
     return SqliteDriver(data_path / name)
 
 
