@@ -277,6 +277,8 @@ async def subscribe(srv: ModuleTestServer, user: str, contact: str, sub: str) ->
     roster = await store.get(user) or {}
     roster[contact] = {"subscription": sub, "groups": []}
     await store.set(user, roster)
+    for service in srv.server.hosts["localhost"].providers.get("roster", []):
+        service.invalidate(user)  # written behind the roster cache
 
 
 def test_blocking_sends_unavailable_to_contacts_that_see_our_presence() -> None:

@@ -70,6 +70,8 @@ async def set_subscription(srv: ModuleTestServer, user: str, contact: str, sub: 
     roster = await store.get(user) or {}
     roster[contact] = {"subscription": sub}
     await store.set(user, roster)
+    for service in srv.server.hosts["localhost"].providers.get("roster", []):
+        service.invalidate(user)  # written behind the roster cache
 
 
 def caps_feature(srv: ModuleTestServer) -> Element:

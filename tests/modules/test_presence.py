@@ -89,6 +89,8 @@ async def write_state(srv: ModuleTestServer, user: str, contact: str, name: str)
         record["@meta"]["pending"][contact] = (
             f"<presence xmlns='jabber:client' type='subscribe' from='{contact}'/>")
     await store.set(user, record)
+    for service in srv.server.hosts["localhost"].providers.get("roster", []):
+        service.invalidate(user)  # written behind the roster cache
 
 
 async def read_state(srv: ModuleTestServer, user: str, contact: str) -> str:
@@ -226,6 +228,8 @@ async def subscribed_pair(srv: ModuleTestServer, user: str, contact: str, sub: s
         record = await store.get(owner) or {}
         record[f"{other}@localhost"] = {"subscription": state, "groups": []}
         await store.set(owner, record)
+        for service in srv.server.hosts["localhost"].providers.get("roster", []):
+            service.invalidate(owner)  # written behind the roster cache
 
 
 def test_initial_presence_broadcast_and_probes() -> None:

@@ -233,10 +233,11 @@ def test_storage_layout_and_other_modules_api() -> None:
             # A record written by someone else (Prosody's set-as-table groups) is read as is.
             await store.set("romeo", {"tybalt@localhost": {
                 "subscription": "from", "groups": {"Foes": True}}})
+            service = srv.server.hosts["localhost"].providers["roster"][0]
+            service.invalidate("romeo")  # written behind the roster cache
             got = items((await get(romeo)).find("query", NS))
             assert got == {"tybalt@localhost": {"jid": "tybalt@localhost",
                                                 "subscription": "from", "groups": ["Foes"]}}
-            service = srv.server.hosts["localhost"].providers["roster"][0]
             assert await service.subscription("romeo", "tybalt@localhost") == "from"
             assert await service.subscription("romeo", "nobody@localhost") == "none"
     run(main())

@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import itertools
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,6 +55,10 @@ MAX_TEXT_BYTES = 1023
 # push that carries it, small.
 MAX_GROUPS = 100
 DEFAULT_MAX_ROSTER_SIZE = 500
+# Rosters of users with no bound session kept in memory after use, least recently used
+# dropped first. Not a protocol limit: it bounds what answering probes (RFC 6121 §4.3.2)
+# of offline contacts may keep; a login with 50 contacts reads 50 of them (bench/README.md).
+DEFAULT_ROSTER_CACHE_SIZE = 1000
 
 
 # -- subscription states (RFC 6121 Appendix A.1) -------------------------------------------
@@ -410,25 +415,109 @@ def presence(from_: str, to: str, type_: str | None = None) -> Element:
 _push_ids = itertools.count(1)
 
 
+class RosterCache:
+    """Decoded rosters: pinned ones (users with a bound session) and a bounded LRU.
+
+    Pinned entries are bounded by the number of bound sessions; the others by ``size``
+    (:data:`DEFAULT_ROSTER_CACHE_SIZE`). ``epoch`` goes up whenever entries are dropped
+    from outside a write, so a read that started before cannot put back what was dropped.
+    """
+
+    def __init__(self, size: int = DEFAULT_ROSTER_CACHE_SIZE) -> None:
+        self.size = size
+        self.epoch = 0
+        self._pinned: dict[str, RosterRecord | None] = {}  # None: not loaded yet
+        self._lru: OrderedDict[str, RosterRecord] = OrderedDict()
+
+    def get(self, username: str) -> RosterRecord | None:
+        record = self._pinned.get(username)
+        if record is not None:
+            return record
+        record = self._lru.get(username)
+        if record is not None:
+            self._lru.move_to_end(username)
+        return record
+
+    def put(self, username: str, record: RosterRecord) -> None:
+        if username in self._pinned:
+            self._pinned[username] = record
+            return
+        self._lru[username] = record
+        self._lru.move_to_end(username)
+        while len(self._lru) > self.size:
+            self._lru.popitem(last=False)
+
+    def pin(self, username: str) -> None:
+        """The user has a bound session: keep its roster while it has one."""
+        if username not in self._pinned:
+            self._pinned[username] = self._lru.pop(username, None)
+
+    def unpin(self, username: str) -> None:
+        """The user's last session is gone: its roster goes back to the LRU."""
+        record = self._pinned.pop(username, None)
+        if record is not None:
+            self.put(username, record)
+
+    def forget(self, username: str) -> None:
+        """Drop the user's roster (account deleted); it stays pinned if it was."""
+        self.epoch += 1
+        if username in self._pinned:
+            self._pinned[username] = None
+        self._lru.pop(username, None)
+
+    def clear(self) -> None:
+        self.epoch += 1
+        self._pinned.clear()
+        self._lru.clear()
+
+    def __len__(self) -> int:
+        return len(self._lru) + sum(1 for r in self._pinned.values() if r is not None)
+
+
 class RosterService:
     """Every account's roster on one host: storage, pushes and subscription state.
 
-    Nothing is cached: each operation reads the store, so a record written by another
-    module or an admin tool is seen at once. Changes go through :meth:`update`, which
-    holds a per-account lock around read-change-write.
+    Records are cached (:class:`RosterCache`, as Prosody keeps ``session.roster``): an
+    initial presence probes every contact and each probe needs the contact's roster.
+    The cache is write-through: every change goes through :meth:`update`, which holds a
+    per-account lock around read-change-write and puts the new record in the cache only
+    once the store took it. A record written to the store by anything else is seen once
+    it leaves the cache (the user has no session and it was evicted, or it was deleted).
     """
 
     def __init__(self, module: ModuleApi, store: KeyValStore,
-                 max_items: int = DEFAULT_MAX_ROSTER_SIZE) -> None:
+                 max_items: int = DEFAULT_MAX_ROSTER_SIZE,
+                 cache_size: int = DEFAULT_ROSTER_CACHE_SIZE) -> None:
         self.module = module
         self.store = store
         self.max_items = max_items
+        self.cache = RosterCache(cache_size)
         self._locks = KeyedLocks()
 
     # -- reading ---------------------------------------------------------------------------
     async def load(self, username: str) -> RosterRecord:
-        """The account's roster as stored now."""
-        return RosterRecord.from_json(await self.store.get(username))
+        """The account's roster (shared with the cache: change it only through update)."""
+        record = self.cache.get(username)
+        if record is not None:
+            return record
+        # Filled under the account's lock, so no write can land between the read and
+        # the fill and leave an older record in the cache.
+        async with self._locks.hold(username):
+            return await self._load_locked(username)
+
+    def invalidate(self, username: str) -> None:
+        """Forget the cached roster of ``username``: for code that wrote the ``roster``
+        store directly (an import, a test seeding records) while the service runs."""
+        self.cache.forget(username)
+
+    async def _load_locked(self, username: str) -> RosterRecord:
+        record = self.cache.get(username)
+        if record is None:
+            epoch = self.cache.epoch
+            record = RosterRecord.from_json(await self.store.get(username))
+            if epoch == self.cache.epoch:  # not dropped (account deleted) meanwhile
+                self.cache.put(username, record)
+        return record
 
     async def subscription(self, username: str, contact: str) -> str:
         """"none", "to", "from" or "both": the state of ``contact`` in ``username``'s roster."""
@@ -449,7 +538,7 @@ class RosterService:
         routing, so two accounts answering each other cannot deadlock.
         """
         async with self._locks.hold(username):
-            current = await self.load(username)
+            current = await self._load_locked(username)
             work = current.copy()
             result = change(work)
             changed = sorted(jid for jid in set(current.items) | set(work.items)
@@ -457,7 +546,11 @@ class RosterService:
             if changed:
                 work.version = current.version + 1
             if work != current:
+                epoch = self.cache.epoch
+                # Store first: if it fails, the cache keeps the record the store holds.
                 await self.store.set(username, work.to_json())
+                if epoch == self.cache.epoch:
+                    self.cache.put(username, work)
             return result, work, changed
 
     def push(self, username: str, jids: Iterable[str], record: RosterRecord) -> None:

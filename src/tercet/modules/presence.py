@@ -265,7 +265,10 @@ def load(module: ModuleApi) -> None:
         user = event.to.node
         user_bare, contact = f"{user}@{module.host}", sender.partition("/")[0]
         auth = module.auth
-        if auth is None or not await auth.user_exists(user):
+        # A user with a bound session exists (deleting an account closes its sessions
+        # first): the store read is skipped on the path of every probe.
+        if auth is None or (not module.sessions(user)
+                            and not await auth.user_exists(user)):
             if ptype in ("subscribe", "probe"):  # §8.5.1: no such user
                 await send(module, presence(user_bare, contact, "unsubscribed"))
             return True

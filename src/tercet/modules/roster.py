@@ -49,6 +49,7 @@ def load(module: ModuleApi) -> None:
                               min=1, max=100_000)
     service = RosterService(module, module.open_keyval("roster"), max_items)
     module.provides("roster", service)
+    load_cache_hooks(module, service)
     module.add_feature(NS_ROSTER)
 
     def features(event: Any) -> None:
@@ -120,6 +121,24 @@ def load(module: ModuleApi) -> None:
     module.hook("stream-features", features, 5)
     module.hook(f"iq/self/{NS_ROSTER}:query", on_query)
     module.hook(f"iq/bare/{NS_ROSTER}:query", forbidden, -1)
+
+
+def load_cache_hooks(module: ModuleApi, service: RosterService) -> None:
+    """Keep the rosters of users with a bound session in memory, drop deleted ones."""
+    cache = service.cache
+    for session in module.all_sessions():  # loaded while users are online (reload)
+        if session.username is not None:
+            cache.pin(session.username)
+
+    def unbind(session: Any) -> None:
+        # Fired once the session left the host's table: no sessions left means offline.
+        if not module.sessions(session.username):
+            cache.unpin(session.username)
+
+    module.hook("resource-bind", lambda session: cache.pin(session.username))
+    module.hook("resource-unbind", unbind)
+    module.hook("user-deleted", lambda event: cache.forget(event.username))
+    module.on_unload(cache.clear)
 
 
 def roster_query(record: RosterRecord) -> Element:
