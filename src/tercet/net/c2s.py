@@ -111,6 +111,9 @@ class C2SConnection(asyncio.Protocol):
         if out is None:
             self._out = [data]
             self._out_size = len(data)
+            # The transport may have drained since the last flush: count what is left now.
+            if self.transport is not None:
+                self._sent_size = self.transport.get_write_buffer_size()
             asyncio.get_running_loop().call_soon(self._flush)
         else:
             out.append(data)
