@@ -652,3 +652,22 @@ class RosterService:
         await self.module.fire_async("roster-item-removed",
                                      RosterItemRemoved(username, contact, item))
         return True
+
+
+async def contact_subscription(module: ModuleApi, username: str, contact: str) -> str:
+    """The subscription state ("none", "to", "from", "both") of ``contact`` (a bare JID)
+    in ``username``'s roster.
+
+    A ``roster`` provider with ``async subscription(username, contact)`` answers if one is
+    registered; otherwise the roster module's keyval store "roster" is read, whose value is
+    a table of bare JID -> item (optionally under "items") with a "subscription" field.
+    """
+    for provider in module.providers("roster"):
+        ask = getattr(provider, "subscription", None)
+        if ask is not None:
+            return str(await ask(username, contact))
+    data = await module.open_store("roster", "keyval").get(username)
+    items = data.get("items", data) if isinstance(data, dict) else None
+    item = items.get(contact) if isinstance(items, dict) else None
+    sub = item.get("subscription") if isinstance(item, dict) else None
+    return sub if sub in ("none", "to", "from", "both") else "none"

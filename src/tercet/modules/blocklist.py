@@ -29,6 +29,7 @@ from typing import Any
 
 from tercet.core.config import register_option
 from tercet.core.moduleapi import ModuleApi
+from tercet.modules._rosterlib import contact_subscription
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import NS_STANZAS, Element
@@ -268,20 +269,8 @@ def edited(before: Mapping[str, float], jids: Iterable[str], blocking: bool,
 
 
 async def contact_subscribed(module: ModuleApi, username: str, jid: str) -> bool:
-    """Whether ``jid`` may see ``username``'s presence (subscription "from" or "both").
-
-    Same contract with the roster module as mod_disco's: a ``roster`` provider with
-    ``async subscription(username, contact)`` if one is registered, else the keyval store
-    "roster" (bare JID -> item with a "subscription" field, optionally under "items").
-    """
-    for provider in module.providers("roster"):
-        ask = getattr(provider, "subscription", None)
-        if ask is not None:
-            return str(await ask(username, jid)) in ("from", "both")
-    data = await module.open_store("roster", "keyval").get(username)
-    items = data.get("items", data) if isinstance(data, dict) else None
-    item = items.get(jid) if isinstance(items, dict) else None
-    return isinstance(item, dict) and item.get("subscription") in ("from", "both")
+    """Whether ``jid`` may see ``username``'s presence (subscription "from" or "both")."""
+    return await contact_subscription(module, username, jid) in ("from", "both")
 
 
 async def forget_request(module: ModuleApi, username: str, jid: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from tercet.core.config import DEFAULT_SCHEMA, register_option
 from tercet.core.moduleapi import ModuleApi
+from tercet.modules._rosterlib import contact_subscription
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.stanza import Element
 
@@ -145,27 +146,6 @@ def caps_ver(query: Element) -> str:
                                                     key=lambda v: v.text)]
     digest = hashlib.sha1("".join(parts).encode("utf-8")).digest()
     return base64.b64encode(digest).decode("ascii")
-
-
-# -- the roster (written by the roster module) --------------------------------------------
-
-async def contact_subscription(module: ModuleApi, username: str, contact: str) -> str:
-    """The subscription state ("none", "to", "from", "both") of ``contact`` (a bare JID)
-    in ``username``'s roster.
-
-    A ``roster`` provider with ``async subscription(username, contact)`` answers if one is
-    registered; otherwise the roster module's keyval store "roster" is read, whose value is
-    a table of bare JID -> item (optionally under "items") with a "subscription" field.
-    """
-    for provider in module.providers("roster"):
-        ask = getattr(provider, "subscription", None)
-        if ask is not None:
-            return str(await ask(username, contact))
-    data = await module.open_store("roster", "keyval").get(username)
-    items = data.get("items", data) if isinstance(data, dict) else None
-    item = items.get(contact) if isinstance(items, dict) else None
-    sub = item.get("subscription") if isinstance(item, dict) else None
-    return sub if sub in ("none", "to", "from", "both") else "none"
 
 
 # -- the module ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import asyncio
 from typing import Any
 
 from tercet.core.moduleapi import ModuleApi
-from tercet.modules.disco import contact_subscription
+from tercet.modules._rosterlib import contact_subscription
 from tercet.protocol.errors import StanzaError
 
 NS_LAST = "jabber:iq:last"
