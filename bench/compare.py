@@ -5,9 +5,9 @@ Runs each scenario against each server in turn (pairs close in time), restarting
 before the runs that need a clean process, and prints markdown tables with the ratios.
 Raw JSON goes to bench/results/<timestamp>/ (git-ignored).
 
-    /work/venv/bin/python bench/compare.py                  # everything (~15 minutes)
-    /work/venv/bin/python bench/compare.py --only messages  # one scenario
-    /work/venv/bin/python bench/compare.py --table results/20261122-0300   # tables again
+    python3 bench/compare.py                  # everything (~15 minutes)
+    python3 bench/compare.py --only messages  # one scenario
+    python3 bench/compare.py --table results/20261122-0300   # tables again
 
 Prerequisites (README, "Setup"): Prosody 0.12 installed, accounts user1..user5000 and
 puser1..puser1000 (with 50-contact rosters) provisioned on both servers.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "bench"
-PY = "/work/venv/bin/python"
+# The interpreter Tercet is installed in (with uvloop); override with TERCET_PYTHON.
+PY = os.environ.get("TERCET_PYTHON", sys.executable)
 DATA = Path("/tmp/benchdata")
 SCENARIOS = ("connect", "messages", "rate", "presence")
 

@@ -14,9 +14,9 @@ neighbours user<i-25>..user<i+25>, so the relation is mutual), written
 * for Prosody (``--prosody-data DIR``) as the Lua files its internal storage reads,
   ``DIR/<host>/roster/<user>.dat`` (format taken from a file Prosody 0.12 wrote itself).
 
-    /work/venv/bin/python bench/provision.py accounts --users 5000
-    /work/venv/bin/python bench/provision.py rosters --users 1000 --contacts 50
-    /work/venv/bin/python bench/provision.py rosters --users 1000 --contacts 50 \
+    python3 bench/provision.py accounts --users 5000
+    python3 bench/provision.py rosters --users 1000 --contacts 50
+    python3 bench/provision.py rosters --users 1000 --contacts 50 \
         --prosody-data /tmp/benchdata/prosody/data
 """
 

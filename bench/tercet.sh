@@ -1,12 +1,12 @@
 #!/bin/bash
 # Start/stop Tercet for the benchmark harness (like ../../shared/bench/servers.sh does for
-# Prosody): runs under /work/venv/bin/python (uvloop), records the launcher PID in
+# Prosody): runs under $TERCET_PYTHON (default python3, which needs uvloop installed), records the launcher PID in
 # /tmp/benchdata/tercet.launch.pid and only ever signals that PID.
 # Usage: bench/tercet.sh start|stop|pid   (env TERCET_BENCH_CONFIG overrides the config)
 set -u
 B=$(cd "$(dirname "$0")" && pwd)
 D=${BENCH_DATA:-/tmp/benchdata}
-PY=${TERCET_PYTHON:-/work/venv/bin/python}
+PY=${TERCET_PYTHON:-python3}
 CFG=${TERCET_BENCH_CONFIG:-$B/tercet-bench.toml}
 PIDF=$D/tercet.launch.pid
 mkdir -p "$D/tercet"

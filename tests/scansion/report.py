@@ -1,6 +1,6 @@
 """Pass count of Tercet over the whole scansion corpus (all scripts), for release notes.
 
-    /work/venv/bin/python tests/scansion/report.py [-v] [NAME ...]
+    python3 tests/scansion/report.py [-v] [NAME ...]
 
 Not part of the test suite: each script gets its own fresh server, so the whole corpus
 takes a few minutes. Prints one line per script and the total; -v adds the runner's
