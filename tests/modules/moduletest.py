@@ -20,7 +20,7 @@ from tercet.core.config import Config
 from tercet.core.server import Server
 from tercet.core.session import C2SSession
 from tercet.protocol.errors import StreamError
-from tercet.protocol.stanza import Element
+from tercet.protocol.stanza import NS_STANZAS, Element
 from tercet.protocol.xmlstream import StanzaReceived, StreamReader, parse_fragment
 
 BASE = """
@@ -37,6 +37,14 @@ admin_socket = "{sock}"
 
 HEADER = (b"<stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+def condition(reply: Element) -> str | None:
+    """The RFC 6120 condition of an error reply, or None when it is not an error."""
+    error = reply.find("error")
+    if error is None:
+        return None
+    return next((c.name for c in error.elements() if c.xmlns == NS_STANZAS), None)
 
 
 class FakeConnection:

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from moduletest import ModuleTestServer, TestClient
+from moduletest import ModuleTestServer, TestClient, condition
 
 from tercet.core.session import C2SSession
 from tercet.modules.disco import CAPS_NODE, NS_CAPS, build_info, caps_ver, merge_forms
 from tercet.net.c2s import StreamElementEvent
-from tercet.protocol.stanza import NS_STANZAS, Element
+from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
 
 INFO = "http://jabber.org/protocol/disco#info"
@@ -43,13 +43,6 @@ async def query(client: TestClient, ns: str, to: str | None = None,
     node_attr = f" node='{node}'" if node else ""
     await client.send(f"<iq type='get' id='q'{to_attr}><query xmlns='{ns}'{node_attr}/></iq>")
     return client.expect("iq", id="q")
-
-
-def condition(reply: Element) -> str | None:
-    error = reply.find("error")
-    if error is None:
-        return None
-    return next((c.name for c in error.elements() if c.xmlns == NS_STANZAS), None)
 
 
 def features(reply: Element) -> list[str]:

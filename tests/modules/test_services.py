@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from moduletest import ModuleTestServer, TestClient
+from moduletest import ModuleTestServer, TestClient, condition
 
 from tercet.core.config import Config, ConfigError
 from tercet.core.session import Session
@@ -67,13 +67,6 @@ async def ask(client: TestClient, xml: str) -> Element:
     client.received()
     await client.send(xml)
     return client.expect("iq", id="q")
-
-
-def condition(reply: Element) -> str | None:
-    error = reply.find("error")
-    if error is None:
-        return None
-    return next((c.name for c in error.elements() if c.xmlns == NS_STANZAS), None)
 
 
 async def set_subscription(srv: ModuleTestServer, user: str, contact: str, sub: str) -> None:

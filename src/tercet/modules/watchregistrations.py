@@ -12,6 +12,7 @@ from typing import Any
 
 from tercet.core.config import register_option
 from tercet.core.moduleapi import ModuleApi
+from tercet.modules._text import render
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
 
@@ -27,13 +28,6 @@ register_option("registration_notification", str, DEFAULT_NOTIFICATION,
 register_option("registration_notification_type", str, "chat",
                 "Message type of the notification.", choices=("chat", "normal", "headline"),
                 owner="watchregistrations")
-
-
-def render(template: str, values: dict[str, str]) -> str:
-    """Replace ``{name}`` placeholders; other braces are left as written."""
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
 
 
 def load(module: ModuleApi) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from tercet.core.config import register_option
 from tercet.core.moduleapi import ModuleApi
+from tercet.modules._text import render
 from tercet.protocol.stanza import Element
 
 META = {"summary": "Welcome message for new accounts", "stage": "stable", "xeps": []}
@@ -20,13 +21,6 @@ DEFAULT_WELCOME = "Hello {username}, welcome to the {host} IM server!"
 register_option("welcome_message", str, DEFAULT_WELCOME,
                 "Message sent to new accounts ({username} and {host} are replaced).",
                 owner="welcome")
-
-
-def render(template: str, values: dict[str, str]) -> str:
-    """Replace ``{name}`` placeholders; other braces are left as written."""
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
 
 
 def load(module: ModuleApi) -> None:
