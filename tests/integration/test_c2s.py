@@ -127,7 +127,9 @@ def test_accounts_survive_a_restart(make_server) -> None:  # noqa: ANN001
     second = make_server(subdir="persist")
 
     async def main() -> None:
-        client = await login("mercutio@localhost", PASSWORD, second.port())
+        # login() raises PermissionError if the account did not survive the restart.
+        client = await login("mercutio@localhost/back", PASSWORD, second.port())
+        assert str(client.boundjid) == "mercutio@localhost/back"
         await logout(client)
     run(main())
 
