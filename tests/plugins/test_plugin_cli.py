@@ -29,7 +29,7 @@ from tercet.cli.plugin_cmds import (
     repo,
 )
 from tercet.cli.templates import render_config
-from tercet.core.config import CORE_MODULES, Config
+from tercet.core.config import DEFAULT_MODULES, Config
 
 if TYPE_CHECKING:
     from harness import ServerHarness
@@ -168,7 +168,7 @@ def test_install_enable_without_a_running_server(http_repo: str, tmp_path: Path,
     result = run(plugin, ["install", "--enable", "motd"],
                  settings(tmp_path, [http_repo], config_file))
     assert result.exit_code == 0, result.output
-    assert enabled(config_file) == [*CORE_MODULES, "motd"]  # the default set is kept
+    assert enabled(config_file) == [*DEFAULT_MODULES, "motd"]  # the default set is kept
     assert "is the server running?" in result.stderr
     assert "motd will be loaded at the next start" in result.stderr
     text = config_file.read_text()
@@ -225,7 +225,7 @@ def test_install_enable_when_the_module_fails_to_load(tmp_path: Path, build_back
     assert {host: e.status for host, e in entries.items()} == {
         "localhost": "failed", OTHER_HOST: "failed"}
     assert "RuntimeError: no motd_text" in (entries["localhost"].error or "")
-    assert enabled(harness.config_path) == [*CORE_MODULES, "motd"]
+    assert enabled(harness.config_path) == [*DEFAULT_MODULES, "motd"]
 
 
 def test_install_error_is_one_line_and_exit_1(http_repo: str, tmp_path: Path) -> None:
@@ -346,7 +346,7 @@ def test_enable_adds_the_key_with_the_default_set() -> None:
     new = enable_module_in_toml(text, "new")
     assert new.startswith("admins = []\n\nmodules_enabled = [\n")
     assert new.endswith('\n\n# hosts follow\n[virtualhosts."example.org"]\n')
-    assert tomllib.loads(new)["modules_enabled"] == [*CORE_MODULES, "new"]
+    assert tomllib.loads(new)["modules_enabled"] == [*DEFAULT_MODULES, "new"]
 
 
 def test_enable_for_a_host() -> None:

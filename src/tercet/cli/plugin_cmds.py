@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import pkgutil
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import AoT, Array, InlineTable, Table, Whitespace
+from tomlkit.toml_document import TOMLDocument
 
 from tercet.cli.adminclient import AdminClient, AdminError, AdminUnavailable
 from tercet.plugins.installer import (
@@ -75,11 +79,10 @@ class PluginSettings:
 
 
 def builtin_modules() -> set[str]:
-    """Names of the modules shipped in ``tercet.modules``."""
-    import tercet.modules
+    """Names of the modules shipped with Tercet (the module manager's discovery)."""
+    from tercet.core.modulemanager import builtin_names
 
-    return {m.name for m in pkgutil.iter_modules(tercet.modules.__path__)
-            if not m.name.startswith("_")}
+    return builtin_names()
 
 
 def _tercet_version() -> str:
@@ -404,6 +407,9 @@ def serve_cmd(out_dir: Path, port: int) -> None:
 
 # -- editing modules_enabled in the TOML file -------------------------------------------------
 
+_KEY = "modules_enabled"
+_WIDTH = 88  # a new array longer than this goes one item per line
+
 
 class ConfigEditError(Exception):
     """The configuration file could not be edited safely; nothing was written."""
@@ -412,15 +418,18 @@ class ConfigEditError(Exception):
 def enable_module_in_file(path: Path, name: str, host: str | None = None) -> bool:
     """Add *name* to ``modules_enabled`` (global, or of ``[virtualhosts.HOST]``) in the file.
 
-    Returns False when it is already there. The file is edited as text so comments and
-    layout stay, and replaced atomically with the same permissions.
+    Returns False when it is already there. Comments and layout stay, and the file is
+    replaced atomically with the same permissions.
     """
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigEditError(f"cannot read {path}: {exc.strerror}") from None
-    new_text = enable_module_in_toml(text, name, host)
+    try:
+        new_text = enable_module_in_toml(text, name, host)
+    except ConfigEditError as exc:
+        raise ConfigEditError(f"{path}: {exc}") from None
     if new_text == text:
         return False
     tmp = path.with_name(f".{path.name}.tercet-tmp")
@@ -436,10 +445,11 @@ def enable_module_in_file(path: Path, name: str, host: str | None = None) -> boo
 
 
 def enable_module_in_toml(text: str, name: str, host: str | None = None) -> str:
-    """*text* with *name* appended to the right ``modules_enabled`` array.
+    """*text* with *name* appended to the right ``modules_enabled`` array (tomlkit edits it,
+    keeping comments and layout).
 
-    The result is parsed back and compared with the intended change; anything else (an
-    unusual layout this editor does not understand) raises ConfigEditError instead.
+    The result is parsed back with the server's parser and compared with the intended
+    change; any other outcome raises ConfigEditError instead.
     """
     try:
         before = tomllib.loads(text)
@@ -448,37 +458,38 @@ def enable_module_in_toml(text: str, name: str, host: str | None = None) -> str:
     table_path, current, default = _target(before, host)
     if name in current:
         return text
-    nl = "\r\n" if "\r\n" in text else "\n"
-    span = _find_array(text, table_path, "modules_enabled")
-    if span is not None:
-        new_text = _append_to_array(text, span, name, nl)
-    else:
-        new_text = _insert_key(text, table_path, [*default, name], nl)
-    expected = _with_modules(before, table_path, [*current, name])
+    nl = "\r\n" if "\r\n" in text and "\n" not in text.replace("\r\n", "") else "\n"
+    where = f'{_KEY} in [{_dotted(table_path)}]' if table_path else _KEY
     try:
-        after = tomllib.loads(new_text)
-    except tomllib.TOMLDecodeError:
+        doc = tomlkit.parse(text)
+        _add_module(_table(doc, table_path), name, default, nl, where)
+        new_text = doc.as_string()
+        if nl == "\r\n":  # tomlkit writes "\n" in the lines it adds
+            new_text = re.sub(r"(?<!\r)\n", "\r\n", new_text)
+        after: dict[str, Any] | None = tomllib.loads(new_text)
+    except (TOMLKitError, tomllib.TOMLDecodeError):
         after = None
-    if after != expected:
-        raise ConfigEditError(f'could not edit modules_enabled safely; add "{name}" by hand')
+    if after != _with_modules(before, table_path, [*current, name]):
+        raise ConfigEditError(f'could not edit {where} safely; add "{name}" by hand')
     return new_text
 
 
 def _target(data: dict[str, Any], host: str | None) -> tuple[tuple[str, ...], list[str], list[str]]:
     """(table path, its current modules_enabled, the list to write if the key is missing)."""
     if host is None:
-        from tercet.core.config import CORE_MODULES
+        from tercet.core.config import DEFAULT_MODULES
 
-        current = data.get("modules_enabled")
-        default = list(CORE_MODULES)  # an absent key means the default set: keep it
+        current = data.get(_KEY)
+        default = list(DEFAULT_MODULES)  # an absent key means the default set: keep it
         return (), list(current) if isinstance(current, list) else default, default
     from tercet.core.config import normalize_host
 
     wanted = _normal(host, normalize_host)
     for raw_name, table in (data.get("virtualhosts") or {}).items():
         if _normal(raw_name, normalize_host) == wanted and isinstance(table, dict):
-            current = table.get("modules_enabled")
-            return ("virtualhosts", raw_name), list(current or []), []
+            current = table.get(_KEY)
+            current = list(current) if isinstance(current, list) else []
+            return ("virtualhosts", raw_name), current, []
     raise ConfigEditError(f'there is no [virtualhosts."{host}"] table in the configuration')
 
 
@@ -489,172 +500,70 @@ def _normal(host: str, normalize: Callable[[str], str]) -> str:
         return host.lower()
 
 
+def _dotted(table_path: tuple[str, ...]) -> str:
+    return ".".join(tomlkit.key(part).as_string() for part in table_path)
+
+
 def _with_modules(data: dict[str, Any], table_path: tuple[str, ...],
                   modules: list[str]) -> dict[str, Any]:
     """A copy of *data* with modules_enabled of *table_path* set to *modules*."""
     if not table_path:
-        return {**data, "modules_enabled": modules}
+        return {**data, _KEY: modules}
     head, *rest = table_path
     return {**data, head: _with_modules(data[head], tuple(rest), modules)}
 
 
-# A header line, e.g. `[virtualhosts."example.org"]  # comment`; `[[arrays]]` are skipped.
-_HEADER = re.compile(r"^\s*\[(?!\[)")
-_QUOTES = ('"""', "'''", '"', "'")
+def _table(doc: TOMLDocument, table_path: tuple[str, ...]) -> Container | Table | InlineTable:
+    """The tomlkit table at *table_path* (tomllib has already checked that it exists)."""
+    node: object = doc
+    for part in table_path:
+        node = node[part] if isinstance(node, MutableMapping) else None
+    if not isinstance(node, Container | Table | InlineTable):
+        raise TOMLKitError(f"unexpected {type(node).__name__} at {_dotted(table_path)}")
+    return node
 
 
-def _scan(text: str, start: int = 0) -> Iterator[tuple[int, str, bool]]:
-    """Yield (offset, char, inside_a_string) for each character of *text* outside comments.
-
-    Only used on text that tomllib has accepted, so strings are always terminated.
-    """
-    pos, quote = start, None
-    while pos < len(text):
-        ch = text[pos]
-        if quote is not None:
-            if ch == "\\" and quote[0] == '"':
-                yield from ((i, text[i], True) for i in range(pos, min(pos + 2, len(text))))
-                pos += 2
-            elif text.startswith(quote, pos):
-                yield from ((pos + i, c, True) for i, c in enumerate(quote))
-                pos += len(quote)
-                quote = None
-            else:
-                yield pos, ch, True
-                pos += 1
-        elif ch == "#":
-            newline = text.find("\n", pos)
-            pos = len(text) if newline < 0 else newline
-        else:
-            quote = next((q for q in _QUOTES if text.startswith(q, pos)), None)
-            if quote is not None:
-                yield from ((pos + i, c, True) for i, c in enumerate(quote))
-                pos += len(quote)
-            else:
-                yield pos, ch, False
-                pos += 1
+def _add_module(table: Container | Table | InlineTable, name: str, default: list[str],
+                nl: str, where: str) -> None:
+    if isinstance(table, InlineTable):  # left as the operator wrote it, on one line
+        raise ConfigEditError(f'{where} is in an inline table; add "{name}" by hand')
+    existing = table.get(_KEY)
+    if isinstance(existing, Array):
+        existing.append(name)
+    elif existing is not None:
+        raise ConfigEditError(f"{where} is not an array")
+    elif isinstance(table, Container):
+        _insert_global(table, _new_array([*default, name]), nl)
+    elif isinstance(table, Table) and table.value.body:
+        # Right below the table's header. tomlkit can only append, which would put the key
+        # under comments that introduce the next table (python-poetry/tomlkit#7, #295).
+        table.value._insert_at(0, _KEY, _new_array([name]))
+    else:
+        table.add(_KEY, _new_array([name]))
 
 
-def _lines(text: str) -> list[tuple[int, int, bool]]:
-    """(start, end, starts_a_statement) per line; False for lines that continue a multi-line
-    array or string, where '[' or a key-like word means nothing."""
-    fresh = {0: True}
-    depth = 0
-    for pos, ch, in_string in _scan(text):
-        if in_string:
-            if ch == "\n":
-                fresh[pos + 1] = False
-        elif ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        elif ch == "\n":
-            fresh[pos + 1] = depth == 0
-    result, start = [], 0
-    while start < len(text):
-        newline = text.find("\n", start)
-        end = len(text) if newline < 0 else newline + 1
-        result.append((start, end, fresh.get(start, False)))
-        start = end
-    return result
-
-
-def _table_of(header: str) -> tuple[str, ...] | None:
-    try:
-        parsed: Any = tomllib.loads(header)
-    except tomllib.TOMLDecodeError:
-        return None
-    path: list[str] = []
-    while isinstance(parsed, dict) and len(parsed) == 1:
-        key, parsed = next(iter(parsed.items()))
-        path.append(key)
-    return tuple(path)
-
-
-def _find_array(text: str, table_path: tuple[str, ...], key: str) -> tuple[int, int] | None:
-    """Offsets of '[' and ']' of ``key = [...]`` directly in *table_path*, or None."""
-    current: tuple[str, ...] | None = ()
-    key_re = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=\s*\[')
-    for start, end, statement in _lines(text):
-        line = text[start:end]
-        if not statement:
-            continue
-        if _HEADER.match(line):
-            current = _table_of(line)
-        elif current == table_path and (m := key_re.match(line)):
-            open_at = start + m.end() - 1
-            depth = 0
-            for pos, ch, in_string in _scan(text, open_at):
-                if not in_string and ch in "[]":
-                    depth += 1 if ch == "[" else -1
-                    if depth == 0:
-                        return open_at, pos
-            return None
-    return None
-
-
-def _append_to_array(text: str, span: tuple[int, int], name: str, nl: str) -> str:
-    open_at, close_at = span
-    last = None  # the last character of the last item (or of its trailing comma)
-    for pos, ch, in_string in _scan(text[:close_at], open_at + 1):
-        if in_string or not ch.isspace():
-            last = pos
-    item = json.dumps(name)
-    if last is None:  # an empty array
-        return text[: open_at + 1] + item + text[open_at + 1 :]
-    trailing_comma = text[last] == ","
-    if "\n" not in text[last:close_at]:  # `[..., "x"]`: the bracket follows on the same line
-        sep = " " if trailing_comma else ", "
-        return text[: last + 1] + sep + item + text[last + 1 :]
-    # One item per line: ours goes on its own line, before the closing bracket's line.
-    line_start = text.rfind("\n", 0, last) + 1
-    line = text[line_start:last]
-    indent = line[: len(line) - len(line.lstrip(" \t"))] if line_start > open_at else "    "
-    close_line = text.rfind("\n", 0, close_at) + 1
-    new_line = f"{indent}{item}{',' if trailing_comma else ''}{nl}"
-    head = text[: last + 1] + ("" if trailing_comma else ",") + text[last + 1 : close_line]
-    return head + new_line + text[close_line:]
-
-
-def _insert_key(text: str, table_path: tuple[str, ...], modules: list[str], nl: str) -> str:
-    """Add ``modules_enabled = [...]`` to the global section or to a host's table."""
-    statement = f"modules_enabled = {_format_list(modules, nl)}{nl}"
-    lines = _lines(text)
-    if table_path:  # right after the table's header line
-        for start, end, fresh in lines:
-            header = text[start:end]
-            if fresh and _HEADER.match(header) and _table_of(header) == table_path:
-                sep = "" if header.endswith("\n") else nl
-                return text[:end] + sep + statement + text[end:]
-        raise ConfigEditError(f"cannot find the table {'.'.join(table_path)} to edit")
-    # Global: before the first table, and above the comments that introduce it.
-    first = next((s for s, e, fresh in lines if fresh and _HEADER.match(text[s:e])), len(text))
-    at = first
-    for start, end, fresh in reversed([ln for ln in lines if ln[0] < first]):
-        body = text[start:end].strip()
-        if not fresh or (body and not body.startswith("#")):
+def _insert_global(doc: Container, array: Array, nl: str) -> None:
+    """Add the key after the last global key, above the comments that introduce the first
+    table, with a blank line on either side."""
+    body = doc.body
+    at = 0
+    for i, (key, item) in enumerate(body):
+        if isinstance(item, Table | AoT) and key is not None and not key.is_dotted():
             break
-        at = start
-    if at == len(text):
-        prefix = "" if not text or text.endswith("\n") else nl
-        return text + prefix + nl + statement
-    if at == 0:
-        return statement + nl + text
-    # Keep one blank line on each side of the new statement.
-    after = "" if text[at:].startswith(("\n", "\r\n")) else nl
-    return text[:at] + nl + statement + after + text[at:]
+        if key is not None:
+            at = i + 1
+    before = body[at - 1][1] if at else None
+    if before is not None and not isinstance(before, Table | AoT):
+        before.trivia.trail = before.trivia.trail.rstrip("\r\n") + nl + nl
+    follows_blank = at >= len(body) or isinstance(body[at][1], Whitespace)
+    array.trivia.trail = nl if follows_blank else nl + nl
+    if at < len(body):
+        doc._insert_at(at, _KEY, array)  # see _add_module on tomlkit's missing insert
+    else:
+        doc.add(_KEY, array)
 
 
-def _format_list(items: list[str], nl: str, width: int = 88) -> str:
-    quoted = [json.dumps(i) for i in items]
-    one_line = "[" + ", ".join(quoted) + "]"
-    if len(one_line) + len("modules_enabled = ") <= width:
-        return one_line
-    rows, row = [], "   "
-    for q in quoted:
-        if len(row) + len(q) + 2 > width:
-            rows.append(row)
-            row = "   "
-        row += f" {q},"
-    rows.append(row)
-    return "[" + nl + nl.join(rows) + nl + "]"
+def _new_array(modules: list[str]) -> Array:
+    array = tomlkit.array()
+    array.extend(modules)
+    return array.multiline(len(f"{_KEY} = {array.as_string()}") > _WIDTH)
