@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tercet.app import Application
 from tercet.core.certs import generate_self_signed
 from tercet.core.config import Config
 from tercet.core.server import Server
@@ -61,13 +62,15 @@ class ServerHarness:
             port=free_port(), tls_port=free_port()))
         self.loop = asyncio.new_event_loop()
         self.server: Server | None = None
+        self.app: Application | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> ServerHarness:
         self._thread.start()
         config = Config.load(self.config_path)
-        self.server = Server(config)
-        self.call(self.server.start())
+        self.app = Application(config)
+        self.server = self.app.server
+        self.call(self.app.start())
         return self
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
@@ -75,9 +78,13 @@ class ServerHarness:
         fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return fut.result(timeout)
 
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`call` for a test's own event loop: await the result instead of blocking."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
     def port(self, direct_tls: bool = False) -> int:
         assert self.server is not None
-        return self.server.net.bound[("c2s", direct_tls)][0][1]
+        return self.server.net.bound()["c2s/tls" if direct_tls else "c2s"][0][1]
 
     def create_user(self, username: str, password: str, host: str = "localhost") -> None:
         assert self.server is not None
@@ -88,9 +95,9 @@ class ServerHarness:
     def stop(self) -> None:
         if self.loop.is_closed():
             return
-        if self.server is not None:
-            self.call(self.server.stop())
-            self.server = None
+        if self.app is not None:
+            self.call(self.app.stop())
+            self.app = self.server = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from tercet.core.config import (
-    CORE_MODULES,
-    DEFAULT_SCHEMA,
+    DEFAULT_MODULES,
     Config,
     ConfigError,
     ConfigProblem,
+    Option,
     Schema,
-    register_option,
+    core_schema,
 )
+from tercet.core.modulemanager import builtin_schema
 
 GOOD = """\
 admins = ["admin@example.org"]
@@ -74,7 +75,7 @@ def test_lookup_order_host_global_default(tmp_path: Path) -> None:
     assert config.get("scram_iterations", "conference.example.org") == 8192
     assert config.get("allow_registration", "example.org") is True
     assert config.get("allow_registration") is False              # schema default
-    assert config.get("modules_enabled") == list(CORE_MODULES)
+    assert config.get("modules_enabled") == list(DEFAULT_MODULES)
     assert config.get("no_such_option", default=7) == 7
     assert config.get("module", "conference.example.org") == "muc"
     assert config.get_host_only("allow_registration", "example.org") is True
@@ -225,10 +226,18 @@ def test_unknown_key_warns_with_did_you_mean(tmp_path: Path) -> None:
     assert 'Did you mean "c2s_ports"?' in problem.fix
 
 
-def test_unknown_key_claimed_by_a_module_is_not_reported(tmp_path: Path) -> None:
-    config = Config.load(write(tmp_path, 'muc_log = true\n[virtualhosts."x.example"]\n'))
-    assert [p.key for p in config.check()] == ["muc_log"]
-    assert config.check(extra_known=["muc_log"]) == []
+def test_a_key_is_known_once_a_module_declares_it(tmp_path: Path) -> None:
+    path = write(tmp_path, 'muc_log = true\n[virtualhosts."x.example"]\n')
+    assert [p.key for p in Config.load(path).check()] == ["muc_log"]
+    schema = core_schema().extended([Option("muc_log", bool, False, "Log rooms.", owner="muc")])
+    assert Config.load(path, schema=schema).check() == []
+
+
+def test_module_options_are_unknown_to_the_core_alone(tmp_path: Path) -> None:
+    path = write(tmp_path, 'c2s_timeout = 30\n[virtualhosts."x.example"]\n')
+    assert Config.load(path).problems == []                  # every declared option
+    [problem] = Config.load(path, schema=core_schema()).problems
+    assert "unknown option 'c2s_timeout'" in problem.message
 
 
 def test_global_option_in_host_table_warns(tmp_path: Path) -> None:
@@ -342,57 +351,84 @@ def test_not_utf8(tmp_path: Path) -> None:
     assert "UTF-8" in problem.message
 
 
-# -- typed getter and schema extension -----------------------------------------------------
+# -- declarations and the typed getter -----------------------------------------------------
+
+MAX_ROOMS = Option("max_rooms", int, 10, "Rooms per user.", min=1, max=20, owner="muc")
+RATIO = Option("ratio", float, 1.5, "A ratio.", owner="muc")
+MODE = Option("mode", str, "slow", "How fast.", choices=("Fast", "slow"), owner="muc")
 
 
 def test_option_typed_getter(tmp_path: Path) -> None:
     config = Config.from_text('max_rooms = 5\nratio = 2\n[virtualhosts."a.example"]\n'
-                              'max_rooms = "many"\nmode = "fast"\n', tmp_path / "t.toml")
-    assert config.option("max_rooms", 10, type=int) == 5
-    assert config.option("missing", 10, type=int, host="a.example") == 10
-    assert config.option("ratio", 1.5) == 2                      # type from the default
-    assert config.option("mode", "slow", choices=("fast", "slow"), host="a.example") == "fast"
+                              'max_rooms = "many"\nmode = "fast"\n', tmp_path / "t.toml",
+                              schema=core_schema())  # undeclared here: read, then checked
+    assert config.option(MAX_ROOMS) == 5
+    assert config.option(RATIO) == 2                            # floats accept integers
+    assert config.option(MODE) == "slow"                         # the declared default
+    missing = Option("missing", list[int], [1], "A list.")
+    config.option(missing).append(2)                             # a copy of the default
+    assert config.option(missing, "a.example") == [1]
     with pytest.raises(ConfigError) as info:
-        config.option("max_rooms", 10, type=int, host="a.example")
+        config.option(MAX_ROOMS, "a.example")
     [problem] = info.value.problems
     assert problem.key == 'virtualhosts."a.example".max_rooms'
     assert problem.line == 4
     assert 'expected an integer, found a string ("many")' in problem.message
-    with pytest.raises(ConfigError, match="from 10 to 20"):
-        config.option("max_rooms", 10, type=int, min=10, max=20)
     with pytest.raises(ConfigError, match='Did you mean "Fast"'):
-        config.option("mode", "slow", choices=("Fast", "slow"), host="a.example")
+        config.option(MODE, "a.example")
 
 
-def test_register_option_validates_and_documents() -> None:
-    schema = DEFAULT_SCHEMA.copy()
-    register_option("muc_max_rooms", int, 100, "Rooms per service.", min=1, owner="muc",
-                    schema=schema)
+def test_declared_option_validates_and_documents() -> None:
+    rooms = Option("muc_max_rooms", int, 100, "Rooms per service.", min=1,
+                   cite="XEP-0045 §10.1", owner="muc")
+    schema = core_schema().extended([rooms])
     text = '[virtualhosts."a.example"]\nmuc_max_rooms = 0\n'
-    assert Config.from_text(text).check() != []        # default schema: unknown warning
+    assert Config.from_text(text).check() != []        # nobody declares it: a warning
     with pytest.raises(ConfigError, match="muc_max_rooms"):
         Config.from_text(text, schema=schema)
-    assert "`muc_max_rooms`" in schema.to_markdown()
-    assert "muc_max_rooms" not in DEFAULT_SCHEMA
+    assert "## Module `muc`" in schema.to_markdown()
+    assert "Rooms per service. (min 1; XEP-0045 §10.1) |" in schema.to_markdown()
+    assert "muc_max_rooms" not in core_schema()
 
 
-def test_register_option_twice() -> None:
-    schema = Schema()
-    register_option("x", int, 1, "X.", schema=schema)
-    register_option("x", int, 1, "X.", schema=schema)          # same declaration: fine
-    register_option("x", int, 2, "X, changed by a reload.", schema=schema)  # same owner
-    assert schema.get("x").default == 2  # type: ignore[union-attr]
-    with pytest.raises(ValueError, match="already declared"):
-        register_option("x", str, "1", "X.", schema=schema, owner="another")
+def test_bound_violation_names_file_key_and_fix(tmp_path: Path) -> None:
+    problem = one_error(tmp_path, '[virtualhosts."a.example"]\nprivate_max_items = 0\n')
+    assert problem.file == str(tmp_path / "tercet.toml")
+    assert problem.key == 'virtualhosts."a.example".private_max_items'
+    assert problem.line == 2
+    assert problem.message == "expected a value from 1 to 100000, found 0"
+    assert problem.fix == "Set private_max_items = 1 (the minimum) or more."
+    assert str(problem).startswith(
+        f"{tmp_path / 'tercet.toml'}:2: error: virtualhosts.\"a.example\".private_max_items:")
 
 
-def test_schema_markdown_lists_core_options() -> None:
-    text = DEFAULT_SCHEMA.to_markdown()
-    names = ("admins", "c2s_ports", "scram_iterations", "admin_socket", "offline_message_limit")
-    for name in names:
-        assert f"`{name}`" in text
-    assert "<data_path>/admin.sock" in text
-    assert "min 4096" in text
+def test_schema_owners() -> None:
+    x = Option("x", int, 1, "X.", owner="a")
+    schema = Schema([x, x])                                       # same declaration: fine
+    assert Schema([x, Option("x", int, 2, "X, changed.", owner="a")]).get("x") == Option(
+        "x", int, 2, "X, changed.", owner="a")                    # same owner replaces
+    with pytest.raises(ValueError, match="declared by both a and b"):
+        schema.extended([Option("x", str, "1", "X.", owner="b")])
+
+
+def test_options_are_frozen_and_typed() -> None:
+    option = Option("x", int, 1, "X.")
+    with pytest.raises(AttributeError):
+        option.default = 2  # type: ignore[misc]
+    assert Option[str | None]("y", str, None, "Y.").default_text() == "(none)"
+
+
+def test_reference_groups_options_by_owner_with_cites() -> None:
+    text = builtin_schema().to_markdown()
+    assert text.startswith("## Core options\n")
+    core, _, modules = text.partition("## Module `")
+    for name in ("admins", "scram_iterations", "admin_socket", "installer_plugin_path"):
+        assert f"`{name}`" in core
+    for name in ("c2s_ports", "allow_registration", "offline_message_limit", "contact_info"):
+        assert f"`{name}`" not in core and f"`{name}`" in modules
+    assert "<data_path>/admin.sock" in core
+    assert "(min 4096, max 1000000; RFC 7677 §4)" in core
+    assert "(min 10000, max 16777216; RFC 6120 §13.12)" in modules
 
 
 def test_unclosed_array_points_at_the_end(tmp_path: Path) -> None:

@@ -1,11 +1,9 @@
-"""Helpers for the community module tests: a module test server with one plugin loaded,
-a fake clock, and bounded waiting."""
+"""Helpers for the community module tests: a module test server with one plugin loaded and
+a fake clock (running and waiting: ``helpers.run``, ``helpers.until``)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,6 @@ from tercet.protocol.stanza import Element
 COMMUNITY = Path(__file__).resolve().parents[2] / "community"
 MODULES = sorted(p.name for p in COMMUNITY.iterdir() if (p / "pyproject.toml").is_file())
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def server_with(plugin_dir: Path, extra: str = "", host_extra: str = "") -> ModuleTestServer:
@@ -49,15 +43,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the event loop run (timers) until ``predicate()``; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def messages(client: TestClient) -> list[Element]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from community_helpers import error_condition, load, messages, run, server_with
+from community_helpers import error_condition, load, messages, server_with
+from helpers import run
 
 ADMINS = 'admins = ["admin@localhost"]'
 ANNOUNCE = ("<message xmlns='jabber:client' to='localhost/announce/online' type='headline'>"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from community_helpers import FakeClock, load, run, server_with, wait_for
+from community_helpers import FakeClock, load, server_with
+from helpers import run, until
 
 OPTIONS = "idle_kick_after = 60\nidle_kick_interval = 0.01"
-PING = "<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+PING = ("<iq xmlns='jabber:client' type='get' id='p' to='localhost'>"
+        "<ping xmlns='urn:xmpp:ping'/></iq>")
 
 
 def closed_with(client: object) -> str | None:
@@ -24,18 +26,18 @@ def test_idle_sessions_are_closed_active_ones_kept(community_plugins: dict[str, 
             await load(srv, "idle_kick")
             romeo = await srv.connect("romeo@localhost/a")
             juliet = await srv.connect("juliet@localhost/a")
-            await wait_for(lambda: "idle_kick" in early.session.data)  # first sweep ran
+            await until(lambda: "idle_kick" in early.session.data)  # first sweep ran
             clock.advance(40)
             await romeo.send(PING)  # romeo is active at t=40
             clock.advance(25)  # t=65: juliet and early idle for 65 s, romeo for 25 s
-            await wait_for(lambda: closed_with(juliet) is not None)
-            await wait_for(lambda: closed_with(early) is not None)
+            await until(lambda: closed_with(juliet) is not None)
+            await until(lambda: closed_with(early) is not None)
             assert closed_with(juliet) == "connection-timeout"
             assert closed_with(early) == "connection-timeout"
             assert closed_with(romeo) is None
             assert set(srv.server.hosts["localhost"].sessions) == {"romeo"}
             clock.advance(40)  # t=105: romeo idle for 65 s
-            await wait_for(lambda: closed_with(romeo) is not None)
+            await until(lambda: closed_with(romeo) is not None)
             assert srv.server.hosts["localhost"].sessions == {}
     run(main())
 

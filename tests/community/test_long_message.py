@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from community_helpers import load, messages, run, server_with, wait_for
+from community_helpers import load, messages, server_with
+from helpers import run, until
 
 NS_OOB = "jabber:x:oob"
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
@@ -82,7 +83,7 @@ def test_expired_files_are_deleted_foreign_files_kept(community_plugins: dict[st
     async def main() -> None:
         async with server_with(community_plugins["long_message"], options) as srv:
             await load(srv, "long_message")
-            await wait_for(lambda: not old.exists())
+            await until(lambda: not old.exists())
             assert fresh.exists() and foreign.exists()
     run(main())
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from community_helpers import load, messages, run, server_with
+from community_helpers import load, messages, server_with
+from helpers import run
 
 PRESENCE = "<presence xmlns='jabber:client'/>"
 

@@ -16,7 +16,7 @@ from community_helpers import COMMUNITY, MODULES
 from tercet.plugins.package import read_source_project
 
 # What a module may import from Tercet (docs/internals.md): the module API and protocol/.
-ALLOWED_TERCET = re.compile(r"^tercet\.(core\.moduleapi|protocol(\..+)?)$")
+ALLOWED_TERCET = re.compile(r"^tercet\.(module|core\.moduleapi|protocol(\..+)?)$")
 OPTION_CALL = re.compile(r"""module\.(?:global_)?option\(\s*"([a-z0-9_]+)\"""")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from community_helpers import FakeClock, error_condition, load, run, server_with, wait_for
+from community_helpers import FakeClock, error_condition, load, server_with
+from helpers import run, until
 
 NS = "urn:tercet:status"
 QUERY = (f"<iq xmlns='jabber:client' type='get' id='s' to='localhost'>"
@@ -55,13 +56,13 @@ def test_status_file_is_written_and_refreshed(community_plugins: dict[str, Path]
     async def main() -> None:
         async with server_with(community_plugins["server_status"], options) as srv:
             await load(srv, "server_status")
-            await wait_for(lambda: sessions() == 0)
+            await until(lambda: sessions() == 0)
             data = json.loads(target.read_text())
             assert data["host"] == "localhost" and data["hosts"] == {"localhost": 0}
             assert data["version"] == "0.1.0" and data["uptime"] >= 0
             await srv.connect("romeo@localhost/a")
             await srv.connect("juliet@localhost/a")
-            await wait_for(lambda: sessions() == 2)  # rewritten on the next tick
+            await until(lambda: sessions() == 2)  # rewritten on the next tick
             assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed
     run(main())
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from community_helpers import error_condition, load, messages, run, server_with
+from community_helpers import error_condition, load, messages, server_with
+from helpers import run
 
 from tercet.protocol.stanza import message
 

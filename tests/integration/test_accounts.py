@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import slixmpp
 from harness import ServerHarness
+from helpers import run, until
 from xmpp import login, logout, make_client
 
 from tercet.protocol.stanza import Element
@@ -24,21 +25,9 @@ OPEN = "allow_registration = true"
 TOMBSTONES = 'modules_enabled = ["tombstones"]'
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 90))
-
-
 def tercet(server: ServerHarness, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TERCET, "-c", str(server.config_path), *args],
                           capture_output=True, text=True, timeout=60, check=False)
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def refused(jid: str, password: str, port: int) -> str:
@@ -103,7 +92,6 @@ async def register_in_band(jid: str, password: str, port: int) -> Any:
             await iq.send(timeout=10)
         except slixmpp.exceptions.IqError as exc:
             outcome.set_result(exc.condition)
-            client.disconnect()
             return
         outcome.set_result("registered")
 
@@ -128,6 +116,7 @@ def test_register_in_band_then_log_in(make_server: Any) -> None:
         await logout(again)
         result, client = await register_in_band("newbie@localhost", "other", srv.port())
         assert result == "conflict"
+        await logout(client)
     run(main())
 
 
@@ -135,31 +124,37 @@ HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
           "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
 
 
-def raw_exchange(port: int, payload: str, wait: float = 2) -> str:
-    """Send a stream header and ``payload`` on a plain socket; what came back."""
+def raw_exchange(port: int, payload: str, wait: float = 5, end: str | None = None) -> str:
+    """Send a stream header and ``payload`` on a plain socket; what came back until the
+    server closed the stream or ``end`` arrived (at most ``wait`` seconds)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall((HEADER + payload).encode())
-        chunks = []
+        data = b""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
-                data = sock.recv(65536)
+                chunk = sock.recv(65536)
             except TimeoutError:
                 break
-            if not data:
+            if not chunk:
                 break
-            chunks.append(data)
-        return b"".join(chunks).decode("utf-8", "replace")
+            data += chunk
+            if end is not None and end.encode() in data:
+                break
+        return data.decode("utf-8", "replace")
 
 
 def test_unauthenticated_iqs_reach_registration_only(make_server: Any) -> None:
     """The c2s layer hands pre-auth IQs to modules; registration off means an IQ error
     (XEP-0077 §3.1), any other pre-auth IQ still ends the stream."""
     srv = make_server(extra="c2s_require_encryption = false")
+    # The second IQ is answered too: the first one's error left the stream open.
     out = raw_exchange(srv.port(), "<iq type='get' id='r1'><query xmlns='jabber:iq:register'/>"
-                                   "</iq>")
+                                   "</iq><iq type='get' id='r1b'>"
+                                   "<query xmlns='jabber:iq:register'/></iq>", end='id="r1b"')
     assert "<register xmlns" not in out  # not advertised
     assert 'id="r1" type="error"' in out and "<service-unavailable" in out
+    assert 'id="r1b" type="error"' in out
     assert "<not-authorized" not in out
     out = raw_exchange(srv.port(), "<iq type='get' id='v'><query xmlns='jabber:iq:version'/>"
                                    "</iq>")
@@ -170,7 +165,7 @@ def test_registration_on_a_plain_stream(make_server: Any) -> None:
     srv = make_server(extra=OPEN + "\nc2s_require_encryption = false", subdir="plainreg")
     out = raw_exchange(srv.port(), "<iq type='set' id='r2'><query xmlns='jabber:iq:register'>"
                                    "<username>plain</username><password>pw</password>"
-                                   "</query></iq>")
+                                   "</query></iq>", end='id="r2"')
     assert '<register xmlns="http://jabber.org/features/iq-register"/>' in out
     assert 'id="r2" type="result"' in out
     assert srv.call(srv.server.hosts["localhost"].auth.test_password("plain", "pw"))
@@ -211,8 +206,8 @@ def test_cancel_registration_deletes_all_data(server: ServerHarness) -> None:
         assert before["offline"] and before["account"]
 
         await client.plugin["xep_0077"].cancel_registration(timeout=10)
-        await wait_for(lambda: other.stream_errors and client.stream_errors,
-                       "both sessions to be closed")
+        await until(lambda: other.stream_errors and client.stream_errors,
+                    "both sessions to be closed")
         assert other.stream_errors == ["not-authorized"]
         assert client.stream_errors == ["not-authorized"]
         after = user_data(server, "romeo")
@@ -232,7 +227,7 @@ def test_disabled_account_is_kicked_and_refused(server: ServerHarness) -> None:
         client = await login("romeo@localhost/a", PASSWORD, server.port())
         out = await asyncio.to_thread(tercet, server, "user", "disable", "romeo@localhost")
         assert out.returncode == 0, out.stderr
-        await wait_for(lambda: client.stream_errors, "the session to be closed")
+        await until(lambda: client.stream_errors, "the session to be closed")
         assert client.stream_errors == ["not-authorized"]
         assert "account-disabled" in await refused("romeo@localhost", PASSWORD, server.port())
         with pytest.raises(PermissionError) as info:
@@ -258,7 +253,7 @@ def test_user_del_through_the_running_server(make_server: Any) -> None:
         out = await asyncio.to_thread(tercet, srv, "user", "del", "--yes", "romeo@localhost")
         assert out.returncode == 0, out.stderr
         assert "deleted romeo@localhost" in out.stdout
-        await wait_for(lambda: client.stream_errors, "the session to be closed")
+        await until(lambda: client.stream_errors, "the session to be closed")
         assert client.stream_errors == ["not-authorized"]
         assert user_data(srv, "romeo") == {"vcard": None, "roster": None, "private": {},
                                            "offline": False, "account": None}
@@ -280,7 +275,8 @@ def test_user_del_with_the_server_stopped(make_server: Any) -> None:
     config = srv.config_path
     srv.stop()
     out = subprocess.run([*TERCET, "-c", str(config), "user", "del", "--yes",
-                          "romeo@localhost"], capture_output=True, text=True, timeout=60, check=False)
+                          "romeo@localhost"], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     again = make_server(host_extra=TOMBSTONES, subdir="offline")
     assert user_data(again, "romeo") == {"vcard": None, "roster": None, "private": {},
@@ -294,7 +290,8 @@ def test_user_del_offline_writes_no_tombstone_without_the_module(make_server: An
     config = srv.config_path
     srv.stop()
     out = subprocess.run([*TERCET, "-c", str(config), "user", "del", "--yes",
-                          "romeo@localhost"], capture_output=True, text=True, timeout=60, check=False)
+                          "romeo@localhost"], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     again = make_server(subdir="plain")
     assert user_data(again, "romeo")["account"] is None

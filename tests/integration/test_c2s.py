@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import time
 
 import pytest
 import slixmpp
-from xmpp import login, logout
-
 from harness import ServerHarness
+from helpers import run, until
+from xmpp import available, login, logout
 
 PASSWORD = "s3cret pass"
-
-
-def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.fixture
@@ -79,18 +74,19 @@ def test_two_resources_and_message_routing(users: ServerHarness) -> None:
         r1 = await login("romeo@localhost/one", PASSWORD, users.port())
         r2 = await login("romeo@localhost/two", PASSWORD, users.port())
         juliet = await login("juliet@localhost/balcony", PASSWORD, users.port())
-        r1.send_presence(ppriority=5)
-        r2.send_presence(ppriority=1)
-        juliet.send_presence()
-        await asyncio.sleep(0.3)
+        await available(r1, ppriority=5)
+        await available(r2, ppriority=1)
+        await available(juliet)
         juliet.send_message(mto="romeo@localhost/two", mbody="to two")
         msg = await asyncio.wait_for(r2.messages.get(), 10)
         assert msg["body"] == "to two" and str(msg["from"]) == "juliet@localhost/balcony"
         juliet.send_message(mto="romeo@localhost", mbody="to bare", mtype="chat")
         msg = await asyncio.wait_for(r1.messages.get(), 10)
         assert msg["body"] == "to bare"
-        await asyncio.sleep(0.3)
-        assert r2.messages.empty(), "bare JID messages go to the highest priority only"
+        # A copy for r2 would have been routed before this marker, from the same sender.
+        juliet.send_message(mto="romeo@localhost/two", mbody="marker")
+        msg = await asyncio.wait_for(r2.messages.get(), 10)
+        assert msg["body"] == "marker", "bare JID messages go to the highest priority only"
         await logout(r1, r2, juliet)
     run(main())
 
@@ -138,10 +134,7 @@ def test_resource_conflict_kicks_the_old_session(users: ServerHarness) -> None:
     async def main() -> None:
         old = await login("romeo@localhost/same", PASSWORD, users.port())
         new = await login("romeo@localhost/same", PASSWORD, users.port())
-        for _ in range(50):
-            if old.stream_errors:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: old.stream_errors, "the old session's stream error")
         assert old.stream_errors == ["conflict"]
         assert str(new.boundjid) == "romeo@localhost/same"
         await logout(new)
@@ -162,21 +155,36 @@ HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
           "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
 
 
-def raw_exchange(port: int, payload: bytes, *, header: str = HEADER, wait: float = 5) -> str:
+FEATURES_END = "</stream:features>"
+
+
+def receive(sock: socket.socket, end: str | None, wait: float) -> str:
+    """What the server sends until it closes the connection or ``end`` arrives, for at
+    most ``wait`` seconds."""
+    sock.settimeout(wait)
+    data = b""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        if end is not None and end.encode() in data:
+            break
+    return data.decode("utf-8", "replace")
+
+
+def raw_exchange(port: int, payload: bytes, *, header: str = HEADER, wait: float = 5,
+                 end: str | None = None) -> str:
+    """Open a stream, send ``payload`` and return the answer: up to ``end`` when given
+    (the server keeps the stream open), else until the server closes it."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(header.encode())
         sock.sendall(payload)
-        chunks = []
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks).decode("utf-8", "replace")
+        return receive(sock, end, wait)
 
 
 @pytest.mark.parametrize("payload,condition", [
@@ -208,12 +216,12 @@ def test_unknown_host_is_refused(server: ServerHarness) -> None:
 def test_plain_refused_without_tls(make_server) -> None:  # noqa: ANN001
     """With encryption not required, PLAIN is still withheld on a plaintext stream."""
     srv = make_server(extra="c2s_require_encryption = false")
-    out = raw_exchange(srv.port(), b"", wait=1)
+    out = raw_exchange(srv.port(), b"", end=FEATURES_END)
     assert "<mechanisms" in out
     assert "<mechanism>PLAIN</mechanism>" not in out
     assert "SCRAM-SHA-1" in out
     out = raw_exchange(srv.port(), b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
-                       b"mechanism='PLAIN'>AHJvbWVvAHBhc3M=</auth>", wait=1)
+                       b"mechanism='PLAIN'>AHJvbWVvAHBhc3M=</auth>", end="</failure>")
     assert "<invalid-mechanism" in out or "<encryption-required" in out
 
 
@@ -223,7 +231,7 @@ def test_stanzas_before_auth_are_refused(server: ServerHarness) -> None:
 
 
 def test_encryption_required_by_default(server: ServerHarness) -> None:
-    out = raw_exchange(server.port(), b"", wait=1)
+    out = raw_exchange(server.port(), b"", end=FEATURES_END)
     assert "<starttls xmlns=\"urn:ietf:params:xml:ns:xmpp-tls\"><required/></starttls>" in out
     assert "<mechanisms" not in out
 
@@ -240,7 +248,9 @@ def test_per_ip_cap_on_unauthenticated_connections(make_server) -> None:  # noqa
     srv = make_server(extra="c2s_max_unauthenticated_per_ip = 2")
     socks = [socket.create_connection(("127.0.0.1", srv.port()), timeout=5) for _ in range(2)]
     try:
-        time.sleep(0.3)
+        for sock in socks:  # the server has taken both once it answers their streams
+            sock.sendall(HEADER.encode())
+            assert FEATURES_END in receive(sock, FEATURES_END, 5)
         out = raw_exchange(srv.port(), b"", wait=2)
         assert "<policy-violation" in out
     finally:

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 from harness import ServerHarness
-from xmpp import Client, login, logout
+from helpers import run, until
+from xmpp import Client, available, login, logout
+
+from tercet.storage.base import ArchiveQuery
 
 PASSWORD = "s3cret pass"
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    """Wait for a condition the clients reach by themselves (their own event loop)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -77,7 +65,7 @@ def test_subscription_handshake_ends_with_both_presences_visible(
         juliet.disconnect()
         await until(lambda: "balcony" not in romeo.client_roster["juliet@localhost"].resources,
                     "Juliet's unavailable presence")
-        await logout(romeo)
+        await logout(romeo, juliet)
     run(main())
 
 
@@ -85,7 +73,11 @@ def test_offline_message_is_delivered_with_a_delay_stamp(users: ServerHarness) -
     async def main() -> None:
         romeo = await login("romeo@localhost/a", PASSWORD, users.port())
         romeo.send_message(mto="juliet@localhost", mbody="are you there?", mtype="chat")
-        await asyncio.sleep(0.2)  # let the server store it before she comes
+
+        async def stored() -> int:  # on the server's loop
+            offline = users.server.storage.open("localhost", "offline", "archive")
+            return len(await offline.find("juliet", ArchiveQuery()))
+        await until(lambda: users.acall(stored()), "the server to store it before she comes")
         assert romeo.messages.empty(), "kept for later, not bounced"
         juliet = await login("juliet@localhost/b", PASSWORD, users.port(),
                              plugins=("xep_0203",))
@@ -105,9 +97,8 @@ def test_negative_priority_resource_gets_no_bare_jid_messages(users: ServerHarne
         laptop = await login("juliet@localhost/laptop", PASSWORD, users.port())
         phone = await login("juliet@localhost/phone", PASSWORD, users.port())
         romeo = await login("romeo@localhost/a", PASSWORD, users.port())
-        laptop.send_presence(ppriority=-1)
-        phone.send_presence(ppriority=0)
-        await asyncio.sleep(0.2)
+        await available(laptop, ppriority=-1)
+        await available(phone, ppriority=0)
         romeo.send_message(mto="juliet@localhost", mbody="to the bare JID", mtype="chat")
         msg = await asyncio.wait_for(phone.messages.get(), 10)
         assert msg["body"] == "to the bare JID"

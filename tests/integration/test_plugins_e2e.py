@@ -13,7 +13,6 @@ stopped here.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -23,13 +22,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import free_port
+from helpers import accepts, run, until_sync
 from xmpp import login, logout
 
 from tercet.plugins.repo import serve, server_url
@@ -59,10 +58,6 @@ def refused(result: subprocess.CompletedProcess[str], *needles: str) -> str:
     for needle in needles:
         assert needle in result.stderr, result.stderr
     return result.stderr
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -102,14 +97,7 @@ class Site:
 
     def start(self) -> None:
         ok(tercet(self.config, "start", "--daemon"))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, f"port {self.port} never opened"
-                time.sleep(0.1)
+        until_sync(lambda: accepts(self.port), f"port {self.port} to open", timeout=30)
 
     def stop(self) -> None:
         pidfile = self.root / "data" / "tercet.pid"

@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from harness import free_port
+from helpers import accepts, until_sync
 
 TERCET = [sys.executable, "-m", "tercet"]
 
@@ -40,14 +39,7 @@ def site(tmp_path: Path) -> Path:
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"port {port} never opened")
+    until_sync(lambda: accepts(port), f"port {port} to open", timeout=timeout)
 
 
 def c2s_port(config: Path) -> int:
@@ -63,11 +55,14 @@ def test_foreground_start_sigterm_closes_sessions_and_exits_0(site: Path) -> Non
         sock = socket.create_connection(("127.0.0.1", port), 5)
         sock.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
-        time.sleep(0.5)
+        sock.settimeout(5)
+        data = b""
+        while b"</stream:features>" not in data:  # the server has the stream open
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        data = b""
-        sock.settimeout(5)
         while chunk := sock.recv(65536):
             data += chunk
         assert b"<system-shutdown" in data
@@ -97,10 +92,26 @@ def test_daemon_status_module_commands_reload_stop(site: Path) -> None:
         assert '"ping"' in tercet(site, "module", "list", "--json").stdout
         missing = tercet(site, "module", "load", "no_such_module")
         assert missing.returncode == 1 and "not found" in missing.stderr
+        log = site.parent / "data" / "tercet.log"
         assert tercet(site, "reload").returncode == 0
-        time.sleep(0.5)
+        until_sync(lambda: "configuration reloaded" in log.read_text(), "the reload")
         assert tercet(site, "status").returncode == 0
     finally:
         stopped = tercet(site, "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert tercet(site, "status").returncode == 3
+
+
+def test_a_port_in_use_is_fatal_and_named(site: Path) -> None:
+    """A server that cannot listen where its config says exits non-zero and says why."""
+    port = c2s_port(site)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen(1)
+        out = tercet(site, "start")
+    finally:
+        blocker.close()
+    assert out.returncode == 1, out.stderr
+    assert "c2s" in out.stderr and str(port) in out.stderr, out.stderr
+    assert "running" not in out.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import hashlib
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from harness import ServerHarness
+from helpers import run, until
 from slixmpp import JID
 from slixmpp.plugins.xep_0054.stanza import VCardTemp
 from xmpp import TIMEOUT, Client, login, logout
@@ -22,10 +22,6 @@ from tercet.protocol.xmlstream import parse_fragment
 
 PASSWORD = "s3cret pass"
 INFO = "http://jabber.org/protocol/disco#info"
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @pytest.fixture
@@ -49,12 +45,8 @@ def test_server_caps_in_stream_features_verify(users: ServerHarness) -> None:
                              plugins=("xep_0030", "xep_0115"))
         assert "caps" in client.features
         caps = client.plugin["xep_0115"]
-        ver = None
-        for _ in range(100):
-            ver = await caps.get_verstring("localhost")
-            if ver:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: caps.get_verstring("localhost"), "slixmpp to verify the caps")
+        ver = await caps.get_verstring("localhost")
         info = await client.plugin["xep_0030"].get_info(jid="localhost")
         query = parse_fragment(ET.tostring(info.xml.find(f"{{{INFO}}}query")))
         assert ver == caps_ver(query)

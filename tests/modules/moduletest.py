@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tercet.app import build_server
 from tercet.core.config import Config
-from tercet.core.server import Server
 from tercet.core.session import C2SSession
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import NS_STANZAS, Element
@@ -71,6 +71,16 @@ class FakeConnection:
 
     def close_stream(self, error: StreamError | None = None) -> None:
         self.closed_with = error
+
+    # Negotiation already happened: these sessions start out secure and bound.
+    async def start_tls(self) -> None:
+        raise AssertionError("module tests' sessions are already encrypted")
+
+    def restart_stream(self) -> None:
+        raise AssertionError("module tests' sessions are already past negotiation")
+
+    def authenticated(self) -> None:
+        pass
 
 
 class TestClient:
@@ -133,7 +143,7 @@ class ModuleTestServer:
         path = Path(self._tmp.name)
         text = BASE.format(extra=extra, host_extra=host_extra, sock=path / "admin.sock")
         (path / "tercet.toml").write_text(text)
-        self.server = Server(Config.load(path / "tercet.toml"))
+        self.server = build_server(Config.load(path / "tercet.toml"))
 
     async def __aenter__(self) -> ModuleTestServer:
         await self.server.start()

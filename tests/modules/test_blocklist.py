@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+from helpers import run
 from moduletest import ModuleTestServer, TestClient
 
 from tercet.core import accounts
@@ -17,10 +17,6 @@ NS = "urn:xmpp:blocking"
 NS_ERRORS = "urn:xmpp:blocking:errors"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 SECOND_HOST = '\n[virtualhosts."example.net"]\n'
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def items_xml(*jids: str) -> str:

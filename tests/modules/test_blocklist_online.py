@@ -4,20 +4,15 @@ holds); offline users' lists still go through the bounded LRU cache."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
+from helpers import run
 from moduletest import ModuleTestServer
 
 from tercet.modules.blocklist import Blocklists
 from tercet.storage.memory import create_memory_driver
 
 NS = "urn:xmpp:blocking"
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def test_pinned_lists_survive_eviction_and_unpinned_ones_do_not(tmp_path: Path) -> None:

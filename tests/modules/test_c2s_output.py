@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from helpers import idle, run, until
 from moduletest import ModuleTestServer
 
-from tercet.net.c2s import DEFAULT_SEND_BUFFER_LIMIT, C2SConnection
+from tercet.core.network import DEFAULT_SEND_BUFFER_LIMIT, StreamLimits
+from tercet.net.c2s import C2SConnection
 from tercet.net.listeners import Listener
 from tercet.protocol.xmlstream import StanzaReceived, StreamReader
 
 HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
           b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 class RecordingTransport:
@@ -30,6 +28,7 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
+        self.protocol: Any = None  # the connection, told when the transport closes
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -50,6 +49,10 @@ class RecordingTransport:
         return self.closed
 
     def close(self) -> None:
+        # As an asyncio transport does: the protocol hears of it in the next loop iteration
+        # (else the server's shutdown waits out its grace period for the connection).
+        if not self.closed and self.protocol is not None:
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
         self.closed = True
 
     def stanzas(self) -> list[Any]:
@@ -63,8 +66,10 @@ async def bound_client(srv: ModuleTestServer, user: str) -> tuple[C2SConnection,
                                                                    RecordingTransport]:
     """A C2SConnection whose stream is open and whose session is bound as user/r."""
     await srv.create_user(user)
-    conn = C2SConnection(srv.server, Listener("c2s", False))
+    conn = C2SConnection(srv.server, Listener("c2s", False, StreamLimits()),
+                         srv.server.net)  # type: ignore[arg-type]
     transport = RecordingTransport()
+    transport.protocol = conn
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(HEADER)
     session = conn.session
@@ -74,7 +79,7 @@ async def bound_client(srv: ModuleTestServer, user: str) -> tuple[C2SConnection,
     session.bound = True
     conn.authenticated()
     srv.server.hosts["localhost"].add_session(session)
-    await asyncio.sleep(0.01)
+    await idle()  # what binding started has been written
     transport.writes.clear()
     return conn, transport
 
@@ -84,10 +89,7 @@ async def warm_up(sender: C2SConnection, recipient: RecordingTransport) -> None:
     loaded and the next delivery completes within the loop iteration it starts in."""
     sender.data_received(b"<message to='juliet@localhost/r' id='warm'><body>w</body>"
                          b"</message>")
-    for _ in range(100):
-        if recipient.writes:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: recipient.writes, "the warm-up delivery")
     recipient.writes.clear()
 
 
@@ -101,6 +103,8 @@ def test_one_write_per_loop_iteration_in_order() -> None:
                 f"<message to='juliet@localhost/r' id='m{i}' type='chat'><body>{i}</body>"
                 f"</message>".encode() for i in range(3)))
             assert juliet.writes == []  # nothing leaves before the iteration ends
+            # Kept: the property is about loop iterations, so step the loop exactly (a
+            # yield, not a wait): the flush is scheduled for the next iteration.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             assert len(juliet.writes) == 1

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from helpers import run
 from moduletest import ModuleTestServer
-
-
-def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def test_ping_and_unknown_iq() -> None:

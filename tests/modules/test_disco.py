@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from helpers import run
 from moduletest import ModuleTestServer, TestClient, condition
 
 from tercet.core.session import C2SSession
+from tercet.module import StreamFeaturesEvent
 from tercet.modules.disco import CAPS_NODE, NS_CAPS, build_info, caps_ver, merge_forms
-from tercet.net.c2s import StreamElementEvent
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
 
 INFO = "http://jabber.org/protocol/disco#info"
 ITEMS = "http://jabber.org/protocol/disco#items"
 DATA = "jabber:x:data"
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def with_server(extra: str = "", host_extra: str = "") -> Callable[..., Any]:
@@ -71,8 +67,8 @@ def caps_feature(srv: ModuleTestServer) -> Element:
     """The <c/> that the server puts in a client's stream features."""
     host = srv.server.hosts["localhost"]
     features = Element("features", "http://etherx.jabber.org/streams")
-    host.events.fire("stream-features", StreamElementEvent(
-        C2SSession(host, None), features=features))  # type: ignore[arg-type]
+    host.events.fire("stream-features", StreamFeaturesEvent(
+        C2SSession(host, None), features))  # type: ignore[arg-type]
     found = features.find("c", NS_CAPS)
     assert found is not None, features
     return found

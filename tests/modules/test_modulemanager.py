@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run, until
 from moduletest import ModuleTestServer
 
 from tercet.core.moduleapi import ModuleError
-
-
-def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def install_fake_plugin(plugin_path: Path, name: str, source: str, version: str = "1.0") -> None:
@@ -157,20 +153,21 @@ def test_conflicting_module_refused(plugin_dir: Path) -> None:
 def test_timers_are_cancelled_on_unload(plugin_dir: Path) -> None:
     install_fake_plugin(plugin_dir, "ticker", """
         ticks = []
+        timers = []
         def load(module):
-            module.add_timer(0.01, lambda: ticks.append(1) or 0.01)
+            timers.append(module.add_timer(0.01, lambda: ticks.append(1) or 0.01))
     """)
 
     async def main() -> None:
         async with ModuleTestServer(f'installer_plugin_path = "{plugin_dir}"') as srv:
             entry = await srv.server.modules.load("ticker", "localhost")
-            await asyncio.sleep(0.1)
             ticks = entry.pymodule.ticks  # type: ignore[union-attr]
-            assert len(ticks) >= 2
+            await until(lambda: len(ticks) >= 2, "the timer to repeat")
+            (timer,) = entry.pymodule.timers  # type: ignore[union-attr]
             await srv.server.modules.unload("ticker", "localhost")
-            seen = len(ticks)
-            await asyncio.sleep(0.1)
-            assert len(ticks) == seen
+            # Rather than waiting a while to see no tick: the loop's only pending call to
+            # the callback is cancelled, so it cannot run again.
+            assert timer.stopped and timer.handle.cancelled()
     run(main())
 
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from helpers import run
 from moduletest import ModuleTestServer, TestClient
 
 from tercet.protocol.stanza import NS_DELAY, NS_STANZAS, Element
 from tercet.storage.base import ArchiveQuery
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def error_of(stanza: Element) -> tuple[str, str | None]:

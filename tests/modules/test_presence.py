@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
 import pytest
+from helpers import idle, run
 from moduletest import ModuleTestServer, TestClient
 
 from tercet.protocol.stanza import NS_DELAY, NS_STANZAS, Element
@@ -15,16 +15,6 @@ from tercet.storage.base import ArchiveQuery
 
 NS_ROSTER = "jabber:iq:roster"
 REMOTE = "example.net"
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-async def settle() -> None:
-    """Let background tasks (presence sent on behalf of a departed session) finish."""
-    for _ in range(50):
-        await asyncio.sleep(0)
 
 
 def condition(stanza: Element) -> str:
@@ -213,7 +203,7 @@ def test_subscription_handshake_between_local_accounts() -> None:
             await juliet.send("<presence><show>away</show></presence>")
             assert (None, juliet.jid) in presences(romeo)
             await juliet.disconnect()
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
             assert ("unavailable", juliet.jid) in presences(romeo)
     run(main())
 
@@ -282,7 +272,7 @@ def test_own_resources_see_each_other_and_unavailable_follows() -> None:
             assert presences(a) == [("unavailable", b.jid)]
             assert presences(b) == [("unavailable", b.jid)]
             await a.disconnect()
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
             b.nothing()  # no longer available
     run(main())
 
@@ -304,7 +294,7 @@ def test_directed_presence_is_followed_by_unavailable() -> None:
             assert presences(nurse) == [(None, romeo.jid), ("unavailable", romeo.jid)]
             assert romeo.session.directed == {"juliet@localhost/b"}
             await romeo.disconnect()
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
             assert presences(juliet) == [("unavailable", romeo.jid)]
             nurse.nothing()
     run(main())
@@ -318,7 +308,7 @@ def test_directed_presence_without_being_available() -> None:
             await romeo.send("<presence to='juliet@localhost/b'/>")
             assert presences(juliet) == [(None, romeo.jid)]
             await romeo.disconnect()
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
             assert presences(juliet) == [("unavailable", romeo.jid)]
     run(main())
 
@@ -357,12 +347,12 @@ def test_subscription_request_is_kept_whole_until_answered() -> None:
             await juliet.send("<presence to='romeo@localhost' type='unsubscribed'/>")
             await juliet.send("<presence/>")
             assert [s.get("type") for s in juliet.received()] == [None]
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
     run(main())
 
 
 def test_pre_approval() -> None:
-    from tercet.net.c2s import StreamElementEvent
+    from tercet.module import StreamFeaturesEvent
 
     async def main() -> None:
         async with ModuleTestServer() as srv:
@@ -370,7 +360,7 @@ def test_pre_approval() -> None:
             bob = await srv.connect("bob@localhost/b")
             features = Element("features", "http://etherx.jabber.org/streams")
             srv.server.hosts["localhost"].events.fire(
-                "stream-features", StreamElementEvent(alice.session, features=features))
+                "stream-features", StreamFeaturesEvent(alice.session, features))
             assert features.find("sub", "urn:xmpp:features:pre-approval") is not None
 
             await alice.send(f"<iq type='get' id='r'><query xmlns='{NS_ROSTER}'/></iq>")
@@ -457,7 +447,7 @@ def test_negative_priority_gets_no_bare_jid_messages() -> None:
             await romeo.send("<message to='juliet@localhost/laptop'><body>2</body></message>")
             assert [m.child_text("body") for m in laptop.received()] == ["2"]
             await phone.disconnect()
-            await settle()
+            await idle()  # the unbind handlers' presence, sent detached
             laptop.received()
             # Only a negative resource left: the message is kept offline, not delivered.
             await romeo.send("<message to='juliet@localhost' type='chat'><body>3</body></message>")

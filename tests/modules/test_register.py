@@ -4,15 +4,15 @@ layer fires (``unauthenticated-iq/<ns>:<name>``)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
 import pytest
+from helpers import run
 from moduletest import FakeConnection, ModuleTestServer
 
 from tercet.core.session import C2SSession
-from tercet.net.c2s import StreamElementEvent
+from tercet.module import ModuleError, StreamElementEvent, StreamFeaturesEvent
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
 
@@ -22,10 +22,6 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 OPEN = "allow_registration = true\n"
 WITH_TOMBSTONES = ('modules_enabled = ["register", "tombstones", "welcome", '
                    '"watchregistrations"]\n')
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 class Conn(FakeConnection):
@@ -78,7 +74,7 @@ class Stranger:
     def features(self) -> Element:
         features = Element("features", "http://etherx.jabber.org/streams")
         self.host.events.fire("stream-features",
-                              StreamElementEvent(self.session, features=features))
+                              StreamFeaturesEvent(self.session, features))
         return features
 
 
@@ -302,13 +298,19 @@ def test_allowlist_only() -> None:
     run(main())
 
 
-def test_a_bad_list_entry_stops_the_module_with_a_clear_error() -> None:
+def test_a_bad_list_entry_stops_the_server_with_a_clear_error() -> None:
+    """A module the configuration enables but cannot load keeps the server from starting,
+    and the error names the module and the option."""
     async def main() -> None:
-        async with ModuleTestServer(extra=OPEN + 'registration_denylist = ["10.0.0.300"]\n'
-                                    ) as srv:
-            entry = srv.server.modules.loaded[("register", "localhost")]
-            assert entry.status == "failed"
-            assert "registration_denylist" in (entry.error or "")
+        srv = ModuleTestServer(extra=OPEN + 'registration_denylist = ["10.0.0.300"]\n')
+        with pytest.raises(ModuleError) as failed:
+            async with srv:
+                pass
+        entry = srv.server.modules.loaded[("register", "localhost")]
+        await srv.__aexit__(None, None, None)  # stop what did start, remove the files
+        assert entry.status == "failed"
+        assert "registration_denylist" in (entry.error or "")
+        assert "register on localhost" in str(failed.value)
     run(main())
 
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+from helpers import idle, run
 from moduletest import ModuleTestServer, TestClient
 
 from tercet.protocol.stanza import NS_STANZAS, Element
 
 NS = "jabber:iq:roster"
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def condition(stanza: Element) -> str:
@@ -244,7 +240,7 @@ def test_storage_layout_and_other_modules_api() -> None:
 
 
 def test_stream_features_advertise_roster_versioning_after_auth() -> None:
-    from tercet.net.c2s import StreamElementEvent
+    from tercet.module import StreamFeaturesEvent
 
     async def main() -> None:
         async with ModuleTestServer() as srv:
@@ -253,17 +249,11 @@ def test_stream_features_advertise_roster_versioning_after_auth() -> None:
             for authenticated in (False, True):
                 romeo.session.authenticated = authenticated
                 features = Element("features", "http://etherx.jabber.org/streams")
-                host.events.fire("stream-features", StreamElementEvent(romeo.session,
-                                                                       features=features))
+                host.events.fire("stream-features", StreamFeaturesEvent(romeo.session,
+                                                                        features))
                 assert (features.find("ver", "urn:xmpp:features:rosterver") is not None) \
                     == authenticated
     run(main())
-
-
-async def settle() -> None:
-    """Let background tasks (presence sent on behalf of a departed session) finish."""
-    for _ in range(50):
-        await asyncio.sleep(0)
 
 
 async def mutual(srv: ModuleTestServer, a: TestClient, b: TestClient) -> None:
@@ -299,5 +289,5 @@ def test_removing_a_contact_cancels_both_subscriptions() -> None:
             assert item["subscription"] == "none"
             assert [(e.username, e.jid, e.item["subscription"]) for e in removed] == [
                 ("juliet", "romeo@localhost", "both")]
-            await settle()
+            await idle()  # background presence work ends before the server
     run(main())

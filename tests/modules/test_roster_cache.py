@@ -8,18 +8,18 @@ Store reads are counted through a real storage driver registered for the ``roste
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from helpers import idle, run
 from moduletest import BASE, ModuleTestServer, TestClient
 
+from tercet.app import build_server
 from tercet.core.accounts import delete_account
 from tercet.core.config import Config
-from tercet.core.server import Server
 from tercet.modules._rosterlib import RosterCache, RosterRecord
 from tercet.protocol.stanza import NS_STANZAS, Element
 from tercet.storage.base import KeyValStore, StorageError
@@ -86,7 +86,7 @@ class CountingServer(ModuleTestServer):
         text = BASE.format(extra="", host_extra="", sock=path / "admin.sock").replace(
             'storage = "memory"', storage)
         (path / "tercet.toml").write_text(text)
-        self.server = Server(Config.load(path / "tercet.toml"))
+        self.server = build_server(Config.load(path / "tercet.toml"))
 
     @property
     def driver(self) -> CountingDriver:
@@ -97,10 +97,6 @@ class CountingServer(ModuleTestServer):
     @property
     def roster(self) -> Any:
         return self.server.hosts["localhost"].providers["roster"][0]
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 async def befriend(srv: CountingServer, user: str, contacts: list[str]) -> None:
@@ -215,7 +211,7 @@ def test_deleted_account_does_not_keep_its_cached_roster() -> None:
             romeo = await srv.connect("romeo@localhost/a")
             assert await roster_items(romeo) == {"juliet@localhost": "both"}
             assert await delete_account(srv.server, "localhost", "romeo")
-            await asyncio.sleep(0)  # the unbind handlers run detached
+            await idle()  # the unbind handlers run detached
             await srv.create_user("romeo")
             again = await srv.connect("romeo@localhost/b")
             assert await roster_items(again) == {}

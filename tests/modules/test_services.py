@@ -3,7 +3,6 @@ storage, contact addresses and external services. XML in, XML out."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from helpers import idle, run
 from moduletest import ModuleTestServer, TestClient, condition
 
 from tercet.core.config import Config, ConfigError
@@ -37,10 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def with_server(extra: str = "", host_extra: str = "",
@@ -203,7 +199,7 @@ async def test_last_activity_after_unavailable_presence(srv: ModuleTestServer,
     clock.now = T0 + 75.5
     assert last(await ask(romeo, LAST_Q.format(to=""))) == ("65", "Goodbye")
     assert last(await ask(romeo, LAST_Q.format(to=" to='romeo@localhost'"))) == ("65", "Goodbye")
-    await asyncio.sleep(0)  # let the background write finish
+    await idle()  # the background write has finished
     store = srv.server.storage.open("localhost", "lastactivity", "keyval")
     assert await store.get("romeo") == {"time": T0 + 10, "status": "Goodbye"}
 
@@ -215,8 +211,7 @@ async def test_last_activity_store_keeps_the_newest_record(srv: ModuleTestServer
     for n in range(50):
         clock.now = T0 + n
         await romeo.send(f"<presence type='unavailable'><status>{n}</status></presence>")
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await idle()  # the background writer has stored the newest record
     store = srv.server.storage.open("localhost", "lastactivity", "keyval")
     assert await store.get("romeo") == {"time": T0 + 49, "status": "49"}
 

@@ -10,43 +10,49 @@ module and the host, never the error text: that stays in the server log and in
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.jid import InvalidJID
-from tercet.protocol.stanza import message
+from tercet.module import (
+    ClientSession,
+    Element,
+    InvalidJID,
+    LoadedModule,
+    ModuleApi,
+    Option,
+    message,
+)
 
 META = {"summary": "Notify admins of server and module events", "stage": "stable", "xeps": []}
 
 EVENTS = ("started", "stopping", "module-failed", "module-loaded", "module-unloaded")
+OPTIONS: list[Option[Any]] = [
+    Option("admin_notify_events", list[str], ["started", "stopping", "module-failed"],
+           "Events reported to the admins.", choices=EVENTS),
+]
 
 
 def load(module: ModuleApi) -> None:
-    wanted = set(module.option("admin_notify_events", ["started", "stopping", "module-failed"],
-                               type=list[str], choices=EVENTS))
-    admins = sorted(set(module.global_option("admins", []) or [])
-                    | set(module.option("admins", [], type=list[str])))
+    wanted = set(module.option("admin_notify_events"))
+    admins = sorted(set(module.global_option("admins")) | set(module.option("admins")))
 
     def notify(text: str) -> None:
         for admin in admins:
             deliver(message(to=admin, from_=module.host, type_="normal",
                             body=f"[{module.host}] {text}"))
 
-    def deliver(stanza: Any) -> None:
-        online = online_sessions(stanza.get("to"))
+    def deliver(stanza: Element) -> None:
+        online = online_sessions(stanza.get("to") or "")
         for session in online:
             # Straight to the session, not routed: this must also work while the server
             # stops, when sessions are closed right after the event.
             copy = stanza.copy()
-            copy.attrs["to"] = session.full_jid
+            copy.attrs["to"] = session.full_jid or ""
             session.send(copy)
         if not online:
-            result = module.send(stanza)  # offline storage, or another server
-            if inspect.isawaitable(result):
-                module.spawn(result)
+            module.send_detached(stanza)  # offline storage, or another server
 
-    def online_sessions(admin: str) -> list[Any]:
+    def online_sessions(admin: str) -> list[ClientSession]:
         """The admin's available sessions here (RFC 6121 §8.5.2.1: non-negative priority)."""
         try:
             jid = module.parse_jid(admin)
@@ -57,8 +63,8 @@ def load(module: ModuleApi) -> None:
         return [s for s in module.sessions(jid.node, jid.domain).values()
                 if s.available and s.priority >= 0]
 
-    def on_module(verb: str, hint: str = "") -> Any:
-        def handler(entry: Any) -> None:
+    def on_module(verb: str, hint: str = "") -> Callable[[LoadedModule], None]:
+        def handler(entry: LoadedModule) -> None:
             # Modules of this host, and global ones (reported by every host's instance).
             if entry.host in (module.host, "*") and entry.name != module.name:
                 where = "globally" if entry.host == "*" else f"on {entry.host}"

@@ -7,11 +7,7 @@ get ``forbidden``. The copy keeps the message's type and payload (body, subject,
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError
+from tercet.module import ModuleApi, StanzaError, StanzaEvent
 
 META = {"summary": "Announcements to every online user", "stage": "stable", "xeps": []}
 
@@ -20,7 +16,7 @@ def load(module: ModuleApi) -> None:
     address = f"{module.host}/announce/online"
     module.default_permission("admin", ":send")
 
-    async def on_message(event: Any) -> bool | None:
+    async def on_message(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         if stanza.get("to") != address:
             return None  # some other message to the host: not ours
@@ -34,9 +30,7 @@ def load(module: ModuleApi) -> None:
             copy = stanza.copy()
             copy.attrs = {k: v for k, v in stanza.attrs.items() if k in ("type", "xml:lang")}
             copy.attrs.update({"from": module.host, "to": str(session.full_jid)})
-            result = module.send(copy)
-            if inspect.isawaitable(result):
-                await result
+            await module.send(copy)
         module.log.info("%s announced to %d session(s)", event.from_, len(sessions))
         return True
 

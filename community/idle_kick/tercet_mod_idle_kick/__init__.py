@@ -12,25 +12,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ClientSession, ModuleApi, Option, StanzaEvent
 from tercet.protocol.errors import StreamError
 
 META = {"summary": "Disconnect idle client sessions", "stage": "stable", "xeps": []}
+OPTIONS: list[Option[Any]] = [
+    Option("idle_kick_after", int, 1800, "Seconds without a stanza before a session closes.",
+           min=10, max=30 * 86400),
+    Option("idle_kick_interval", float, 60.0, "Seconds between two checks for idle sessions.",
+           min=0.01, max=3600),
+]
 
 ROUTES = [f"pre-{kind}/{to}" for kind in ("message", "presence", "iq")
           for to in ("host", "bare", "full")] + ["pre-iq/self"]
 
 
 def load(module: ModuleApi) -> None:
-    idle_after = module.option("idle_kick_after", 1800, type=int, min=10, max=30 * 86400)
-    interval = float(module.option("idle_kick_interval", 60.0, type=float, min=0.01, max=3600))
+    idle_after = module.option("idle_kick_after")
+    interval = float(module.option("idle_kick_interval"))
     key = module.name  # session.data slot: when the session last sent a stanza
 
-    def touch(event: Any) -> None:
+    def touch(event: StanzaEvent) -> None:
         # An observer: it returns None, so routing goes on.
         event.origin.data[key] = module.now()
 
-    def on_bind(session: Any) -> None:
+    def on_bind(session: ClientSession) -> None:
         session.data[key] = module.now()
 
     def sweep() -> float:

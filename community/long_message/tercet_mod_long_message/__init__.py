@@ -16,10 +16,11 @@ import asyncio
 import os
 import re
 import secrets
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi, ModuleError
+from tercet.module import ModuleApi, ModuleError, Option, StanzaEvent
 from tercet.protocol.stanza import Element
 
 META = {"summary": "Truncate or publish over-long messages", "stage": "beta",
@@ -27,14 +28,21 @@ META = {"summary": "Truncate or publish over-long messages", "stage": "beta",
 NS_OOB = "jabber:x:oob"  # XEP-0066 §4
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
 FILE_RE = re.compile(r"^[A-Za-z0-9_-]{22}\.txt$")  # what new_file_name() makes, nothing else
+OPTIONS: list[Option[Any]] = [
+    Option("long_message_limit", int, 5000, "Longest body (characters) delivered as is.",
+           min=100, max=10_000_000),
+    Option("long_message_dir", str, "", "Absolute directory for full texts (link mode)."),
+    Option("long_message_url", str, "", "URL at which long_message_dir is published."),
+    Option("long_message_expire", int, 7 * 86400,
+           "Seconds after which published files are deleted.", min=60, max=3650 * 86400),
+]
 
 
 def load(module: ModuleApi) -> None:
-    limit = module.option("long_message_limit", 5000, type=int, min=100, max=10_000_000)
-    directory = module.option("long_message_dir", "", type=str)
-    base_url = module.option("long_message_url", "", type=str)
-    expire = module.option("long_message_expire", 7 * 86400, type=int, min=60,
-                           max=3650 * 86400)
+    limit = module.option("long_message_limit")
+    directory = module.option("long_message_dir")
+    base_url = module.option("long_message_url")
+    expire: int = module.option("long_message_expire")
     if bool(directory) != bool(base_url):
         raise ModuleError("set both long_message_dir and long_message_url, or neither")
     if directory and not Path(directory).is_absolute():
@@ -42,7 +50,7 @@ def load(module: ModuleApi) -> None:
     folder = Path(directory) if directory else None
     base_url = base_url if base_url.endswith("/") else base_url + "/"
 
-    def on_message(event: Any) -> Any:
+    def on_message(event: StanzaEvent) -> Awaitable[None] | None:
         stanza = event.stanza
         if stanza.get("type") == "error":
             return None

@@ -7,13 +7,16 @@ or carbons modules see it too. Nothing is sent while ``motd_text`` is empty.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ClientSession, ModuleApi, Option
 from tercet.protocol.stanza import message
 
 META = {"summary": "Message of the day at login", "stage": "stable", "xeps": []}
+OPTIONS: list[Option[Any]] = [
+    Option("motd_text", str, "", "The message of the day ({host} is replaced); empty: none."),
+    Option("motd_subject", str, "", "Subject of the message; empty: none."),
+]
 
 
 def format_motd(text: str, host: str) -> str:
@@ -24,10 +27,10 @@ def format_motd(text: str, host: str) -> str:
 
 
 def load(module: ModuleApi) -> None:
-    text = module.option("motd_text", "", type=str)
-    subject = module.option("motd_subject", "", type=str)
+    text = module.option("motd_text")
+    subject = module.option("motd_subject")
 
-    async def on_initial_presence(session: Any) -> None:
+    async def on_initial_presence(session: ClientSession) -> None:
         # An observer: it returns None, so other handlers of the event still run.
         body = format_motd(text, module.host)
         if not body:
@@ -35,9 +38,7 @@ def load(module: ModuleApi) -> None:
         stanza = message(to=session.full_jid, from_=module.host, body=body)
         if subject:
             stanza.text_tag("subject", subject)
-        result = module.send(stanza)
-        if inspect.isawaitable(result):  # delivery may wait (e.g. on storage)
-            await result
+        await module.send(stanza)  # delivery may wait (e.g. on storage)
 
     # Fired (and awaited) by the presence module once per session, after its first available
     # presence (RFC 6121 §4.2).

@@ -13,10 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, Option, StanzaEvent
 from tercet.protocol.errors import StanzaError, StreamError
 
 META = {"summary": "Per-session stanza rate limit", "stage": "stable", "xeps": []}
+OPTIONS: list[Option[Any]] = [
+    Option("rate_limit_rate", float, 10.0, "Stanzas per second a session may send on average.",
+           min=0.01, max=100000),
+    Option("rate_limit_burst", int, 30, "Stanzas a session may send at once.",
+           min=1, max=100000),
+    Option("rate_limit_kick_after", int, 0,
+           "Refusals in a row before the session is closed; 0: never.", min=0, max=100000),
+]
 
 ROUTES = [f"pre-{kind}/{to}" for kind in ("message", "presence", "iq")
           for to in ("host", "bare", "full")] + ["pre-iq/self"]
@@ -44,13 +52,13 @@ class Bucket:
 
 
 def load(module: ModuleApi) -> None:
-    rate = float(module.option("rate_limit_rate", 10.0, type=float, min=0.01, max=100000))
-    burst = module.option("rate_limit_burst", 30, type=int, min=1, max=100000)
-    kick_after = module.option("rate_limit_kick_after", 0, type=int, min=0, max=100000)
+    rate = float(module.option("rate_limit_rate"))
+    burst = module.option("rate_limit_burst")
+    kick_after = module.option("rate_limit_kick_after")
     module.default_permission("admin", ":unlimited")
     key = module.name  # our slot in session.data
 
-    def check(event: Any) -> bool | None:
+    def check(event: StanzaEvent) -> bool | None:
         session = event.origin
         bucket = session.data.get(key)
         if bucket is None:  # first stanza: decide exemption once, not per stanza

@@ -15,18 +15,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi, ModuleError
+from tercet.module import ModuleApi, ModuleError, Option, StanzaEvent
 from tercet.protocol.errors import StanzaError
 
 NS = "urn:tercet:status"
 META = {"summary": "Server status for admins and monitoring", "stage": "stable", "xeps": []}
+OPTIONS: list[Option[Any]] = [
+    Option("server_status_file", str, "",
+           "Absolute path of the JSON status file ({host} is replaced); empty: none."),
+    Option("server_status_interval", float, 60.0, "Seconds between two writes of the file.",
+           min=0.01, max=86400),
+]
 
 
 def load(module: ModuleApi) -> None:
     module.default_permission("admin", ":query")
-    file = module.option("server_status_file", "", type=str).replace("{host}", module.host)
-    interval = float(module.option("server_status_interval", 60.0, type=float,
-                                   min=0.01, max=86400))
+    file = module.option("server_status_file").replace("{host}", module.host)
+    interval = float(module.option("server_status_interval"))
     if file and not Path(file).is_absolute():
         raise ModuleError(f"server_status_file must be an absolute path, not {file!r}")
 
@@ -38,7 +43,7 @@ def load(module: ModuleApi) -> None:
                 "uptime": max(0, int(module.now() - info["started"])),
                 "sessions": sum(sessions.values()), "hosts": sessions}
 
-    def on_query(event: Any) -> bool:
+    def on_query(event: StanzaEvent) -> bool:
         if not module.may(":query", event):
             event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
             return True

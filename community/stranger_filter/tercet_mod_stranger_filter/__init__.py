@@ -8,29 +8,33 @@ local part), the user's own other resources, senders from ``stranger_filter_allo
 and JIDs one of the user's sessions sent directed presence to (a chat room joined, so its
 private messages get through). iqs are not filtered.
 
-The roster is read from the roster module's keyval store ``roster`` (layout in
-docs/roster.md: bare JID -> item), so adding someone to the roster lets them in at once.
+The roster is asked through the roster module's ``roster`` service, so adding someone to
+the roster lets them in at once.
 """
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Awaitable
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError
+from tercet.module import ModuleApi, Option, RosterLookup, StanzaError, StanzaEvent
 
 META = {"summary": "Drop messages and subscription requests from strangers", "stage": "beta",
         "xeps": []}
+OPTIONS: list[Option[Any]] = [
+    Option("stranger_filter_bounce", bool, False,
+           "Answer dropped messages with service-unavailable instead of silence.",
+           cite="RFC 6121 §8.5.2.2"),
+    Option("stranger_filter_allow_hosts", list[str], [], "Domains whose users pass the filter."),
+]
 
 
 def load(module: ModuleApi) -> None:
-    bounce = module.option("stranger_filter_bounce", False, type=bool)
-    allowed_hosts = set(module.option("stranger_filter_allow_hosts", [], type=list[str]))
+    bounce = module.option("stranger_filter_bounce")
+    allowed_hosts = set(module.option("stranger_filter_allow_hosts"))
     module.depends("roster")
-    rosters = module.open_store("roster", "keyval")
 
-    def exempt(event: Any) -> bool:
+    def exempt(event: StanzaEvent) -> bool:
         """What needs no roster lookup to be let through."""
         to, sender = event.to, event.from_
         if to is None or to.node is None or sender is None or sender.node is None:
@@ -42,27 +46,28 @@ def load(module: ModuleApi) -> None:
                    for session in module.sessions(to.node, to.domain).values()
                    for jid in session.directed)
 
-    def on_message(event: Any) -> Any:
+    def on_message(event: StanzaEvent) -> Awaitable[bool | None] | None:
         if event.stanza.get("type") in ("error", "groupchat") or exempt(event):
             return None
         return filter_stranger(event)
 
-    def on_presence(event: Any) -> Any:
+    def on_presence(event: StanzaEvent) -> Awaitable[bool | None] | None:
         if event.stanza.get("type") != "subscribe" or exempt(event):
             return None
         return filter_stranger(event)
 
-    async def filter_stranger(event: Any) -> bool | None:
+    async def filter_stranger(event: StanzaEvent) -> bool | None:
+        to, sender = event.to, event.from_
+        if to is None or to.node is None or sender is None:
+            return None  # never: exempt() lets these through
         # A storage failure raises: the event bus logs it and delivery goes on (fail open),
         # so a broken disk never silently eats wanted messages.
-        roster = await rosters.get(event.to.node)
-        if isinstance(roster, dict) and str(event.from_.bare) in roster:
+        roster = module.require("roster", RosterLookup)
+        if await roster.item(to.node, str(sender.bare)) is not None:
             return None  # a contact: delivery goes on
-        module.log.debug("dropping %s from stranger %s", event.stanza.name, event.from_)
+        module.log.debug("dropping %s from stranger %s", event.stanza.name, sender)
         if bounce and event.stanza.name == "message":
-            result = module.send(event.stanza.error_reply(StanzaError("service-unavailable")))
-            if inspect.isawaitable(result):
-                await result
+            await module.send(event.stanza.error_reply(StanzaError("service-unavailable")))
         return True
 
     for to_type in ("bare", "full"):

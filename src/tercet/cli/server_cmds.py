@@ -54,7 +54,7 @@ def start(ctx: click.Context, daemon: bool) -> None:
         raise click.ClickException(f"already running (pid {running})")
     if daemon:
         sys.exit(_daemonize(config))
-    from tercet.core.server import run
+    from tercet.app import run
     sys.exit(run(config.path))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tercet.core.config import CORE_MODULES, toml_repr
+from tercet.core.config import DEFAULT_MODULES, toml_repr
 
 
 def _wrapped_list(items: Iterable[str], indent: str = "#   ", width: int = 88) -> str:
@@ -23,7 +23,7 @@ def _wrapped_list(items: Iterable[str], indent: str = "#   ", width: int = 88) -
 def render_config(domain: str, *, admins: Iterable[str] = (), data_path: str = "data",
                   certificates: str = "certs") -> str:
     """A commented tercet.toml for one virtual host, listening on loopback only."""
-    modules = _wrapped_list(CORE_MODULES)
+    modules = _wrapped_list(DEFAULT_MODULES)
     return f"""\
 # Tercet configuration (TOML, https://toml.io).
 #

@@ -9,8 +9,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from tercet.core import accounts
+from tercet.core.admin import AdminCommandError, AdminRequest
 from tercet.core.moduleapi import ModuleError
-from tercet.net.admin import AdminCommandError, AdminRequest
 from tercet.protocol.errors import StreamError
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ def status(server: Server) -> dict[str, Any]:
     return {"pid": os.getpid(), "version": server.version, "started": server.started,
             "uptime": server.clock() - server.started, "hosts": list(server.hosts),
             "sessions": sessions,
-            "listeners": {f"{svc}{'/tls' if tls else ''}": addrs
-                          for (svc, tls), addrs in server.net.bound.items()}}
+            "listeners": server.net.bound()}
 
 
 def module_list(server: Server, req: AdminRequest) -> list[dict[str, Any]]:

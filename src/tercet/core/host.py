@@ -39,12 +39,17 @@ class Host:
     extensions: list[Element] = field(default_factory=list)
     items: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     providers: dict[str, list[Any]] = field(default_factory=dict)
-    auth: AuthProvider | None = None
     origin: HostSession = field(init=False)
 
     def __post_init__(self) -> None:
         self.events.name = self.name
         self.origin = HostSession(self)
+
+    @property
+    def auth(self) -> AuthProvider | None:
+        """The account provider an auth module offered with ``provides("auth", ...)``."""
+        found = self.providers.get("auth")
+        return found[0] if found else None
 
     def user_sessions(self, username: str) -> dict[str, C2SSession]:
         return self.sessions.get(username, {})

@@ -8,25 +8,33 @@ an ``unload()`` of their own. Each public method says the version it was added i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, overload
 
 from tercet.core import accounts
-from tercet.core.events import EventBus, Handler, HookHandle
+from tercet.core.config import Option
+from tercet.core.events import EventBus, Handler, HookHandle, is_awaitable
 from tercet.core.host import Host, Identity
+from tercet.core.locks import KeyedLocks
+from tercet.core.network import ListenSpec
+from tercet.core.session import C2SSession
 from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
 
 if TYPE_CHECKING:
+    from tercet.auth import AuthProvider
     from tercet.core.router import StanzaEvent
     from tercet.core.server import Server
-    from tercet.core.session import C2SSession, Session
+    from tercet.core.session import Session
     from tercet.storage.base import ArchiveStore, KeyValStore, MapStore
 
+StoreKind = Literal["keyval", "map", "archive"]
+
 T = TypeVar("T")
-_MISSING: Any = object()
 
 
 class ModuleError(Exception):
@@ -58,9 +66,10 @@ class ModuleApi:
         self.host = host  # "*" for a global module
         self.log = logging.getLogger(f"tercet.mod.{name}" + ("" if host == "*" else f".{host}"))
         self._undo: list[Callable[[], None]] = []
-        self._stores: dict[tuple[str, str], Any] = {}
+        self._stores: dict[tuple[str, str], KeyValStore | MapStore | ArchiveStore] = {}
         self.dependencies: list[str] = []
         self._tasks: set[asyncio.Task[Any]] | None = None
+        self._locks: KeyedLocks | None = None
 
     # -- events (0.1) -----------------------------------------------------------------
     @property
@@ -96,7 +105,7 @@ class ModuleApi:
     def fire_detached(self, name: str, event: Any) -> None:
         """Fire a notification nobody waits for; async handlers run as module tasks (0.1)."""
         result = self._bus.fire(name, event)
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
             self.spawn(result)
 
     async def fire_async(self, name: str, event: Any) -> Any:
@@ -145,34 +154,82 @@ class ModuleApi:
     def items(self) -> list[tuple[str, str | None, str | None]]:
         return list(self._host.items)
 
-    # -- providers (0.1) ----------------------------------------------------------------
-    def provides(self, kind: str, obj: Any) -> None:
-        """Register ``obj`` as a provider of ``kind`` (e.g. "auth") on this host (0.1)."""
+    # -- services between modules (0.1, typed lookups 1.0) ----------------------------------
+    def provides(self, kind: str, obj: object) -> None:
+        """Offer ``obj`` as the ``kind`` service ("auth", "roster", ...) on this host, or
+        server-wide from a global module; withdrawn on unload (0.1)."""
         target = self._server.providers if self.host == "*" else self._host.providers
         self._add_to(target.setdefault(kind, []), obj)
 
     def providers(self, kind: str) -> list[Any]:
-        """Providers of ``kind`` on this host, then global ones (0.1)."""
+        """Every ``kind`` provider: this host's, then global ones (0.1)."""
         local = [] if self.host == "*" else self._host.providers.get(kind, [])
         return list(local) + list(self._server.providers.get(kind, []))
 
-    # -- configuration (0.1) -------------------------------------------------------------
-    def option(self, name: str, default: Any = _MISSING, *, type: Any = None,
-               min: float | None = None, max: float | None = None,
-               choices: Any = None) -> Any:
-        """A config option for this host (host table, then global, then ``default``) (0.1).
+    def find(self, kind: str, cls: type[T]) -> T | None:
+        """The first ``kind`` provider that is a ``cls``, or None when nobody offers one (1.0).
 
-        Bad values raise ConfigError naming the file, key and the expected value.
+        For optional collaborations: "if a roster service exists, ask it"."""
+        for obj in self.providers(kind):
+            if isinstance(obj, cls):
+                return obj
+        return None
+
+    def require(self, kind: str, cls: type[T]) -> T:
+        """The ``kind`` service, typed as ``cls``; raises ModuleError when no loaded module
+        provides it (1.0). Call it when the service is used, not in ``load()``, unless the
+        provider is a dependency (``depends``), so load order does not matter."""
+        found = self.find(kind, cls)
+        if found is None:
+            raise ModuleError(f"no module provides the {kind!r} service on {self.host} "
+                              f"(wanted a {cls.__name__})")
+        return found
+
+    # -- configuration (0.1; declared options 1.0) -----------------------------------------
+    #: The options this module declares in its OPTIONS list, by name (set when it loads).
+    _declared_options: Mapping[str, Option[Any]] = MappingProxyType({})
+
+    @overload
+    def option(self, name: Option[T]) -> T: ...
+    @overload
+    def option(self, name: str) -> Any: ...
+
+    def option(self, name: str | Option[Any]) -> Any:
+        """The value of a declared option on this host: the host table's, else the global
+        one, else the declared default (1.0; the per-call ``default``/``type``/``min``
+        keywords of 0.1 are gone: declare the option in ``OPTIONS``).
+
+        ``name`` is an option this module declares or any other declared option (core
+        options, another module's); pass the :class:`Option` itself for a value typed by
+        it. An undeclared name raises ModuleError; a bad value raises ConfigError naming
+        the file, the key and the fix.
         """
-        self._server.known_options.add(name)
         host = None if self.host == "*" else self.host
-        return self._server.config.option(
-            name, None if default is _MISSING else default, type=type, min=min, max=max,
-            choices=choices, host=host)
+        return self._server.config.option(self._declaration(name), host)
 
-    def global_option(self, name: str, default: Any = None, **kw: Any) -> Any:
-        self._server.known_options.add(name)
-        return self._server.config.option(name, default, **kw)
+    @overload
+    def global_option(self, name: Option[T]) -> T: ...
+    @overload
+    def global_option(self, name: str) -> Any: ...
+
+    def global_option(self, name: str | Option[Any]) -> Any:
+        """As :meth:`option`, from the global section only (1.0)."""
+        return self._server.config.option(self._declaration(name), None)
+
+    def _declaration(self, name: str | Option[Any]) -> Option[Any]:
+        if isinstance(name, Option):
+            return name
+        found = self._declared_options.get(name) or self._server.config.schema.get(name)
+        if found is None:
+            raise ModuleError(
+                f"module {self.name} reads option {name!r}, which no module declares: add "
+                f'Option("{name}", <type>, <default>, "<one-line doc>") to OPTIONS in '
+                f"module {self.name}")
+        return found
+
+    def _declare(self, options: Iterable[Option[Any]]) -> None:
+        """Record the options the module's OPTIONS list declares (by the module manager)."""
+        self._declared_options = MappingProxyType({o.name: o for o in options})
 
     @property
     def hosts(self) -> list[str]:
@@ -192,27 +249,34 @@ class ModuleApi:
         return None if host is None else host.kind
 
     # -- storage (0.1) -------------------------------------------------------------------
-    def open_store(self, name: str | None = None, kind: str = "keyval") -> Any:
-        """Open this host's store ``name`` (default: the module name) (0.1).
+    @overload
+    def open_store(self, name: str | None = None,
+                   kind: Literal["keyval"] = "keyval") -> KeyValStore: ...
+    @overload
+    def open_store(self, name: str | None, kind: Literal["map"]) -> MapStore: ...
+    @overload
+    def open_store(self, name: str | None, kind: Literal["archive"]) -> ArchiveStore: ...
 
-        ``kind`` is "keyval", "map" or "archive"; see tercet.storage.base.
-        """
+    def open_store(self, name: str | None = None,
+                   kind: StoreKind = "keyval") -> KeyValStore | MapStore | ArchiveStore:
+        """Open this host's store ``name`` (default: the module name) (0.1; typed by
+        ``kind`` since 1.0). ``kind`` is "keyval", "map" or "archive"; the interfaces are
+        exported by tercet.module. Opening twice returns the same object."""
         store_name = name or self.name
         key = (store_name, kind)
-        if key not in self._stores:
-            host = self.host if self.host != "*" else "*"
-            self._stores[key] = self._server.storage.open(
-                host, store_name, kind)  # type: ignore[call-overload]
-        return self._stores[key]
+        found = self._stores.get(key)
+        if found is None:
+            found = self._stores[key] = self._server.storage.open(self.host, store_name, kind)
+        return found
 
     def open_keyval(self, name: str | None = None) -> KeyValStore:
-        return self.open_store(name, "keyval")  # type: ignore[no-any-return]
+        return self.open_store(name, "keyval")
 
     def open_map(self, name: str | None = None) -> MapStore:
-        return self.open_store(name, "map")  # type: ignore[no-any-return]
+        return self.open_store(name, "map")
 
     def open_archive(self, name: str | None = None) -> ArchiveStore:
-        return self.open_store(name, "archive")  # type: ignore[no-any-return]
+        return self.open_store(name, "archive")
 
     async def delete_user_data(self, username: str) -> None:
         """Delete every piece of a user's data in every store of this host (0.1)."""
@@ -227,13 +291,32 @@ class ModuleApi:
                                              before_close=before_close)
 
     # -- stanzas and sessions (0.1) ----------------------------------------------------
-    def send(self, stanza: Element) -> Any:
-        """Route a stanza from this host (the server speaks) (0.1)."""
-        return self._server.router.route(self._host.origin, stanza)
+    async def send(self, stanza: Element) -> None:
+        """Route a stanza from this host (the server speaks) and wait until every handler
+        it reached has finished (1.0: always awaitable)."""
+        result = self._server.router.route(self._host.origin, stanza)
+        if is_awaitable(result):
+            await result
 
-    def route(self, origin: Session, stanza: Element) -> Any:
-        """Route a stanza as if ``origin`` had sent it (0.1)."""
-        return self._server.router.route(origin, stanza)
+    async def route(self, origin: Session, stanza: Element) -> None:
+        """Route a stanza as if ``origin`` had sent it (its ``pre-`` policy hooks run) and
+        wait for the handlers (1.0: always awaitable)."""
+        result = self._server.router.route(origin, stanza)
+        if is_awaitable(result):
+            await result
+
+    def send_detached(self, stanza: Element) -> None:
+        """Fire-and-forget ``send`` for synchronous handlers: async handlers it reaches
+        finish as tasks of this module (cancelled on unload) (1.0)."""
+        result = self._server.router.route(self._host.origin, stanza)
+        if is_awaitable(result):
+            self.spawn(result)
+
+    def route_detached(self, origin: Session, stanza: Element) -> None:
+        """Fire-and-forget ``route`` (1.0)."""
+        result = self._server.router.route(origin, stanza)
+        if is_awaitable(result):
+            self.spawn(result)
 
     def deliver(self, event: StanzaEvent, name: str | None = None) -> Any:
         """Re-fire a stanza event under another name on the destination host (0.1)."""
@@ -258,11 +341,28 @@ class ModuleApi:
     def host_origin(self) -> Session:
         return self._host.origin
 
+    def is_host_client(self, session: Session) -> TypeGuard[C2SSession]:
+        """Whether ``session`` is a client session of this module's host (1.0).
+
+        Narrows ``session`` to a ClientSession, for handlers that serve only this host's
+        own users (a request addressed to the server rather than to the account)."""
+        return (isinstance(session, C2SSession) and session.host is not None
+                and session.host.name == self.host)
+
     # -- accounts and permissions (0.1) ----------------------------------------------------
     @property
-    def auth(self) -> Any:
-        """The authentication provider of this host (0.1)."""
+    def auth(self) -> AuthProvider | None:
+        """The ``auth`` service of this host: the provider an auth module offered (0.1)."""
         return self._host.auth
+
+    async def account_exists(self, username: str | None) -> bool:
+        """Whether ``username`` is an existing account of this host (1.0).
+
+        The guard before the server answers on an account's behalf (RFC 6121 §8.5.1: for
+        a bare JID without an account the answer is service-unavailable, which the router
+        gives when a handler returns None)."""
+        auth = self._host.auth if self.host != "*" else None
+        return bool(username) and auth is not None and await auth.user_exists(username or "")
 
     def is_admin(self, jid: str) -> bool:
         """True for JIDs listed in ``admins`` (global or this host) (0.1)."""
@@ -329,20 +429,36 @@ class ModuleApi:
             self._undo.append(cancel_all)
         # Finished tasks leave the set, so frequent spawning does not grow memory.
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background task failed", exc_info=task.exception())
+
+    def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """``async with module.lock(key):`` serialises this module's work on ``key`` (an
+        account, a room) across awaits; the lock table holds only keys in use (1.0)."""
+        if self._locks is None:
+            self._locks = KeyedLocks()
+        return self._locks.hold(key)
 
     def now(self) -> float:
         """Wall-clock seconds from the server's clock (injectable in tests) (0.1)."""
         return self._server.clock()
 
     # -- network (0.1) ------------------------------------------------------------------------
-    async def listen(self, service: str, ports: list[int], interfaces: list[str], *,
-                     direct_tls: bool = False) -> list[tuple[str, int]]:
-        """Open listeners for ``service`` ("c2s"); closed on unload. Returns bound addresses."""
-        servers = await self._server.net.listen(service, ports, interfaces, direct_tls)
-        self._undo.append(lambda: self._server.net.close_listeners(servers))
-        return self._server.net.addresses(servers)
+    async def listen(self, spec: ListenSpec) -> list[tuple[str, int]]:
+        """Open the listeners ``spec`` describes, with its limits; closed on unload (1.0).
+
+        Returns the bound addresses (port 0 asks the OS for a free port). Raises OSError
+        when a port cannot be bound, which fails the module's load: the server does not
+        run half-listening."""
+        listening = await self._server.net.listen(spec)
+        self._undo.append(listening.close)
+        return list(listening.addresses)
 
     @property
     def tls_available(self) -> bool:

@@ -7,6 +7,11 @@ the plugin directory (one sub-directory per plugin, see docs/plugins.md).
 
 Reload is save -> unload -> (re-import) -> load -> restore, and modules that depend on the
 reloaded one are unloaded before it and loaded again after it.
+
+Options are data: :func:`declared_schema` collects the core's options and the ``OPTIONS``
+list of every module it can find (built-in, installed plugins, the environment's entry
+points), reading the attribute of the imported module file; importing a module does
+nothing else.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import inspect
 import logging
 import sys
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from tercet.core.config import Option, Schema, core_schema
 from tercet.core.moduleapi import ModuleApi, ModuleError
 
 if TYPE_CHECKING:
@@ -75,16 +82,7 @@ class ModuleManager:
 
     # -- discovery ------------------------------------------------------------------------
     def builtin_names(self) -> set[str]:
-        pkg = importlib.import_module(BUILTIN_PACKAGE)
-        names = set()
-        for entry in Path(pkg.__file__ or "").parent.iterdir():
-            if entry.name.startswith("_"):
-                continue
-            if entry.suffix == ".py":
-                names.add(entry.stem)
-            elif entry.is_dir() and (entry / "__init__.py").exists():
-                names.add(entry.name)
-        return names
+        return builtin_names()
 
     def find(self, name: str) -> ModuleSource | None:
         """Plugins shadow nothing unless installed with --replace-builtin (their own dir)."""
@@ -93,32 +91,16 @@ class ModuleManager:
                 return source
         if name in self.builtin_names():
             return ModuleSource(name, f"{BUILTIN_PACKAGE}.{name}", "builtin")
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                dist = getattr(ep, "dist", None)
-                return ModuleSource(name, ep.value.split(":")[0], "environment",
-                                    version=getattr(dist, "version", None))
+        for source in _environment_sources():
+            if source.name == name:
+                return source
         return None
 
     def _plugin_sources(self) -> list[ModuleSource]:
-        if self.plugin_path is None or not self.plugin_path.is_dir():
-            return []
-        found = []
-        for pdir in sorted(p for p in self.plugin_path.iterdir() if p.is_dir()):
-            if pdir.name.endswith("-staging") or pdir.name.startswith("."):
-                continue
-            for dist in importlib.metadata.distributions(path=[str(pdir)]):
-                for ep in dist.entry_points:
-                    if ep.group == ENTRY_POINT_GROUP:
-                        found.append(ModuleSource(ep.name, ep.value.split(":")[0], "plugin",
-                                                  pdir, dist.version, dist.metadata["Name"]))
-        return found
+        return plugin_sources(self.plugin_path)
 
     def available(self) -> list[ModuleSource]:
-        seen = {s.name: s for s in self._plugin_sources()}
-        for name in self.builtin_names():
-            seen.setdefault(name, ModuleSource(name, f"{BUILTIN_PACKAGE}.{name}", "builtin"))
-        return sorted(seen.values(), key=lambda s: s.name)
+        return available_sources(self.plugin_path)
 
     # -- loading --------------------------------------------------------------------------
     def is_global(self, name: str) -> bool:
@@ -167,6 +149,7 @@ class ModuleManager:
             entry.pymodule = self._import(source, fresh=False)
             self._check_conflicts(entry)
             entry.api = ModuleApi(self.server, name, host)
+            entry.api._declare(declared_options(entry.pymodule, name))
             result = entry.pymodule.load(entry.api)
         except Exception as exc:
             return self._fail(entry, self._describe(exc))
@@ -223,25 +206,7 @@ class ModuleManager:
                     raise ModuleError(f"conflicts with loaded module {other}")
 
     def _import(self, source: ModuleSource, fresh: bool) -> ModuleType:
-        top = source.import_path if source.origin == "builtin" else \
-            source.import_path.split(".")[0]
-        stale = source.path is not None and not _loaded_from(sys.modules.get(top), source.path)
-        if fresh or stale:
-            for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
-                del sys.modules[key]
-            importlib.invalidate_caches()
-        if source.path is not None:
-            if str(source.path) not in sys.path:
-                # Appended, not prepended: a plugin's bundled copy of a library must not
-                # shadow the one the server itself runs on.
-                sys.path.append(str(source.path))
-            if top not in sys.modules:
-                # Found in this plugin's own directory, whatever else is on sys.path.
-                _import_from(top, source.path)
-        module = importlib.import_module(source.import_path)
-        if not hasattr(module, "load"):
-            raise ModuleError(f"{source.import_path} has no load(module) function")
-        return module
+        return import_source(source, fresh)
 
     # -- unloading and reloading -------------------------------------------------------------
     async def unload(self, name: str, host: str) -> list[str]:
@@ -343,6 +308,136 @@ class ModuleManager:
             entry = self.loaded.get((name, host))
             if entry is not None:
                 await self._unload_one(entry)
+
+
+# -- discovery and declared options ------------------------------------------------------------
+
+
+def builtin_names() -> set[str]:
+    """The modules shipped in ``tercet.modules`` (files and packages not starting with _)."""
+    pkg = importlib.import_module(BUILTIN_PACKAGE)
+    names = set()
+    for entry in Path(pkg.__file__ or "").parent.iterdir():
+        if entry.name.startswith("_"):
+            continue
+        if entry.suffix == ".py":
+            names.add(entry.stem)
+        elif entry.is_dir() and (entry / "__init__.py").exists():
+            names.add(entry.name)
+    return names
+
+
+def plugin_sources(plugin_path: Path | None) -> list[ModuleSource]:
+    """The modules of the plugins installed in ``plugin_path`` (one directory each)."""
+    if plugin_path is None or not plugin_path.is_dir():
+        return []
+    found = []
+    for pdir in sorted(p for p in plugin_path.iterdir() if p.is_dir()):
+        if pdir.name.endswith("-staging") or pdir.name.startswith("."):
+            continue
+        for dist in importlib.metadata.distributions(path=[str(pdir)]):
+            for ep in dist.entry_points:
+                if ep.group == ENTRY_POINT_GROUP:
+                    found.append(ModuleSource(ep.name, ep.value.split(":")[0], "plugin",
+                                              pdir, dist.version, dist.metadata["Name"]))
+    return found
+
+
+def available_sources(plugin_path: Path | None) -> list[ModuleSource]:
+    """Installed plugins and built-in modules by name (a plugin shadows a built-in)."""
+    seen = {s.name: s for s in plugin_sources(plugin_path)}
+    for name in builtin_names():
+        seen.setdefault(name, ModuleSource(name, f"{BUILTIN_PACKAGE}.{name}", "builtin"))
+    return sorted(seen.values(), key=lambda s: s.name)
+
+
+def _environment_sources() -> list[ModuleSource]:
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        found.append(ModuleSource(ep.name, ep.value.split(":")[0], "environment",
+                                  version=getattr(dist, "version", None)))
+    return found
+
+
+def declared_options(module: ModuleType, owner: str) -> list[Option[Any]]:
+    """The ``OPTIONS`` list of an imported module, each with ``owner`` filled in."""
+    declared = getattr(module, "OPTIONS", ())
+    if not isinstance(declared, list | tuple):
+        log.warning("module %s: OPTIONS is not a list; ignored", owner)
+        return []
+    options = []
+    for item in declared:
+        if isinstance(item, Option):
+            options.append(replace(item, owner=owner))
+        else:
+            log.warning("module %s: %r in OPTIONS is not an Option; ignored", owner, item)
+    return options
+
+
+def module_options(source: ModuleSource) -> list[Option[Any]]:
+    """The options a module declares. A module that cannot be imported declares nothing
+    here (it fails, with the reason, when it is loaded)."""
+    try:
+        module = import_source(source)
+    except Exception as exc:  # noqa: BLE001 - any error in a module file
+        log.warning("cannot read the options of module %s: %s", source.name, exc)
+        return []
+    return declared_options(module, source.name)
+
+
+def schema_of(sources: Iterable[ModuleSource]) -> Schema:
+    """The core options plus the options declared by the modules of ``sources``. A name
+    another owner declared first is skipped with a warning, so one plugin cannot break the
+    configuration of every other module."""
+    options = {option.name: option for option in core_schema()}
+    for source in sources:
+        for option in module_options(source):
+            first = options.get(option.name)
+            if first is not None and first.owner != option.owner:
+                log.warning("module %s: option %r is already declared by %s; ignored",
+                            source.name, option.name, first.owner)
+                continue
+            options[option.name] = option
+    return Schema(options.values())
+
+
+def declared_schema(plugin_path: Path | None = None) -> Schema:
+    """Every declared option: the core's, the built-in modules', the plugins' installed in
+    ``plugin_path`` and those of modules installed in the environment (1.0)."""
+    sources = available_sources(plugin_path)
+    names = {s.name for s in sources}
+    sources += [s for s in _environment_sources() if s.name not in names]
+    return schema_of(sources)
+
+
+def builtin_schema() -> Schema:
+    """The core's options and the built-in modules' (what docs/configuration.md lists)."""
+    return schema_of(available_sources(None))
+
+
+def import_source(source: ModuleSource, fresh: bool = False) -> ModuleType:
+    """Import a module from its source (a plugin from its own directory); ``fresh``
+    imports it again. Raises ModuleError when it has no ``load``."""
+    top = source.import_path if source.origin == "builtin" else \
+        source.import_path.split(".")[0]
+    stale = source.path is not None and not _loaded_from(sys.modules.get(top), source.path)
+    if fresh or stale:
+        for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+            del sys.modules[key]
+        importlib.invalidate_caches()
+    if source.path is not None:
+        if str(source.path) not in sys.path:
+            # Appended, not prepended: a plugin's bundled copy of a library must not
+            # shadow the one the server itself runs on.
+            sys.path.append(str(source.path))
+        if top not in sys.modules:
+            # Found in this plugin's own directory, whatever else is on sys.path.
+            _import_from(top, source.path)
+    module = importlib.import_module(source.import_path)
+    if not hasattr(module, "load"):
+        raise ModuleError(f"{source.import_path} has no load(module) function")
+    return module
 
 
 def _loaded_from(module: ModuleType | None, directory: Path) -> bool:

@@ -1,7 +1,9 @@
 """The server object: owns config, hosts, buses, router, storage, modules and the network.
 
 There are no process globals: everything is reached through a ``Server`` passed in at
-construction. ``run()`` is the foreground entry point used by ``tercet start``.
+construction. The server is built from its parts by the composition root (tercet.app),
+which also runs it in the foreground; core knows the network only as the protocols of
+tercet.core.network.
 """
 
 from __future__ import annotations
@@ -9,41 +11,42 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tercet import SOFTWARE_NAME, __version__
-from tercet.auth.internal import InternalHashedProvider
 from tercet.core import admin_commands
 from tercet.core.certs import certificate_for_host
 from tercet.core.config import Config, ConfigError
 from tercet.core.events import EventBus
 from tercet.core.host import Host
 from tercet.core.logging import setup_logging
+from tercet.core.moduleapi import ModuleError
 from tercet.core.modulemanager import ModuleManager
+from tercet.core.network import Network, TLSProvider
 from tercet.core.permissions import Permissions
 from tercet.core.router import Router
 from tercet.core.session import C2SSession
-from tercet.net.admin import start_admin_socket
-from tercet.net.listeners import NetManager
-from tercet.net.tls import TLSManager
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import JID, InvalidJID
-from tercet.storage.manager import StorageConfig, StorageManager
+from tercet.storage.manager import StorageManager
 
 log = logging.getLogger("tercet.server")
 
-# Core protocol modules every virtual host needs; operators can still disable them.
-CORE_MODULES = ("c2s", "tls", "saslauth", "bind", "iq", "message", "presence")
+# Protocol modules every virtual host needs, loaded even when modules_enabled leaves them
+# out (operators can still name them in modules_disabled). Not the default-enabled list.
+ALWAYS_LOADED = ("c2s", "tls", "saslauth", "bind", "iq", "message", "presence")
+# The module providing the ``auth`` service per ``authentication`` value; anonymous hosts
+# keep the account store too (SASL ANONYMOUS is offered by saslauth).
+AUTH_MODULES = {"internal_hashed": "auth_internal_hashed", "anonymous": "auth_internal_hashed"}
 
 
 class Server:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    """A running server. Built by tercet.app.build_server; ``net`` is attached there."""
+
+    def __init__(self, config: Config, *, storage: StorageManager, tls: TLSProvider,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
         self.software_name = SOFTWARE_NAME
@@ -52,23 +55,29 @@ class Server:
         self.events = EventBus("*")
         self.hosts: dict[str, Host] = {}
         self.providers: dict[str, list[Any]] = {}
-        self.known_options: set[str] = set()
         profile = config.get("jid_profile")
         self.parse_jid: Callable[[str], JID] = (
             (lambda text: JID.parse(text, profile="precis")) if profile == "precis"
             else JID.parse)
         self.router = Router(self.hosts, self.events, self.parse_jid)
-        self.storage = StorageManager(StorageConfig.from_option(config.get("storage")),
-                                      config.data_path)
+        self.storage = storage
         self.permissions = Permissions(self._role_of)
-        self.tls = TLSManager(min_version=str(config.get("tls_min_version") or "1.2"))
-        self.net = NetManager(self)
+        self.tls = tls
+        self._net: Network | None = None
         plugin_path = config.resolve_path("installer_plugin_path", None)
         self.modules = ModuleManager(self, plugin_path)
         self.stopping = asyncio.Event()
-        self._admin: asyncio.AbstractServer | None = None
         # Tasks of detached async handlers (session teardown), kept so they are not lost.
         self._background: set[asyncio.Future[Any]] = set()
+
+    @property
+    def net(self) -> Network:
+        if self._net is None:
+            raise RuntimeError("no network attached (build the server with tercet.app)")
+        return self._net
+
+    def attach_network(self, net: Network) -> None:
+        self._net = net
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -82,19 +91,12 @@ class Server:
         for name in list(self.hosts):
             await self._load_host_modules(name)
         admin_commands.register(self)
-        sock = self.config.resolve_path("admin_socket")
-        if sock is not None:
-            self._admin = await start_admin_socket(sock, self.events)
         self.events.fire("server-started", self)
         log.info("%s %s started with hosts %s", self.software_name, self.version,
                  ", ".join(self.hosts))
 
     def _add_host(self, name: str, kind: str) -> Host:
         host = Host(name, kind)
-        if kind == "local":
-            host.auth = InternalHashedProvider(
-                self.storage.open(name, "accounts", "keyval"),
-                iterations=int(self.config.get("scram_iterations", host=name)))
         self.hosts[name] = host
         return host
 
@@ -109,12 +111,22 @@ class Server:
             names = [self.config.components[host]] + own
         else:
             names = self.config.modules_for_host(host)
-            names = [m for m in CORE_MODULES if m not in names] + names
+            auth = AUTH_MODULES.get(str(self.config.get("authentication", host=host)),
+                                    "auth_internal_hashed")
+            required = (auth, *ALWAYS_LOADED)
+            names = [m for m in required if m not in names] + names
         return [n for i, n in enumerate(names) if n not in disabled and n not in names[:i]]
 
     async def _load_host_modules(self, host: str) -> None:
+        failed = []
         for name in self.module_names_for(host):
-            await self.modules.load(name, host)
+            entry = await self.modules.load(name, host)
+            if entry.status != "loaded":
+                failed.append(f"{name} on {host}: {entry.error}")
+        if failed:
+            # The configuration asked for these modules: a server without them (no client
+            # port, no TLS, a plugin missing) must not report itself running.
+            raise ModuleError("modules failed to load: " + "; ".join(failed))
 
     def _load_certificates(self) -> None:
         for name in self.config.hosts:
@@ -134,9 +146,8 @@ class Server:
         for host in self.hosts.values():
             for session in list(host.all_sessions()):
                 session.close(StreamError(reason, remote=False))
-        await self.net.close_all(StreamError(reason, remote=False))
-        if self._admin is not None:
-            self._admin.close()
+        if self._net is not None:
+            await self._net.close_all(StreamError(reason, remote=False))
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         await self.modules.unload_all()
@@ -204,51 +215,3 @@ class Server:
             asyncio.ensure_future(result)
             return None
         return result
-
-
-def _install_event_loop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def run(config_path: str | os.PathLike[str], *, pidfile: Path | None = None) -> int:
-    """Run the server in the foreground until SIGTERM/SIGINT; returns the exit code."""
-    try:
-        config = Config.load(config_path)
-    except ConfigError as exc:
-        print(f"tercet: {exc}", file=sys.stderr)
-        return 1
-    settings = config.logging()
-    setup_logging(settings.level, settings.file)
-    _install_event_loop()
-    return asyncio.run(_main(config, pidfile))
-
-
-async def _main(config: Config, pidfile: Path | None) -> int:
-    server = Server(config)
-    try:
-        await server.start()
-    except Exception as exc:
-        log.error("could not start: %s", exc)
-        await server.storage.close()
-        return 1
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
-    pid = pidfile or config.resolve_path("pidfile", None)
-    if pid is not None:
-        pid.parent.mkdir(parents=True, exist_ok=True)
-        pid.write_text(f"{os.getpid()}\n")
-    print(f"tercet {server.version} running (pid {os.getpid()})", file=sys.stderr, flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-        if pid is not None:
-            pid.unlink(missing_ok=True)
-    return 0

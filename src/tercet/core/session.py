@@ -21,7 +21,8 @@ _ids = itertools.count(1)
 
 
 class Connection(Protocol):
-    """What a session needs from its transport."""
+    """What a session needs from its transport (TCP today; BOSH, WebSocket, cluster peers
+    provide their own)."""
 
     def write(self, data: bytes) -> None: ...
     def close_stream(self, error: StreamError | None = None) -> None: ...
@@ -29,6 +30,15 @@ class Connection(Protocol):
     def peer(self) -> str: ...
     @property
     def secure(self) -> bool: ...
+    async def start_tls(self) -> None:
+        """Upgrade the transport to TLS in place (RFC 6120 §5.4.3.3)."""
+        ...
+    def restart_stream(self) -> None:
+        """Expect a fresh stream header with a fresh parser (RFC 6120 §4.3.3)."""
+        ...
+    def authenticated(self) -> None:
+        """Authentication succeeded: stop the auth timeout and the unauthenticated count."""
+        ...
 
 
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -124,8 +134,46 @@ class C2SSession(Session):
         self.conn.write(stanza.to_xml().encode())
 
     def send_raw(self, data: str) -> None:
+        """Write a non-stanza stream element (SASL, STARTTLS) already serialised."""
         if not self.closed:
             self.conn.write(data.encode())
+
+    def send_element(self, element: Element) -> None:
+        """Write a stream-level element (SASL, STARTTLS, SM) in the stream's namespace."""
+        if not self.closed:
+            self.conn.write(element.to_xml(None).encode())
+
+    # -- negotiation steps a module may ask for -------------------------------------------
+    @property
+    def peer(self) -> str:
+        """The peer's IP address (for throttles and logs)."""
+        return self.conn.peer
+
+    async def start_tls(self) -> None:
+        """STARTTLS (RFC 6120 §5.4.3.3): upgrade the transport, then expect a new stream."""
+        await self.conn.start_tls()
+
+    def restart_stream(self) -> None:
+        """After SASL success (RFC 6120 §6.4.6): a fresh parser, a fresh header expected."""
+        self.conn.restart_stream()
+
+    def set_authenticated(self, username: str) -> None:
+        """Record a successful authentication as ``username`` (RFC 6120 §6.4.6)."""
+        self.username = username
+        self.authenticated = True
+        self.conn.authenticated()
+
+    def bind(self, resource: str) -> None:
+        """Bind ``resource`` (RFC 6120 §7): the session becomes routable as its full JID.
+
+        The caller has settled conflicts with existing resources (the bind module's policy).
+        """
+        assert self.host is not None and self.username is not None
+        self.resource = resource
+        self.bare_jid = f"{self.username}@{self.host.name}"
+        self.full_jid = f"{self.bare_jid}/{resource}"
+        self.bound = True
+        self.host.add_session(self)
 
     def close(self, error: StreamError | None = None) -> None:
         if self.closed:

@@ -2,7 +2,8 @@
 
 Private to ``tercet.modules``: the roster module creates one :class:`RosterService` per
 host and registers it as the host's ``roster`` provider; the presence module and others
-(blocking, account deletion, disco) reach it through ``module.providers("roster")``.
+(blocking, account deletion, disco) reach it through
+``module.require("roster", RosterService)``, or ``module.find`` when it is optional.
 
 Storage: keyval store ``roster``, one record per account. The record is a table of bare
 JID -> item, the layout other modules (and Prosody) read, plus one metadata entry under
@@ -23,22 +24,17 @@ The subscription state machine of RFC 6121 Appendix A is the pair of tables
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tercet.protocol.stanza import NS_DELAY, Element
 
 if TYPE_CHECKING:
-    from tercet.core.moduleapi import ModuleApi
-    from tercet.core.session import C2SSession, Session
-    from tercet.storage.base import KeyValStore
+    from tercet.module import ClientSession, KeyValStore, ModuleApi
 
 T = TypeVar("T")
 
@@ -280,93 +276,14 @@ def item_element(jid: str, item: dict[str, Any] | None) -> Element:
     return el
 
 
-# -- locks ------------------------------------------------------------------------------------
-
-class KeyedLocks:
-    """One asyncio.Lock per key, dropped as soon as nobody holds or awaits it.
-
-    The table is bounded by the number of operations in progress, not by the number of
-    keys ever seen.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, list[Any]] = {}  # key -> [lock, users]
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
-class Tasks:
-    """Background tasks one module started per event, cancelled when it unloads.
-
-    (``module.spawn`` keeps an undo entry per task forever, which would grow with every
-    session; finished tasks leave this set at once.)
-    """
-
-    def __init__(self, module: ModuleApi) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._log = module.log
-        module.on_unload(self.cancel)
-
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("background task failed", exc_info=task.exception())
-
-    def cancel(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-
-# -- routing helpers ------------------------------------------------------------------------
-
-async def route(module: ModuleApi, origin: Session, stanza: Element) -> None:
-    """Route as ``origin`` (its pre- hooks run: blocking applies), waiting if needed."""
-    result = module.route(origin, stanza)
-    if inspect.isawaitable(result):
-        await result
-
-
-async def send(module: ModuleApi, stanza: Element) -> bool:
-    """Route as the host (no pre- hooks), waiting for async handlers to finish.
-
-    Returns True, so an event handler can end with ``return send(...)``.
-    """
-    result = module.send(stanza)
-    if inspect.isawaitable(result):
-        await result
-    return True
-
+# -- presence helpers -------------------------------------------------------------------------
 
 def stamp(when: float) -> str:
     """XEP-0082 DateTime in UTC, whole seconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
-def last_presence(module: ModuleApi, session: C2SSession) -> Element | None:
+def last_presence(module: ModuleApi, session: ClientSession) -> Element | None:
     """The session's last available presence, with a XEP-0203 delay saying since when."""
     if session.presence is None:
         return None
@@ -398,7 +315,7 @@ async def send_presence_of_resources(module: ModuleApi, username: str, to: str, 
                 continue
             pres = found
         pres.attrs["to"] = to
-        await route(module, session, pres)
+        await module.route(session, pres)
         count += 1
     return count
 
@@ -492,7 +409,6 @@ class RosterService:
         self.store = store
         self.max_items = max_items
         self.cache = RosterCache(cache_size)
-        self._locks = KeyedLocks()
 
     # -- reading ---------------------------------------------------------------------------
     async def load(self, username: str) -> RosterRecord:
@@ -502,7 +418,7 @@ class RosterService:
             return record
         # Filled under the account's lock, so no write can land between the read and
         # the fill and leave an older record in the cache.
-        async with self._locks.hold(username):
+        async with self.module.lock(username):
             return await self._load_locked(username)
 
     def invalidate(self, username: str) -> None:
@@ -537,7 +453,7 @@ class RosterService:
         The per-account lock is held only around load-change-store, never while
         routing, so two accounts answering each other cannot deadlock.
         """
-        async with self._locks.hold(username):
+        async with self.module.lock(username):
             current = await self._load_locked(username)
             work = current.copy()
             result = change(work)
@@ -620,6 +536,13 @@ class RosterService:
             return Outcome(before, INBOUND["subscribe"][before], stored=True)
         return await self.change(username, apply, before_push)
 
+    async def forget_request(self, username: str, contact: str) -> None:
+        """Drop ``contact``'s unanswered subscription request (RFC 6121 §3.1.3), so it is
+        not shown again at the next login; no item changes, so nothing is pushed."""
+        def drop(rec: RosterRecord) -> None:
+            rec.pending.pop(contact, None)
+        await self.update(username, drop)
+
     # -- removal (RFC 6121 §2.5) -------------------------------------------------------------
     async def remove_contact(self, username: str, contact: str,
                              before_push: Callable[[], None] | None = None) -> bool:
@@ -646,9 +569,9 @@ class RosterService:
         if sees_user(sub):
             await send_presence_of_resources(self.module, username, contact, unavailable=True)
         if sees_user(sub) or pending_in:
-            await send(self.module, presence(user_bare, contact, "unsubscribed"))
+            await self.module.send(presence(user_bare, contact, "unsubscribed"))
         if user_sees(sub) or item.get("ask"):
-            await send(self.module, presence(user_bare, contact, "unsubscribe"))
+            await self.module.send(presence(user_bare, contact, "unsubscribe"))
         await self.module.fire_async("roster-item-removed",
                                      RosterItemRemoved(username, contact, item))
         return True
@@ -656,18 +579,6 @@ class RosterService:
 
 async def contact_subscription(module: ModuleApi, username: str, contact: str) -> str:
     """The subscription state ("none", "to", "from", "both") of ``contact`` (a bare JID)
-    in ``username``'s roster.
-
-    A ``roster`` provider with ``async subscription(username, contact)`` answers if one is
-    registered; otherwise the roster module's keyval store "roster" is read, whose value is
-    a table of bare JID -> item (optionally under "items") with a "subscription" field.
-    """
-    for provider in module.providers("roster"):
-        ask = getattr(provider, "subscription", None)
-        if ask is not None:
-            return str(await ask(username, contact))
-    data = await module.open_store("roster", "keyval").get(username)
-    items = data.get("items", data) if isinstance(data, dict) else None
-    item = items.get(contact) if isinstance(items, dict) else None
-    sub = item.get("subscription") if isinstance(item, dict) else None
-    return sub if sub in ("none", "to", "from", "both") else "none"
+    in ``username``'s roster; "none" when no roster module is loaded on the host."""
+    service = module.find("roster", RosterService)
+    return "none" if service is None else await service.subscription(username, contact)

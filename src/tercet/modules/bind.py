@@ -8,13 +8,19 @@ Conflict policy (RFC 6120 §7.7.2.2), option ``resource_conflict``:
 
 from __future__ import annotations
 
-import inspect
 import secrets
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError, StreamError
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    Option,
+    StanzaError,
+    StanzaEvent,
+    StreamElementEvent,
+    StreamError,
+    StreamFeaturesEvent,
+)
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
 
@@ -22,39 +28,41 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 META = {"summary": "Resource binding (RFC 6120 §7)", "stage": "stable", "xeps": []}
 
-register_option("resource_conflict", str, "kick_old",
-                "What a bind to a resource already in use does: kick_old, random or refuse.",
-                choices=("kick_old", "random", "refuse"), owner="bind")
-# RFC 6120 §7.6.2.1 resource-constraint: a bound on connected resources per account.
-register_option("c2s_max_resources", int, 20, "Resources one account may bind at once.",
-                min=1, max=1000, owner="bind")
+OPTIONS: list[Option[Any]] = [
+    Option("resource_conflict", str, "kick_old",
+           "What a bind to a resource already in use does: kick_old, random or refuse.",
+           choices=("kick_old", "random", "refuse"), cite="RFC 6120 §7.7.2.2"),
+    # resource-constraint: a bound on connected resources per account.
+    Option("c2s_max_resources", int, 20, "Resources one account may bind at once.",
+           min=1, max=1000, cite="RFC 6120 §7.6.2.1"),
+]
 
 
 def load(module: ModuleApi) -> None:
-    policy = module.option("resource_conflict", "kick_old", type=str,
-                           choices=("kick_old", "random", "refuse"))
-    max_resources = module.option("c2s_max_resources", 20, type=int, min=1, max=1000)
+    policy = module.option("resource_conflict")
+    max_resources = module.option("c2s_max_resources")
 
-    def features(event: Any) -> None:
+    def features(event: StreamFeaturesEvent) -> None:
         session = event.session
         if session.authenticated and not session.bound:
             event.features.tag("bind", NS_BIND)
             event.features.tag("session", NS_SESSION).tag("optional", NS_SESSION)
         return None
 
-    def reply_error(session: Any, stanza: Element, error: StanzaError) -> bool:
+    def reply_error(session: ClientSession, stanza: Element, error: StanzaError) -> bool:
         session.send(stanza.error_reply(error))
         return True
 
-    def on_bind(event: Any) -> Any:
+    def on_bind(event: StreamElementEvent) -> object:
         session, stanza = event.session, event.element
-        if stanza.get("type") != "set":
+        username = session.username  # set: unbound-iq comes after authentication
+        if stanza.get("type") != "set" or username is None:
             return reply_error(session, stanza, StanzaError("bad-request"))
         requested = (stanza.iq_payload() or Element("bind")).child_text("resource", NS_BIND)
-        existing = module.sessions(session.username)
+        existing = module.sessions(username)
         if len(existing) >= max_resources:
             return reply_error(session, stanza, StanzaError("resource-constraint"))
-        resource = _prepare(session.username, module.host, requested)
+        resource = _prepare(username, module.host, requested)
         if resource is None:
             return reply_error(session, stanza, StanzaError("bad-request", "invalid resource"))
         if resource in existing:
@@ -65,29 +73,22 @@ def load(module: ModuleApi) -> None:
             else:
                 module.close_session(existing[resource],
                                      StreamError("conflict", "replaced by a new session"))
-        bind(session, resource)
+        session.bind(resource)
+        session.log.info("bound %s", session.full_jid)
         result = Element("iq", attrs={"type": "result", "id": stanza.get("id") or ""})
-        result.tag("bind", NS_BIND).text_tag("jid", session.full_jid)
+        result.tag("bind", NS_BIND).text_tag("jid", session.full_jid or "")
         session.send(result)
         # Returned when async: the session waits for resource-bind handlers, so nothing it
         # sends next can overtake them.
         fired = module.fire("resource-bind", session)
-        return fired if inspect.isawaitable(fired) else True
+        return True if fired is None else fired
 
-    def bind(session: Any, resource: str) -> None:
-        session.resource = resource
-        session.bare_jid = f"{session.username}@{module.host}"
-        session.full_jid = f"{session.bare_jid}/{resource}"
-        session.bound = True
-        session.host.add_session(session)
-        session.log.info("bound %s", session.full_jid)
-
-    def on_session_unbound(event: Any) -> bool:
+    def on_session_unbound(event: StreamElementEvent) -> bool:
         # The legacy session request is a no-op that must still be answered (RFC 6121 §1.4).
         event.session.send(event.element.reply())
         return True
 
-    def on_session(event: Any) -> bool:
+    def on_session(event: StanzaEvent) -> bool:
         event.origin.send(event.stanza.reply())
         return True
 

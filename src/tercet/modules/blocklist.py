@@ -21,16 +21,21 @@ user in a bounded LRU (``blocklist_cache_size``).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
-from tercet.modules._rosterlib import contact_subscription
-from tercet.protocol.errors import StanzaError
+from tercet.module import (
+    ClientSession,
+    KeyValStore,
+    ModuleApi,
+    Option,
+    StanzaError,
+    StanzaEvent,
+    UserDeleted,
+)
+from tercet.modules._rosterlib import RosterService, contact_subscription
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import NS_STANZAS, Element
 
@@ -48,18 +53,19 @@ PRIORITY = 200
 SUBSCRIPTION_REQUESTS = frozenset(("subscribe", "subscribed"))
 PASSING_PRESENCE = frozenset(("unsubscribe", "unsubscribed"))
 
-register_option("bounce_blocked_messages", bool, False,
-                "Answer messages from blocked JIDs with service-unavailable.",
-                owner="blocklist")
-register_option("blocklist_cache_size", int, DEFAULT_CACHE_SIZE,
-                "Block lists kept in memory.", min=1, max=1_000_000, owner="blocklist")
-register_option("blocklist_max_items", int, DEFAULT_MAX_ITEMS,
-                "Most JIDs one account may block.", min=1, max=1_000_000, owner="blocklist")
+OPTIONS: list[Option[Any]] = [
+    Option("bounce_blocked_messages", bool, False,
+           "Answer messages from blocked JIDs with service-unavailable.", cite="XEP-0191 §3.3"),
+    Option("blocklist_cache_size", int, DEFAULT_CACHE_SIZE,
+           "Block lists kept in memory.", min=1, max=1_000_000),
+    Option("blocklist_max_items", int, DEFAULT_MAX_ITEMS,
+           "Most JIDs one account may block.", min=1, max=1_000_000),
+]
 
 _push_ids = itertools.count(1)
 
 
-def is_blocked(items: Mapping[str, Any], jid: JID) -> bool:
+def is_blocked(items: Mapping[str, object], jid: JID) -> bool:
     """XEP-0191 §6 (as XEP-0016 §2.1): full JID, bare JID, domain, or domain/resource."""
     if not items:
         return False  # most lists are empty: no JID strings to build on the stanza path
@@ -78,7 +84,7 @@ class Blocklists:
     stanza would otherwise wait for a storage read (bench/README.md).
     """
 
-    def __init__(self, store: Any, size: int) -> None:
+    def __init__(self, store: KeyValStore, size: int) -> None:
         self.store = store
         self.size = size
         self._cache: OrderedDict[str, dict[str, float]] = OrderedDict()
@@ -153,27 +159,38 @@ def error_reply(stanza: Element, error: StanzaError) -> Element:
 
 
 def load(module: ModuleApi) -> None:
-    lists = Blocklists(module.open_store(STORE, "keyval"),
-                       module.option("blocklist_cache_size", DEFAULT_CACHE_SIZE, type=int,
-                                     min=1, max=1_000_000))
+    lists = Blocklists(module.open_keyval(STORE),
+                       module.option("blocklist_cache_size"))
     module.add_feature(NS_BLOCKING)
     load_commands(module, lists)
     load_enforcement(module, lists)
-    module.hook("user-deleted", lambda event: lists.forget(event.username))
-    module.hook("resource-bind", lambda session: lists.pin(session.username))
-    module.hook("resource-unbind", lambda session: None if module.sessions(session.username)
-                else lists.unpin(session.username))
+
+    def deleted(event: UserDeleted) -> None:
+        lists.forget(event.username)
+
+    def bind(session: ClientSession) -> None:
+        if session.username is not None:
+            lists.pin(session.username)
+
+    def unbind(session: ClientSession) -> None:
+        if session.username is not None and not module.sessions(session.username):
+            lists.unpin(session.username)
+
+    module.hook("user-deleted", deleted)
+    module.hook("resource-bind", bind)
+    module.hook("resource-unbind", unbind)
 
 
 # -- the block list commands --------------------------------------------------------------
 
 def load_commands(module: ModuleApi, lists: Blocklists) -> None:
-    max_items = module.option("blocklist_max_items", DEFAULT_MAX_ITEMS, type=int, min=1,
-                              max=1_000_000)
-    profile = module.global_option("jid_profile", "stringprep")
+    max_items = module.option("blocklist_max_items")
+    profile = module.global_option("jid_profile")
 
-    async def on_get(event: Any) -> bool:
+    async def on_get(event: StanzaEvent) -> bool | None:
         origin = event.origin
+        if not isinstance(origin, ClientSession) or origin.username is None:
+            return None  # "self" is a local client asking about its own account
         items = await lists.get(origin.username)
         reply = event.stanza.reply()
         payload = reply.tag("blocklist", NS_BLOCKING)
@@ -194,8 +211,10 @@ def load_commands(module: ModuleApi, lists: Blocklists) -> None:
             out.append(str(jid))
         return out
 
-    async def on_edit(event: Any) -> bool:
+    async def on_edit(event: StanzaEvent) -> bool | None:
         origin, stanza = event.origin, event.stanza
+        if not isinstance(origin, ClientSession) or origin.username is None:
+            return None
         action = stanza.iq_payload()
         assert action is not None
         jids = parse_items(action)
@@ -230,14 +249,14 @@ def load_commands(module: ModuleApi, lists: Blocklists) -> None:
             else:
                 # The contact "probes" us: the presence logic answers with our current
                 # presence exactly as its subscription allows.
-                await sent(module.send(Element("presence", attrs={
-                    "type": "probe", "from": jid, "to": f"{username}@{module.host}"})))
+                await module.send(Element("presence", attrs={
+                    "type": "probe", "from": jid, "to": f"{username}@{module.host}"}))
 
     async def send_unavailable(username: str, jid: str) -> None:
         for session in list(module.sessions(username).values()):
             if session.available:
-                await sent(module.send(Element("presence", attrs={
-                    "type": "unavailable", "to": jid, "from": str(session.full_jid)})))
+                await module.send(Element("presence", attrs={
+                    "type": "unavailable", "to": jid, "from": str(session.full_jid)}))
 
     def push(username: str, action: Element) -> None:
         for session in module.sessions(username).values():
@@ -247,7 +266,7 @@ def load_commands(module: ModuleApi, lists: Blocklists) -> None:
                 iq.append(action.copy())
                 session.send(iq)
 
-    def on_push_error(event: Any) -> bool:
+    def on_push_error(event: StanzaEvent) -> bool:
         event.origin.log.info("client returned an error to a block list push")
         return True
 
@@ -276,55 +295,49 @@ async def contact_subscribed(module: ModuleApi, username: str, jid: str) -> bool
 async def forget_request(module: ModuleApi, username: str, jid: str) -> None:
     """Drop a subscription request from ``jid`` the user has not answered (as Prosody):
     it would otherwise be shown again at each login, though it came from a blocked JID."""
-    def drop(record: Any) -> None:
-        pending = getattr(record, "pending", None)
-        if isinstance(pending, dict):
-            pending.pop(jid, None)
-    for provider in module.providers("roster"):
-        update = getattr(provider, "update", None)
-        if update is not None:
-            await update(username, drop)
-            return
+    roster = module.find("roster", RosterService)
+    if roster is not None:
+        await roster.forget_request(username, jid)
 
 
 # -- enforcement ----------------------------------------------------------------------------
 
 def load_enforcement(module: ModuleApi, lists: Blocklists) -> None:
-    bounce_messages = module.option("bounce_blocked_messages", False, type=bool)
+    bounce_messages = module.option("bounce_blocked_messages")
 
-    def check(username: str, other: JID, act: Any) -> Any:
+    def check(username: str, other: JID,
+              act: Callable[[], bool | None]) -> Awaitable[bool | None] | bool | None:
         """Run ``act()`` if ``username`` blocks ``other``; a coroutine on a cache miss."""
         items = lists.cached(username)
         if items is not None:
             return act() if is_blocked(items, other) else None
 
-        async def slow() -> Any:
+        async def slow() -> bool | None:
             return act() if is_blocked(await lists.get(username), other) else None
         return slow()
 
-    def inbound(event: Any) -> Any:
+    def inbound(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         to, sender = event.to, event.from_
         if to is None or to.node is None or sender is None or sender.bare == to.bare:
             return None
         return check(to.node, sender, lambda: refuse_inbound(event))
 
-    def refuse_inbound(event: Any) -> Any:
+    def refuse_inbound(event: StanzaEvent) -> bool:
         stanza = event.stanza
         kind, stype = stanza.name, stanza.get("type")
         answer = (kind == "iq" and stype in ("get", "set")) or (
             kind == "message" and bounce_messages and stype in (None, "normal", "chat"))
-        if not answer:
-            return True
-        result = module.send(stanza.error_reply(StanzaError("service-unavailable")))
-        return sent(result, True) if inspect.isawaitable(result) else True
+        if answer:
+            module.send_detached(stanza.error_reply(StanzaError("service-unavailable")))
+        return True
 
-    def outbound(event: Any) -> Any:
+    def outbound(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         origin, to = event.origin, event.to
-        if to is None or origin.kind != "c2s" or origin.username is None:
+        if to is None or not isinstance(origin, ClientSession) or origin.username is None:
             return None
         return check(origin.username, to, lambda: refuse_outbound(event))
 
-    def refuse_outbound(event: Any) -> bool | None:
+    def refuse_outbound(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         kind, stype = stanza.name, stanza.get("type")
         if kind == "presence" and stype in PASSING_PRESENCE:
@@ -340,10 +353,3 @@ def load_enforcement(module: ModuleApi, lists: Blocklists) -> None:
             module.hook(f"{kind}/{to_type}", inbound, PRIORITY)
         for to_type in ("bare", "full", "host"):
             module.hook(f"pre-{kind}/{to_type}", outbound, PRIORITY)
-
-
-async def sent(result: Any, value: Any = None) -> Any:
-    """Wait for routing to finish when a handler on the way was asynchronous."""
-    if inspect.isawaitable(result):
-        await result
-    return value

@@ -27,8 +27,15 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from tercet.core.config import DEFAULT_SCHEMA, register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import (
+    ClientSession,
+    Identity,
+    ModuleApi,
+    Option,
+    Session,
+    StanzaEvent,
+    StreamFeaturesEvent,
+)
 from tercet.modules._rosterlib import contact_subscription
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.stanza import Element
@@ -42,9 +49,10 @@ CAPS_NODE = "https://tercet.im"
 META = {"summary": "Service discovery and server capabilities", "stage": "stable",
         "xeps": ["XEP-0030", "XEP-0115", "XEP-0128"]}
 
-if "name" not in DEFAULT_SCHEMA:  # a generic name other modules may read too
-    register_option("name", str, None, "Name of the server identity in disco#info "
-                    "(default: the software name).", owner="disco")
+OPTIONS: list[Option[Any]] = [
+    Option("name", str, None,
+           "Name of the server identity in disco#info (default: the software name)."),
+]
 
 
 class AccountDiscoEvent:
@@ -57,7 +65,7 @@ class AccountDiscoEvent:
 
     __slots__ = ("exists", "node", "origin", "owner", "reply", "stanza", "username")
 
-    def __init__(self, origin: Any, stanza: Element, username: str, node: str | None,
+    def __init__(self, origin: Session, stanza: Element, username: str, node: str | None,
                  reply: Element, owner: bool) -> None:
         self.origin = origin
         self.stanza = stanza
@@ -73,14 +81,14 @@ class AccountDiscoEvent:
 
 # -- building answers and hashes ---------------------------------------------------------
 
-def build_info(identities: Iterable[Any], features: Iterable[str],
+def build_info(identities: Iterable[Identity], features: Iterable[str],
                forms: Iterable[Element]) -> Element:
     """A disco#info <query/>: identities and features without duplicates, one form per
     FORM_TYPE (later forms of a type add their fields to the first)."""
     query = Element("query", NS_INFO)
     seen: set[tuple[str, str, str | None, str | None]] = set()
     for ident in identities:
-        key = (ident.category, ident.type, getattr(ident, "lang", None), ident.name)
+        key = (ident.category, ident.type, ident.lang, ident.name)
         if key in seen:
             continue
         seen.add(key)
@@ -153,24 +161,24 @@ def caps_ver(query: Element) -> str:
 def load(module: ModuleApi) -> None:
     local = module.host_kind(module.host) == "local"
     if local:
-        name = module.option("name", None, type=str) or module.server_info["name"]
+        name = module.option("name") or module.server_info["name"]
         module.add_identity("server", "im", name)
     module.add_feature(NS_INFO)
     module.add_feature(NS_ITEMS)
-    cache: dict[str, Any] = {}
+    cache: dict[str, tuple[Element, str]] = {}
 
     def host_info() -> tuple[Element, str]:
         """The cached host <query/> and its caps ver, built on first use."""
-        if "query" not in cache:
+        if "info" not in cache:
             query = build_info(module.identities(), module.features(), module.extensions())
-            cache["query"], cache["ver"] = query, caps_ver(query)
-        return cache["query"], cache["ver"]
+            cache["info"] = query, caps_ver(query)
+        return cache["info"]
 
-    def invalidate(_event: Any) -> None:
+    def invalidate(_event: object) -> None:
         cache.clear()
 
-    def on_host_info(event: Any) -> Any:
-        node = event.stanza.iq_payload().get("node")
+    def on_host_info(event: StanzaEvent) -> object:
+        node = requested_node(event)
         query, ver = host_info()
         if node and node != f"{CAPS_NODE}#{ver}":
             result = module.fire(f"disco-info-node/{node}", event)
@@ -183,8 +191,8 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    def on_host_items(event: Any) -> Any:
-        node = event.stanza.iq_payload().get("node")
+    def on_host_items(event: StanzaEvent) -> object:
+        node = requested_node(event)
         if node:
             result = module.fire(f"disco-items-node/{node}", event)
             return result if result is not None else not_found(event)
@@ -208,7 +216,7 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    def stream_features(event: Any) -> None:
+    def stream_features(event: StreamFeaturesEvent) -> None:
         _, ver = host_info()
         event.features.tag("c", NS_CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
 
@@ -221,25 +229,34 @@ def load(module: ModuleApi) -> None:
         _load_accounts(module)
 
 
-def not_found(event: Any) -> bool:
+def not_found(event: StanzaEvent) -> bool:
     event.origin.send(event.stanza.error_reply(StanzaError("item-not-found")))
     return True
+
+
+def requested_node(event: StanzaEvent) -> str | None:
+    """The ``node`` of a disco request (XEP-0030 §3.2), if any."""
+    payload = event.stanza.iq_payload()
+    return payload.get("node") if payload is not None else None
 
 
 def _load_accounts(module: ModuleApi) -> None:
     """Disco of accounts (iq to a bare JID), answered by the server on their behalf."""
 
-    async def target(event: Any) -> tuple[str, bool] | None:
+    async def target(event: StanzaEvent) -> tuple[str, bool] | None:
         """(username, is_owner) when the requester may discover the account, else None."""
         if event.to_type == "self":
-            return event.origin.username, True
-        if event.from_ is None:
+            origin = event.origin
+            if not isinstance(origin, ClientSession) or origin.username is None:
+                return None
+            return origin.username, True
+        if event.from_ is None or event.to is None or event.to.node is None:
             return None
         username = event.to.node
         sub = await contact_subscription(module, username, str(event.from_.bare))
         return (username, False) if sub in ("from", "both") else None
 
-    def reply_query(event: Any, ns: str, node: str | None, username: str) -> \
+    def reply_query(event: StanzaEvent, ns: str, node: str | None, username: str) -> \
             tuple[Element, Element]:
         reply = event.stanza.reply()
         # Psi and others expect a from on answers about their own account.
@@ -247,12 +264,12 @@ def _load_accounts(module: ModuleApi) -> None:
         query = reply.tag("query", ns, {"node": node} if node else None)
         return reply, query
 
-    async def on_info(event: Any) -> Any:
+    async def on_info(event: StanzaEvent) -> bool | None:
         found = await target(event)
         if found is None:
             return None  # the router answers service-unavailable
         username, owner = found
-        node = event.stanza.iq_payload().get("node")
+        node = requested_node(event)
         reply, query = reply_query(event, NS_INFO, node, username)
         if not node:
             query.tag("identity", NS_INFO, {"category": "account",
@@ -270,12 +287,12 @@ def _load_accounts(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    async def on_items(event: Any) -> Any:
+    async def on_items(event: StanzaEvent) -> bool | None:
         found = await target(event)
         if found is None:
             return None
         username, owner = found
-        node = event.stanza.iq_payload().get("node")
+        node = requested_node(event)
         reply, query = reply_query(event, NS_ITEMS, node, username)
         disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
         if node:
@@ -287,7 +304,7 @@ def _load_accounts(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    async def finish_node(event: Any, name: str, disco: AccountDiscoEvent,
+    async def finish_node(event: StanzaEvent, name: str, disco: AccountDiscoEvent,
                           reply: Element) -> bool:
         result = await module.fire_async(name, disco)
         if result is not None:
@@ -298,7 +315,7 @@ def _load_accounts(module: ModuleApi) -> None:
     def account_type(username: str) -> str:
         if module.is_admin(f"{username}@{module.host}"):
             return "admin"
-        if module.option("authentication", "internal_hashed", type=str) == "anonymous":
+        if module.option("authentication") == "anonymous":
             return "anonymous"
         return "registered"
 

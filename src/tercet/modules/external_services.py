@@ -24,8 +24,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from tercet.core.config import Invalid, describe_type, register_option, toml_repr
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import Invalid, ModuleApi, Option, StanzaEvent, check_value
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.stanza import Element
 
@@ -64,28 +63,28 @@ def _valid_services(value: list[dict[str, Any]]) -> list[Invalid]:
                 return [Invalid("the keys " + ", ".join(ITEM_KEYS),
                                 f"{key!r} in item {index}", example)]
             if not value_ok(key, val):
-                kind = "a string or true" if key == "secret" else describe_type(ITEM_KEYS[key])
-                return [Invalid(f"{key} to be {kind}", f"{toml_repr(val)} in item {index}",
+                wrong = check_value(key, val, str if key == "secret" else ITEM_KEYS[key])[0]
+                kind = "a string or true" if key == "secret" else wrong.expected
+                return [Invalid(f"{key} to be {kind}", f"{wrong.found} in item {index}",
                                 example)]
     return []
 
 
-register_option("external_services", list[dict[str, Any]], [],
-                "External services (XEP-0215): tables with type, transport, host, port, "
-                "username, password, secret, restricted, expires, ttl, name.",
-                example=[{"type": "turn", "transport": "udp", "secret": True}],
-                validate=_valid_services, owner="external_services")
-register_option("external_service_host", str, None,
-                "Default host of external services (default: the virtual host).",
-                owner="external_services")
-register_option("external_service_port", int, None, "Default port of external services.",
-                min=1, max=65535, owner="external_services")
-register_option("external_service_secret", str, None,
-                "Shared secret for TURN credentials of services with secret = true.",
-                owner="external_services")
-register_option("external_service_ttl", int, DEFAULT_TTL,
-                "Seconds that generated TURN credentials stay valid.",
-                min=60, max=30 * 86400, owner="external_services")
+OPTIONS: list[Option[Any]] = [
+    Option("external_services", list[dict[str, Any]], [],
+           "External services (XEP-0215): tables with type, transport, host, port, "
+           "username, password, secret, restricted, expires, ttl, name.",
+           example=[{"type": "turn", "transport": "udp", "secret": True}],
+           validate=_valid_services),
+    Option("external_service_host", str, None,
+           "Default host of external services (default: the virtual host)."),
+    Option("external_service_port", int, None, "Default port of external services.",
+           min=1, max=65535),
+    Option("external_service_secret", str, None,
+           "Shared secret for TURN credentials of services with secret = true."),
+    Option("external_service_ttl", int, DEFAULT_TTL,
+           "Seconds that generated TURN credentials stay valid.", min=60, max=30 * 86400),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +160,12 @@ def prepare(item: dict[str, Any], defaults: Defaults, now: float) -> Service | N
 
 
 def load(module: ModuleApi) -> None:
-    configured: list[Any] = module.option("external_services", [], type=list[dict[str, Any]])
+    configured: list[Any] = module.option("external_services")
     defaults = Defaults(
-        module.option("external_service_host", None, type=str) or module.host,
-        module.option("external_service_port", None, type=int, min=1, max=65535),
-        module.option("external_service_secret", None, type=str),
-        module.option("external_service_ttl", DEFAULT_TTL, type=int, min=60, max=30 * 86400))
+        module.option("external_service_host") or module.host,
+        module.option("external_service_port"),
+        module.option("external_service_secret"),
+        module.option("external_service_ttl"))
     for index, item in enumerate(configured, 1):
         if prepare(item, defaults, 0) is None:
             module.log.error("external_services item %d has no type; it is ignored", index)
@@ -177,8 +176,13 @@ def load(module: ModuleApi) -> None:
         now = module.now()
         return [s for item in items if (s := prepare(item, defaults, now)) is not None]
 
-    def answer(event: Any, found: list[Service]) -> bool:
+    def payload(event: StanzaEvent) -> Element:
         request = event.stanza.iq_payload()
+        assert request is not None  # the event is named after the payload
+        return request
+
+    def answer(event: StanzaEvent, found: list[Service]) -> bool:
+        request = payload(event)
         reply = event.stanza.reply()
         wrapper = reply.tag(request.name, request.xmlns)
         for service in found:
@@ -186,21 +190,21 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    def error(event: Any, condition: str, text: str | None = None) -> bool:
+    def error(event: StanzaEvent, condition: str, text: str | None = None) -> bool:
         event.origin.send(event.stanza.error_reply(StanzaError(condition, text)))
         return True
 
-    def on_services(event: Any) -> bool:
+    def on_services(event: StanzaEvent) -> bool:
         if event.origin.kind != "c2s":
             return error(event, "forbidden")
-        wanted = event.stanza.iq_payload().get("type")
+        wanted = payload(event).get("type")
         return answer(event, [s for s in services() if wanted is None or s.type == wanted])
 
-    def on_credentials(event: Any) -> bool:
+    def on_credentials(event: StanzaEvent) -> bool:
         if event.origin.kind != "c2s":
             return error(event, "forbidden")
         requested: set[tuple[str, str, int]] = set()
-        for want in event.stanza.iq_payload().find_all("service"):
+        for want in payload(event).find_all("service"):
             kind, host = want.get("type"), want.get("host")
             if not kind or not host:
                 return error(event, "bad-request", "a service needs type and host")

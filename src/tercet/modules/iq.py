@@ -10,16 +10,13 @@ wait for the answer to an IQ it sent. An unhandled get/set is answered
 
 from __future__ import annotations
 
-from typing import Any
-
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError
+from tercet.module import ModuleApi, StanzaError, StanzaEvent
 
 META = {"summary": "IQ routing (RFC 6120 §8.2.3)", "stage": "stable", "xeps": []}
 
 
 def load(module: ModuleApi) -> None:
-    def dispatch(event: Any) -> Any:
+    def dispatch(event: StanzaEvent) -> object:
         stanza = event.stanza
         iq_type = stanza.attrs.get("type")
         if iq_type in ("get", "set"):
@@ -41,16 +38,20 @@ def load(module: ModuleApi) -> None:
             return True
         return bounce(event, StanzaError("bad-request"))
 
-    def bounce(event: Any, error: StanzaError) -> bool:
+    def bounce(event: StanzaEvent, error: StanzaError) -> bool:
         if event.stanza.attrs.get("type") not in ("error", "result"):
-            event.origin.send(event.stanza.error_reply(error)) if event.origin.kind == "c2s" \
-                else module.send(event.stanza.error_reply(error))
+            if event.origin.kind == "c2s":
+                event.origin.send(event.stanza.error_reply(error))
+            else:
+                module.send_detached(event.stanza.error_reply(error))
         return True
 
-    def to_full(event: Any) -> Any:
+    def to_full(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         to = event.to
-        session = module.sessions(to.node, to.domain).get(to.resource)
+        if to is None or to.node is None:
+            return None  # never: a full JID names an account
+        session = module.sessions(to.node, to.domain).get(to.resource or "")
         if session is not None:
             session.send(stanza)
             return True

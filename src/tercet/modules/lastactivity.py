@@ -14,21 +14,19 @@ never seen offline also answers 0, as Prosody does.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ClientSession, ModuleApi, StanzaError, StanzaEvent
 from tercet.modules._rosterlib import contact_subscription
-from tercet.protocol.errors import StanzaError
 
 NS_LAST = "jabber:iq:last"
 META = {"summary": "Last activity of accounts", "stage": "stable", "xeps": ["XEP-0012"]}
 
 
 def load(module: ModuleApi) -> None:
-    store = module.open_store("lastactivity", "keyval")
+    store = module.open_keyval("lastactivity")
     # Records not yet written: a query right after going offline must already see them.
     # At most one entry per account, removed once written.
-    pending: dict[str, dict[str, Any]] = {}
+    pending: dict[str, dict[str, float | str]] = {}
     # One background writer per account at most, so a client sending unavailable presence
     # in a loop cannot pile up storage tasks: the writer stores the newest record, and
     # again if a newer one arrived meanwhile.
@@ -37,7 +35,7 @@ def load(module: ModuleApi) -> None:
     def record(username: str, status: str) -> None:
         pending[username] = {"time": module.now(), "status": status}
         if username not in writers:
-            writers[username] = asyncio.ensure_future(flush(username))
+            writers[username] = module.spawn(flush(username))
 
     async def flush(username: str) -> None:
         try:
@@ -51,26 +49,32 @@ def load(module: ModuleApi) -> None:
         finally:
             del writers[username]
 
-    def on_unavailable(event: Any) -> None:
+    def on_unavailable(event: StanzaEvent) -> None:
         stanza, session = event.stanza, event.origin
         if event.to is None and stanza.get("type") == "unavailable" \
-                and session.kind == "c2s" and session.username:
+                and isinstance(session, ClientSession) and session.username:
             record(session.username, stanza.child_text("status") or "")
 
-    def on_unbind(session: Any) -> None:
+    def on_unbind(session: ClientSession) -> None:
         if session.available and session.username:  # gone without unavailable presence
             record(session.username, "")
 
-    async def on_query(event: Any) -> bool:
+    async def on_query(event: StanzaEvent) -> bool | None:
         owner = event.to_type == "self"
-        username = event.origin.username if owner else event.to.node
+        if owner:
+            origin = event.origin
+            username = origin.username if isinstance(origin, ClientSession) else None
+        else:
+            username = event.to.node if event.to is not None else None
+        if username is None:
+            return None  # not an account's JID, or "self" from no local client
         if not owner and (event.from_ is None or await contact_subscription(
                 module, username, str(event.from_.bare)) not in ("from", "both")):
             event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
             return True
         seconds, status = 0, ""
         if not any(s.available for s in module.sessions(username).values()):
-            rec = pending.get(username) or await store.get(username)
+            rec: object = pending.get(username) or await store.get(username)
             if isinstance(rec, dict) and isinstance(rec.get("time"), int | float):
                 seconds = max(0, int(module.now() - rec["time"]))
                 status = str(rec.get("status") or "")

@@ -9,24 +9,25 @@ resources with the highest non-negative priority (chat, normal), every non-negat
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
 
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError
+from tercet.module import ModuleApi, StanzaError, StanzaEvent
 
 META = {"summary": "Message delivery (RFC 6121 §8.5)", "stage": "stable", "xeps": []}
 
 
 def load(module: ModuleApi) -> None:
-    def bounce(event: Any, condition: str = "service-unavailable") -> bool:
+    def bounce(event: StanzaEvent, condition: str = "service-unavailable") -> bool:
         stanza = event.stanza
         if stanza.attrs.get("type") != "error":
-            module.route(module.host_origin, stanza.error_reply(StanzaError(condition)))
+            module.send_detached(stanza.error_reply(StanzaError(condition)))
         return True
 
-    def to_full(event: Any) -> Any:
+    def to_full(event: StanzaEvent) -> Awaitable[bool] | bool | None:
         to = event.to
-        session = module.sessions(to.node, to.domain).get(to.resource)
+        if to is None or to.node is None:
+            return None  # not an account's JID: the router answers
+        session = module.sessions(to.node, to.domain).get(to.resource or "")
         if session is not None:
             session.send(event.stanza)
             return True
@@ -37,9 +38,11 @@ def load(module: ModuleApi) -> None:
             return True
         return to_bare(event)
 
-    def to_bare(event: Any) -> Any:
+    def to_bare(event: StanzaEvent) -> Awaitable[bool] | bool | None:
         stanza = event.stanza
         to = event.to
+        if to is None or to.node is None:
+            return None  # not an account's JID: the router answers
         mtype = stanza.attrs.get("type", "normal")
         sessions = [s for s in module.sessions(to.node, to.domain).values()
                     if s.available and s.priority >= 0]
@@ -56,11 +59,10 @@ def load(module: ModuleApi) -> None:
             return True
         if mtype == "groupchat":
             return bounce(event)
-        return offline(event)
+        return offline(event, to.node)
 
-    async def offline(event: Any) -> bool:
-        auth = module.auth
-        if auth is None or not await auth.user_exists(event.to.node):
+    async def offline(event: StanzaEvent, username: str) -> bool:
+        if not await module.account_exists(username):
             return bounce(event)
         stored = await module.fire_async("message/offline", event)
         if stored is None:

@@ -15,36 +15,49 @@ headline and error messages never get here (message.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
-from tercet.modules._rosterlib import KeyedLocks, send, stamp
-from tercet.protocol.errors import StanzaError
+from tercet.module import (
+    MAX_ARCHIVE_PAGE,
+    ArchiveQuery,
+    ClientSession,
+    ModuleApi,
+    Option,
+    StanzaError,
+    StanzaEvent,
+    StorageError,
+)
+from tercet.modules._rosterlib import stamp
 from tercet.protocol.stanza import NS_DELAY, Element
-from tercet.storage.base import MAX_ARCHIVE_PAGE, ArchiveQuery, StorageError
 
 META = {"summary": "Offline messages", "stage": "stable", "xeps": ["XEP-0160", "XEP-0203"]}
 NS_HINTS = "urn:xmpp:hints"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 # Children that may travel with a chat state without making it more than a notification.
 _NOTIFICATION_NS = frozenset((NS_CHATSTATES, NS_HINTS, "urn:xmpp:sid:0"))
+OPTIONS: list[Option[Any]] = [
+    # XEP-0160 §2 step 3: a full queue makes the server answer service-unavailable.
+    Option("offline_message_limit", int, 1000, "Messages stored per offline user.",
+           min=0, max=1_000_000, cite="XEP-0160 §2"),
+]
 
 
 def load(module: ModuleApi) -> None:
-    # XEP-0160 §2 step 3: a full queue makes the server answer service-unavailable.
-    limit = module.option("offline_message_limit", 1000, type=int, min=0, max=1_000_000)
+    limit = module.option("offline_message_limit")
     store = module.open_archive("offline")
-    locks = KeyedLocks()
     module.add_feature("msgoffline")  # XEP-0160 §4
 
-    async def on_offline(event: Any) -> Any:
+    async def on_offline(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         if is_standalone_notification(stanza):
             return True  # nothing worth keeping, and not worth an error either
         if stanza.find("no-store", NS_HINTS) is not None or limit == 0:
             return None  # not stored: message.py answers service-unavailable
-        username = event.to.node
-        async with locks.hold(username):
+        username = event.to.node if event.to is not None else None
+        if username is None:
+            return None  # never: message.py fires this for an account's JID
+        async with module.lock(username):
             try:
                 if await store.count(username, ArchiveQuery()) >= limit:
                     await bounce(stanza)
@@ -61,7 +74,7 @@ def load(module: ModuleApi) -> None:
         # for a full queue, and RFC 6121 §8.5.2.2.1 for any message not stored; the
         # condition does not reveal whether the account exists.
         if stanza.get("type") != "error":
-            await send(module, stanza.error_reply(StanzaError(
+            await module.send(stanza.error_reply(StanzaError(
                 "service-unavailable", "offline storage full")))
 
     def with_delay(stanza: Element) -> Element:
@@ -69,10 +82,12 @@ def load(module: ModuleApi) -> None:
         copy.tag("delay", NS_DELAY, {"from": module.host, "stamp": stamp(module.now())})
         return copy
 
-    async def deliver(session: Any) -> None:
+    async def deliver(session: ClientSession) -> None:
         """Send every stored message to ``session``, oldest first, then delete them."""
         username = session.username
-        async with locks.hold(username):
+        if username is None:
+            return
+        async with module.lock(username):
             previous: str | None = None
             # Each round sends one page and deletes it; a page that comes back unchanged
             # (nothing was deleted) ends the loop, so it cannot spin.
@@ -85,13 +100,13 @@ def load(module: ModuleApi) -> None:
                     session.send(item.value)
                 await store.delete(username, ArchiveQuery(ids=[i.key for i in page]))
 
-    def on_initial(session: Any) -> Any:
+    def on_initial(session: ClientSession) -> Awaitable[None] | None:
         if session.priority < 0:
             session.data["offline.waiting"] = True  # XEP-0160 §2: not to negative priority
             return None
         return deliver_logged(session)
 
-    def on_available(session: Any) -> Any:
+    def on_available(session: ClientSession) -> Awaitable[None] | None:
         if session.priority < 0:
             session.data["offline.waiting"] = True
             return None
@@ -99,7 +114,7 @@ def load(module: ModuleApi) -> None:
             return deliver_logged(session)
         return None
 
-    async def deliver_logged(session: Any) -> None:
+    async def deliver_logged(session: ClientSession) -> None:
         session.data.pop("offline.waiting", None)
         try:
             await deliver(session)

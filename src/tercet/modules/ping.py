@@ -6,24 +6,21 @@ client."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, StanzaEvent
 
 NS_PING = "urn:xmpp:ping"
 META = {"summary": "XMPP Ping", "stage": "stable", "xeps": ["XEP-0199"]}
 
 
 def load(module: ModuleApi) -> None:
-    def pong(event: Any) -> bool:
+    def pong(event: StanzaEvent) -> bool:
         event.origin.send(event.stanza.reply())
         return True
 
-    async def pong_account(event: Any) -> bool | None:
-        if event.to_type != "self":
-            auth = module.auth
-            if auth is None or not await auth.user_exists(event.to.node):
-                return None
+    async def pong_account(event: StanzaEvent) -> bool | None:
+        if event.to_type != "self" and not await module.account_exists(
+                event.to.node if event.to is not None else None):
+            return None
         return pong(event)
 
     module.add_feature(NS_PING)

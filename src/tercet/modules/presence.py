@@ -24,24 +24,29 @@ the account's own resources see its presence.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    StanzaError,
+    StanzaEvent,
+    StreamError,
+    StreamFeaturesEvent,
+)
 from tercet.modules._rosterlib import (
     NS_PREAPPROVAL,
     SUBSCRIPTION_TYPES,
     Outcome,
     RosterFull,
-    Tasks,
+    RosterService,
     last_presence,
     presence,
-    route,
     sees_user,
-    send,
     send_presence_of_resources,
     user_sees,
 )
-from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
 
@@ -53,24 +58,28 @@ MAX_DIRECTED = 1000
 _PRIORITY = re.compile(r"[+-]?[0-9]{1,10}")
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceBroadcast:
+    """Payload of ``presence-broadcast``: ``session``'s availability (``stanza``) went out
+    to its contacts."""
+
+    session: ClientSession
+    stanza: Element
+
+
 def load(module: ModuleApi) -> None:
-    tasks = Tasks(module)
-
-    def roster() -> Any:
+    def roster() -> RosterService | None:
         """The host's roster service, or None when no roster module is loaded."""
-        for provider in module.providers("roster"):
-            if hasattr(provider, "outbound"):
-                return provider
-        return None
+        return module.find("roster", RosterService)
 
-    def features(event: Any) -> None:
+    def features(event: StreamFeaturesEvent) -> None:
         if event.session.authenticated and roster() is not None:
             event.features.tag("sub", NS_PREAPPROVAL)  # RFC 6121 §3.4.1
 
     # -- outbound availability (§4.2, §4.4, §4.5) ---------------------------------------------
-    def outbound_broadcast(event: Any) -> Any:
+    def outbound_broadcast(event: StanzaEvent) -> Awaitable[bool] | bool | None:
         session, stanza = event.origin, event.stanza
-        if event.to is not None or session.kind != "c2s" or not session.bound:
+        if event.to is not None or not isinstance(session, ClientSession) or not session.bound:
             return None
         ptype = stanza.get("type")
         if ptype in AVAILABILITY:
@@ -79,8 +88,8 @@ def load(module: ModuleApi) -> None:
             session.send(stanza.error_reply(StanzaError("bad-request", "this needs a 'to'")))
         return True
 
-    async def availability(session: Any, stanza: Element) -> bool:
-        stanza.attrs["from"] = session.full_jid
+    async def availability(session: ClientSession, stanza: Element) -> bool:
+        stanza.attrs["from"] = session.full_jid or ""
         stanza.attrs.pop("to", None)
         available = stanza.get("type") is None
         initial = available and not session.available
@@ -93,7 +102,7 @@ def load(module: ModuleApi) -> None:
             session.presence = None
         to_own_resources(session, stanza)
         await to_contacts(session, stanza)
-        await module.fire_async("presence-broadcast", (session, stanza))
+        await module.fire_async("presence-broadcast", PresenceBroadcast(session, stanza))
         if not available:
             await to_directed(session, stanza)
         elif initial:
@@ -102,16 +111,16 @@ def load(module: ModuleApi) -> None:
             await module.fire_async("presence-available", session)
         return True
 
-    def to_own_resources(session: Any, stanza: Element) -> None:
-        for other in list(module.sessions(session.username).values()):
+    def to_own_resources(session: ClientSession, stanza: Element) -> None:
+        for other in list(module.sessions(session.username or "").values()):
             if other.available or other is session:
                 copy = stanza.copy()
                 copy.attrs["to"] = other.full_jid or ""
                 other.send(copy)
 
-    async def to_contacts(session: Any, stanza: Element) -> None:
+    async def to_contacts(session: ClientSession, stanza: Element) -> None:
         service = roster()
-        if service is None:
+        if service is None or session.username is None:
             return
         record = await service.load(session.username)
         contacts = record.contacts(sees_user)
@@ -121,37 +130,38 @@ def load(module: ModuleApi) -> None:
         for jid in contacts:
             copy = stanza.copy()
             copy.attrs["to"] = jid
-            await route(module, session, copy)
+            await module.route(session, copy)
 
-    async def to_directed(session: Any, stanza: Element) -> None:
+    async def to_directed(session: ClientSession, stanza: Element) -> None:
         targets = sorted(session.directed)
         session.directed.clear()
         for jid in targets:
             copy = stanza.copy()
             copy.attrs["to"] = jid
-            await route(module, session, copy)
+            await module.route(session, copy)
 
-    async def initial_presence(session: Any) -> None:
+    async def initial_presence(session: ClientSession) -> None:
         """After the first available presence (§4.2.2, §3.1.3, XEP-0160)."""
+        username, full_jid = session.username or "", session.full_jid or ""
         service = roster()
-        record = await service.load(session.username) if service is not None else None
+        record = await service.load(username) if service is not None else None
         if record is not None:
             for jid in record.contacts(user_sees):
-                await route(module, session, Element("presence", attrs={
-                    "type": "probe", "from": session.full_jid, "to": jid}))
-        for other in list(module.sessions(session.username).values()):
+                await module.route(session, Element("presence", attrs={
+                    "type": "probe", "from": full_jid, "to": jid}))
+        for other in list(module.sessions(username).values()):
             found = last_presence(module, other) if other is not session else None
             if found is not None:
-                found.attrs["to"] = session.full_jid
+                found.attrs["to"] = full_jid
                 session.send(found)
         if record is not None:
             for jid, xml in record.pending.items():
                 session.send(pending_request(jid, xml))
             # As Prosody: ask again for subscriptions still pending, in case the contact's
             # server lost the request.
-            user_bare = session.bare_jid
+            user_bare = session.bare_jid or ""
             for jid in record.asking():
-                await send(module, presence(user_bare, jid, "subscribe"))
+                await module.send(presence(user_bare, jid, "subscribe"))
         await module.fire_async("initial-presence", session)
 
     def pending_request(jid: str, xml: str) -> Element:
@@ -164,10 +174,11 @@ def load(module: ModuleApi) -> None:
         return request
 
     # -- outbound directed presence (§4.6) ------------------------------------------------------
-    def outbound_directed(event: Any) -> Any:
+    def outbound_directed(event: StanzaEvent) -> bool | None:
         session, stanza = event.origin, event.stanza
         ptype = stanza.get("type")
-        if event.to is None or session.kind != "c2s" or ptype not in AVAILABILITY:
+        if event.to is None or not isinstance(session, ClientSession) \
+                or ptype not in AVAILABILITY:
             return None
         target = str(event.to)
         if ptype is not None:
@@ -175,65 +186,66 @@ def load(module: ModuleApi) -> None:
             return None
         if str(event.to.bare) in session.data.get("presence.contacts", ()):
             return None  # a contact getting a broadcast, not directed presence
-        return remember_directed(event)
+        return remember_directed(session, target, event.stanza)
 
-    def remember_directed(event: Any) -> Any:
-        session, target = event.origin, str(event.to)
+    def remember_directed(session: ClientSession, target: str, stanza: Element) -> bool | None:
         if target not in session.directed and len(session.directed) >= MAX_DIRECTED:
-            session.send(event.stanza.error_reply(
+            session.send(stanza.error_reply(
                 StanzaError("resource-constraint", "too many directed presences")))
             return True
         session.directed.add(target)
         return None  # routing continues to the destination
 
     # -- outbound subscriptions (§3, Appendix A.2) -------------------------------------------------
-    def outbound_subscription(event: Any) -> Any:
+    def outbound_subscription(event: StanzaEvent) -> Awaitable[bool] | None:
         ptype = event.stanza.get("type")
-        if ptype not in SUBSCRIPTION_TYPES or event.to is None or event.origin.kind != "c2s":
+        session, to = event.origin, event.to
+        if ptype not in SUBSCRIPTION_TYPES or to is None \
+                or not isinstance(session, ClientSession):
             return None
         service = roster()
         if service is None:
             return None
-        return handle_outbound(event, service, ptype)
+        return handle_outbound(session, event.stanza, str(to.bare), service, ptype)
 
-    async def handle_outbound(event: Any, service: Any, ptype: str) -> bool:
-        session, stanza = event.origin, event.stanza
-        user_bare, contact = session.bare_jid, str(event.to.bare)
+    async def handle_outbound(session: ClientSession, stanza: Element, contact: str,
+                              service: RosterService, ptype: str) -> bool:
+        user_bare, username = session.bare_jid or "", session.username or ""
         if contact == user_bare:
             return True  # nobody subscribes to themselves
         # §3.1.2 and friends: subscription stanzas travel between bare JIDs.
         stanza.attrs["from"], stanza.attrs["to"] = user_bare, contact
         try:
-            outcome = await service.outbound(session.username, contact, ptype)
+            outcome = await service.outbound(username, contact, ptype)
         except RosterFull:
             session.send(stanza.error_reply(StanzaError(
                 "not-allowed", f"the roster is full ({service.max_items} contacts)")))
             return True
         if ptype in ("subscribe", "unsubscribe"):
-            await send(module, stanza)
+            await module.send(stanza)
         elif ptype == "subscribed":
-            await outbound_subscribed(session, stanza, outcome)
+            await outbound_subscribed(username, user_bare, stanza, outcome)
         elif outcome.changed:  # unsubscribed
             if sees_user(outcome.before.subscription):  # §3.2.2
-                await send_presence_of_resources(module, session.username, contact,
-                                                 unavailable=True)
-            await send(module, stanza)
+                await send_presence_of_resources(module, username, contact, unavailable=True)
+            await module.send(stanza)
         return True
 
-    async def outbound_subscribed(session: Any, stanza: Element, outcome: Outcome) -> None:
+    async def outbound_subscribed(username: str, user_bare: str, stanza: Element,
+                                  outcome: Outcome) -> None:
         contact = stanza.attrs["to"]
         if not sees_user(outcome.after.subscription):
             return  # a pre-approval (§3.4) stays here until the contact asks
-        await send(module, stanza)  # §3.1.5 (or a repeat that resynchronises the contact)
-        await send_presence_of_resources(module, session.username, contact)
+        await module.send(stanza)  # §3.1.5 (or a repeat that resynchronises the contact)
+        await send_presence_of_resources(module, username, contact)
         if user_sees(outcome.after.subscription):
-            await send(module, presence(session.bare_jid, contact, "probe"))
+            await module.send(presence(user_bare, contact, "probe"))
 
     # -- inbound (§3, Appendix A.3, §4.3, §8.5) ---------------------------------------------------
-    def inbound_bare(event: Any) -> Any:
+    def inbound_bare(event: StanzaEvent) -> Awaitable[bool] | bool:
         stanza, to = event.stanza, event.to
         ptype = stanza.get("type")
-        if to is None:
+        if to is None or to.node is None:
             return True
         if ptype in AVAILABILITY or ptype == "error":
             # §8.5.2.1.2 / §8.5.2.2.2: every available resource, or nobody.
@@ -241,36 +253,41 @@ def load(module: ModuleApi) -> None:
                 if session.available:
                     session.send(stanza)
             return True
-        return inbound_subscription(event, ptype)
+        return inbound_subscription(event, to.node, ptype)
 
-    def inbound_full(event: Any) -> Any:
+    def inbound_full(event: StanzaEvent) -> Awaitable[bool] | bool:
         stanza, to = event.stanza, event.to
         ptype = stanza.get("type")
+        if to is None or to.node is None:  # never: a full JID has both
+            return True
         if ptype in AVAILABILITY or ptype == "error":
-            session = module.sessions(to.node, to.domain).get(to.resource)
+            session = module.sessions(to.node, to.domain).get(to.resource or "")
             if session is not None:
                 session.send(stanza)
             return True
-        return inbound_subscription(event, ptype)
+        return inbound_subscription(event, to.node, ptype)
 
-    def inbound_subscription(event: Any, ptype: str | None) -> Any:
+    def inbound_subscription(event: StanzaEvent, user: str,
+                             ptype: str | None) -> Awaitable[bool] | bool:
         sender = event.stanza.get("from")
         if not sender:
             return True
-        if ptype not in SUBSCRIPTION_TYPES and ptype != "probe":
-            return send(module, event.stanza.error_reply(StanzaError("bad-request")))
-        return handle_inbound(event, ptype, sender)
+        if ptype is None or (ptype not in SUBSCRIPTION_TYPES and ptype != "probe"):
+            return refuse(event.stanza.error_reply(StanzaError("bad-request")))
+        return handle_inbound(event, user, ptype, sender)
 
-    async def handle_inbound(event: Any, ptype: str, sender: str) -> bool:
-        user = event.to.node
+    async def refuse(error: Element) -> bool:
+        await module.send(error)
+        return True
+
+    async def handle_inbound(event: StanzaEvent, user: str, ptype: str, sender: str) -> bool:
         user_bare, contact = f"{user}@{module.host}", sender.partition("/")[0]
-        auth = module.auth
         # A user with a bound session exists (deleting an account closes its sessions
         # first): the store read is skipped on the path of every probe.
-        if auth is None or (not module.sessions(user)
-                            and not await auth.user_exists(user)):
+        if module.auth is None or (not module.sessions(user)
+                                   and not await module.account_exists(user)):
             if ptype in ("subscribe", "probe"):  # §8.5.1: no such user
-                await send(module, presence(user_bare, contact, "unsubscribed"))
+                await module.send(presence(user_bare, contact, "unsubscribed"))
             return True
         service = roster()
         if service is None or contact == user_bare:
@@ -298,32 +315,32 @@ def load(module: ModuleApi) -> None:
     async def inbound_subscribe(user: str, user_bare: str, contact: str, stanza: Element,
                                 outcome: Outcome) -> None:
         if outcome.auto_approved:  # already subscribed, or pre-approved (§3.4)
-            await send(module, presence(user_bare, contact, "subscribed"))
+            await module.send(presence(user_bare, contact, "subscribed"))
             if not await send_presence_of_resources(module, user, contact):
-                await send(module, presence(user_bare, contact, "unavailable"))
+                await module.send(presence(user_bare, contact, "unavailable"))
             return
         if outcome.refused:
             if stanza.get("type") != "error":
-                await send(module, stanza.error_reply(StanzaError(
+                await module.send(stanza.error_reply(StanzaError(
                     "resource-constraint", "too many pending subscription requests")))
             return
         # As Prosody: acknowledge receipt without revealing the user's presence.
-        await send(module, presence(user_bare, contact, "unavailable"))
+        await module.send(presence(user_bare, contact, "unavailable"))
         if outcome.stored:  # §3.1.3: every available resource now, the rest at login
             for session in list(module.sessions(user).values()):
                 if session.available:
                     session.send(stanza)
 
-    async def answer_probe(service: Any, user: str, user_bare: str, contact: str,
+    async def answer_probe(service: RosterService, user: str, user_bare: str, contact: str,
                            prober: str) -> None:
         """§4.3.2: the last presence of each available resource, if the prober may see it."""
         if not sees_user(await service.subscription(user, contact)):
-            await send(module, presence(user_bare, contact, "unsubscribed"))
+            await module.send(presence(user_bare, contact, "unsubscribed"))
             return
         if not await send_presence_of_resources(module, user, prober):
-            await send(module, presence(user_bare, prober, "unavailable"))
+            await module.send(presence(user_bare, prober, "unavailable"))
 
-    def inbound_host(event: Any) -> Any:
+    def inbound_host(event: StanzaEvent) -> Awaitable[bool] | bool:
         """Presence to the server itself: it is always available and always approves."""
         stanza = event.stanza
         sender, ptype = stanza.get("from"), stanza.get("type")
@@ -333,29 +350,29 @@ def load(module: ModuleApi) -> None:
 
     async def answer_as_host(bare: str, ptype: str) -> bool:
         if ptype == "subscribe":
-            await send(module, presence(module.host, bare, "subscribed"))
-        await send(module, presence(module.host, bare))
+            await module.send(presence(module.host, bare, "subscribed"))
+        await module.send(presence(module.host, bare))
         return True
 
     # -- the end of a session (§4.5.3) ---------------------------------------------------------
-    def unbind(session: Any) -> None:
+    def unbind(session: ClientSession) -> None:
         if not session.available:
             if session.directed:
                 unavailable = Element("presence", attrs={"type": "unavailable",
-                                                         "from": session.full_jid})
-                tasks.spawn(to_directed(session, unavailable))
+                                                         "from": session.full_jid or ""})
+                module.spawn(to_directed(session, unavailable))
             return
         session.available = False
         session.presence = None
         unavailable = Element("presence", attrs={"type": "unavailable",
-                                                 "from": session.full_jid})
+                                                 "from": session.full_jid or ""})
         to_own_resources(session, unavailable)
-        tasks.spawn(after_unbind(session, unavailable))
+        module.spawn(after_unbind(session, unavailable))
         return
 
-    async def after_unbind(session: Any, unavailable: Element) -> None:
+    async def after_unbind(session: ClientSession, unavailable: Element) -> None:
         await to_contacts(session, unavailable)
-        await module.fire_async("presence-broadcast", (session, unavailable))
+        await module.fire_async("presence-broadcast", PresenceBroadcast(session, unavailable))
         await to_directed(session, unavailable)
 
     module.hook("stream-features", features, 5)

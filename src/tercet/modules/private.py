@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ClientSession, ModuleApi, Option, StanzaEvent
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
@@ -29,9 +28,11 @@ RESERVED = frozenset(("jabber:client", "jabber:server", NS_PRIVATE))
 META = {"summary": "Private XML storage", "stage": "stable", "xeps": ["XEP-0049"]}
 DEFAULT_MAX_ITEMS = 256
 
-register_option("private_max_items", int, DEFAULT_MAX_ITEMS,
-                "Private XML fragments (distinct namespaces) one user may store (XEP-0049).",
-                min=1, max=100_000, owner="private")
+OPTIONS: list[Option[Any]] = [
+    Option("private_max_items", int, DEFAULT_MAX_ITEMS,
+           "Private XML fragments (distinct namespaces) one user may store (XEP-0049).",
+           min=1, max=100_000),
+]
 
 
 def key_of(el: Element) -> str:
@@ -39,28 +40,30 @@ def key_of(el: Element) -> str:
 
 
 def load(module: ModuleApi) -> None:
-    store = module.open_store("private", "map")
-    max_items = module.option("private_max_items", DEFAULT_MAX_ITEMS, type=int, min=1,
-                              max=100_000)
+    store = module.open_map("private")
+    max_items: int = module.option("private_max_items")
 
-    def error(event: Any, condition: str, text: str | None = None) -> bool:
+    def error(event: StanzaEvent, condition: str, text: str | None = None) -> bool:
         event.origin.send(event.stanza.error_reply(StanzaError(condition, text)))
         return True
 
-    async def on_private(event: Any) -> bool:
-        stanza = event.stanza
+    async def on_private(event: StanzaEvent) -> bool | None:
+        stanza, origin = event.stanza, event.origin
+        if not isinstance(origin, ClientSession) or origin.username is None:
+            return None  # "self" is a local client asking about its own account
         query = stanza.iq_payload()
+        assert query is not None  # the event is named after the payload
         fragments = list(query.elements())
         if not fragments or (stanza.get("type") == "get" and len(fragments) > 1):
             return error(event, "not-acceptable", "expected one child element")
         if any(f.xmlns in RESERVED for f in fragments):
             return error(event, "not-acceptable", "reserved namespace")
-        username = event.origin.username
+        username = origin.username
         if stanza.get("type") == "get":
             return await get(event, username, fragments[0])
         return await set_(event, username, fragments)
 
-    async def get(event: Any, username: str, wanted: Element) -> bool:
+    async def get(event: StanzaEvent, username: str, wanted: Element) -> bool:
         text = await store.get(username, key_of(wanted))
         reply = event.stanza.reply()
         query = reply.tag("query", NS_PRIVATE)
@@ -74,8 +77,8 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    async def set_(event: Any, username: str, fragments: list[Element]) -> bool:
-        values: dict[str, Any] = {}
+    async def set_(event: StanzaEvent, username: str, fragments: list[Element]) -> bool:
+        values: dict[str, str | None] = {}
         for fragment in fragments:
             # An empty element (no children) deletes, as clients clear data that way.
             values[key_of(fragment)] = fragment.to_xml(None) if fragment.children else None
@@ -85,7 +88,7 @@ def load(module: ModuleApi) -> None:
         event.origin.send(event.stanza.reply())
         return True
 
-    async def within_quota(username: str, values: dict[str, Any]) -> bool:
+    async def within_quota(username: str, values: dict[str, str | None]) -> bool:
         """Whether storing ``values`` keeps the user within ``private_max_items``."""
         added = [k for k, v in values.items()
                  if v is not None and await store.get(username, k) is None]
@@ -95,7 +98,7 @@ def load(module: ModuleApi) -> None:
         keys -= {k for k, v in values.items() if v is None}
         return len(keys) <= max_items
 
-    def forbidden(event: Any) -> bool:
+    def forbidden(event: StanzaEvent) -> bool:
         return error(event, "forbidden")
 
     module.add_feature(NS_PRIVATE)

@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi, ModuleError
-from tercet.protocol.errors import StanzaError
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    ModuleError,
+    Option,
+    Session,
+    StanzaError,
+    StanzaEvent,
+    StreamElementEvent,
+    StreamFeaturesEvent,
+)
+from tercet.modules._registration import Registered, RegistrationAttempt
 from tercet.protocol.jid import InvalidJID, nodeprep
 from tercet.protocol.stanza import Element
 
@@ -40,39 +48,21 @@ LOOPBACK = ["127.0.0.1", "::1"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-register_option("min_seconds_between_registrations", int, 300,
-                "Seconds between two registrations from one IP (0: no limit).",
-                min=0, max=365 * 86400, owner="register")
-register_option("registration_allowlist", list[str], LOOPBACK,
-                "IPs/CIDRs exempt from the registration throttle.", owner="register")
-register_option("registration_denylist", list[str], [],
-                "IPs/CIDRs that may not register accounts.", owner="register")
-register_option("allowlist_registration_only", bool, False,
-                "Only IPs in registration_allowlist may register.", owner="register")
-register_option("registration_throttle_cache_size", int, DEFAULT_THROTTLE_CACHE,
-                "IPs remembered by the registration throttle.", min=1, max=1_000_000,
-                owner="register")
-register_option("registration_instructions", str, DEFAULT_INSTRUCTIONS,
-                "Instructions shown in the registration form.", owner="register")
-
-
-@dataclass(slots=True)
-class RegistrationAttempt:
-    """Payload of ``user-registering``: return a StanzaError from a handler to refuse."""
-
-    username: str
-    host: str
-    ip: str
-    session: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Registered:
-    """Payload of ``user-registered`` (after the account exists)."""
-
-    username: str
-    host: str
-    ip: str
+OPTIONS: list[Option[Any]] = [
+    Option("allow_registration", bool, False, "Allow in-band registration (XEP-0077)."),
+    Option("min_seconds_between_registrations", int, 300,
+           "Seconds between two registrations from one IP (0: no limit).",
+           min=0, max=365 * 86400, cite="XEP-0077 §10"),
+    Option("registration_allowlist", list[str], LOOPBACK,
+           "IPs/CIDRs exempt from the registration throttle."),
+    Option("registration_denylist", list[str], [], "IPs/CIDRs that may not register accounts."),
+    Option("allowlist_registration_only", bool, False,
+           "Only IPs in registration_allowlist may register."),
+    Option("registration_throttle_cache_size", int, DEFAULT_THROTTLE_CACHE,
+           "IPs remembered by the registration throttle.", min=1, max=1_000_000),
+    Option("registration_instructions", str, DEFAULT_INSTRUCTIONS,
+           "Instructions shown in the registration form."),
+]
 
 
 class Throttle:
@@ -95,7 +85,7 @@ class Throttle:
             self._last.popitem(last=False)
 
 
-def parse_networks(name: str, entries: Iterable[Any]) -> list[Network]:
+def parse_networks(name: str, entries: Iterable[object]) -> list[Network]:
     """IPs and CIDRs of option ``name``; a bad entry stops the module with a clear error."""
     out = []
     for entry in entries:
@@ -173,23 +163,18 @@ def load(module: ModuleApi) -> None:
 
 def load_creation(module: ModuleApi) -> None:
     """Account creation on unauthenticated streams."""
-    allow = module.option("allow_registration", False, type=bool)
-    profile = module.global_option("jid_profile", "stringprep")
-    require_tls = module.option("c2s_require_encryption", True, type=bool)
-    instructions = module.option("registration_instructions", DEFAULT_INSTRUCTIONS, type=str)
+    allow = module.option("allow_registration")
+    profile = module.global_option("jid_profile")
+    require_tls = module.option("c2s_require_encryption")  # declared by the c2s module
+    instructions = module.option("registration_instructions")
     allowlist = parse_networks("registration_allowlist",
-                               module.option("registration_allowlist", LOOPBACK, type=list))
-    denylist = parse_networks("registration_denylist",
-                              module.option("registration_denylist", [], type=list))
-    allowlist_only = module.option("allowlist_registration_only", False, type=bool)
-    throttle = Throttle(
-        module.option("min_seconds_between_registrations", 300, type=int, min=0,
-                      max=365 * 86400),
-        module.option("registration_throttle_cache_size", DEFAULT_THROTTLE_CACHE, type=int,
-                      min=1, max=1_000_000),
-        module.now)
+                               module.option("registration_allowlist"))
+    denylist = parse_networks("registration_denylist", module.option("registration_denylist"))
+    allowlist_only = module.option("allowlist_registration_only")
+    throttle = Throttle(module.option("min_seconds_between_registrations"),
+                        module.option("registration_throttle_cache_size"), module.now)
 
-    def features(event: Any) -> None:
+    def features(event: StreamFeaturesEvent) -> None:
         session = event.session
         if allow and not session.authenticated and (session.secure or not require_tls):
             event.features.tag("register", NS_FEATURE)
@@ -206,7 +191,7 @@ def load_creation(module: ModuleApi) -> None:
                                type="wait")
         return None
 
-    def on_query(event: Any) -> Any:
+    def on_query(event: StreamElementEvent) -> Awaitable[bool] | bool:
         session, stanza = event.session, event.element
         if not allow:
             return reply_error(session, stanza, StanzaError("service-unavailable"))
@@ -228,12 +213,12 @@ def load_creation(module: ModuleApi) -> None:
             return reply_error(session, stanza, StanzaError("registration-required"))
         return create(session, stanza, form_values(query))
 
-    async def create(session: Any, stanza: Element, values: dict[str, str]) -> bool:
+    async def create(session: ClientSession, stanza: Element, values: dict[str, str]) -> bool:
         checked = check_credentials(values, profile)
         if isinstance(checked, StanzaError):
             return reply_error(session, stanza, checked)
         username, password = checked
-        ip = session.conn.peer
+        ip = session.peer
         refusal = ip_refusal(ip) or await module.fire_async(
             "user-registering", RegistrationAttempt(username, module.host, ip, session))
         if isinstance(refusal, StanzaError):
@@ -273,41 +258,43 @@ def load_creation(module: ModuleApi) -> None:
 
 def load_account_management(module: ModuleApi) -> None:
     """Registration info, password change and cancellation for logged-in users."""
-    profile = module.global_option("jid_profile", "stringprep")
+    profile = module.global_option("jid_profile")
 
-    def on_query(event: Any) -> Any:
+    def on_query(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         origin, stanza = event.origin, event.stanza
+        username = origin.username if isinstance(origin, ClientSession) else None
+        if username is None:
+            return None  # "self" is a local client asking about its own account
         if stanza.get("type") == "get":
             reply = stanza.reply()
             query = reply.tag("query", NS_REGISTER)
             query.tag("registered")
-            query.text_tag("username", origin.username)
+            query.text_tag("username", username)
             query.tag("password")
             origin.send(reply)
             return True
-        query = stanza.iq_payload()
-        assert query is not None
-        if query.find("remove", NS_REGISTER) is not None:
-            return cancel(origin, stanza)
-        return change_password(origin, stanza, form_values(query))
+        payload = stanza.iq_payload()
+        assert payload is not None
+        if payload.find("remove", NS_REGISTER) is not None:
+            return cancel(origin, username, stanza)
+        return change_password(origin, username, stanza, form_values(payload))
 
-    def on_host_query(event: Any) -> Any:
+    def on_host_query(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         # COMPAT: clients that address the server instead of their own account.
-        origin = event.origin
-        if origin.kind != "c2s" or origin.host is None or origin.host.name != module.host:
+        if not module.is_host_client(event.origin):
             return None
         return on_query(event)
 
-    async def cancel(origin: Any, stanza: Element) -> bool:
+    async def cancel(origin: Session, username: str, stanza: Element) -> bool:
         answered: list[bool] = []
 
         def answer() -> None:  # XEP-0077 §3.2: after the removal, before the stream error
             answered.append(True)
             origin.send(stanza.reply())
         try:
-            deleted = await module.delete_account(origin.username, before_close=answer)
+            deleted = await module.delete_account(username, before_close=answer)
         except Exception:
-            module.log.exception("could not delete %s", origin.username)
+            module.log.exception("could not delete %s", username)
             if not answered:
                 origin.send(stanza.error_reply(StanzaError("internal-server-error",
                                                            type="wait")))
@@ -315,20 +302,24 @@ def load_account_management(module: ModuleApi) -> None:
         if not deleted:
             origin.send(stanza.error_reply(StanzaError("item-not-found")))
         else:
-            module.log.info("%s@%s removed their account", origin.username, module.host)
+            module.log.info("%s@%s removed their account", username, module.host)
         return True
 
-    async def change_password(origin: Any, stanza: Element, values: dict[str, str]) -> bool:
+    async def change_password(origin: Session, own: str, stanza: Element,
+                              values: dict[str, str]) -> bool | None:
         checked = check_credentials(values, profile)
         if isinstance(checked, StanzaError):
             origin.send(stanza.error_reply(checked))
             return True
         username, password = checked
-        if username != origin.username:
+        if username != own:
             origin.send(stanza.error_reply(StanzaError("bad-request")))
             return True
+        auth = module.auth
+        if auth is None:
+            return None  # no account service: the router answers service-unavailable
         try:
-            await module.auth.set_password(username, password)
+            await auth.set_password(username, password)
         except ValueError:
             origin.send(stanza.error_reply(StanzaError(
                 "not-acceptable", "The password is not acceptable.", type="modify")))
@@ -341,6 +332,6 @@ def load_account_management(module: ModuleApi) -> None:
     module.hook(f"iq/host/{NS_REGISTER}:query", on_host_query)
 
 
-def reply_error(session: Any, stanza: Element, error: StanzaError) -> bool:
+def reply_error(session: ClientSession, stanza: Element, error: StanzaError) -> bool:
     session.send(stanza.error_reply(error))
     return True

@@ -2,16 +2,25 @@
 
 Get, set and remove over ``jabber:iq:roster``; pushes go to every *interested* resource
 (one that fetched the roster, §2.1.6). The records, the subscription state machine and
-the API other modules use (``module.providers("roster")``) live in ``_rosterlib``; see
-docs/roster.md for the storage layout and the options.
+the API other modules use (``module.require("roster", RosterService)``) live in
+``_rosterlib``; see docs/roster.md for the storage layout and the options.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    Option,
+    StanzaError,
+    StanzaEvent,
+    StorageError,
+    StreamFeaturesEvent,
+    UserDeleted,
+)
 from tercet.modules._rosterlib import (
     DEFAULT_MAX_ROSTER_SIZE,
     MAX_GROUPS,
@@ -22,18 +31,17 @@ from tercet.modules._rosterlib import (
     RosterRecord,
     RosterService,
     item_element,
-    send,
 )
-from tercet.protocol.errors import StanzaError
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
-from tercet.storage.base import StorageError
 
 META = {"summary": "Rosters (RFC 6121 §2)", "stage": "stable", "xeps": ["XEP-0237"]}
 
-register_option("max_roster_size", int, DEFAULT_MAX_ROSTER_SIZE,
-                "Most contacts in one roster (and most unanswered subscription requests).",
-                min=1, max=100_000, owner="roster")
+OPTIONS: list[Option[Any]] = [
+    Option("max_roster_size", int, DEFAULT_MAX_ROSTER_SIZE,
+           "Most contacts in one roster (and most unanswered subscription requests).",
+           min=1, max=100_000, cite="RFC 6121 §2.3.3"),
+]
 
 
 class RosterSetError(Exception):
@@ -45,24 +53,25 @@ class RosterSetError(Exception):
 
 
 def load(module: ModuleApi) -> None:
-    max_items = module.option("max_roster_size", DEFAULT_MAX_ROSTER_SIZE, type=int,
-                              min=1, max=100_000)
+    max_items = module.option("max_roster_size")
     service = RosterService(module, module.open_keyval("roster"), max_items)
     module.provides("roster", service)
     load_cache_hooks(module, service)
     module.add_feature(NS_ROSTER)
 
-    def features(event: Any) -> None:
+    def features(event: StreamFeaturesEvent) -> None:
         if event.session.authenticated:
             event.features.tag("ver", NS_ROSTERVER)  # XEP-0237 §2.1
 
-    async def on_query(event: Any) -> bool:
+    async def on_query(event: StanzaEvent) -> bool | None:
         stanza, session = event.stanza, event.origin
+        if not isinstance(session, ClientSession) or session.username is None:
+            return None  # "self" is a local client asking about its own account
         try:
             if stanza.get("type") == "get":
-                await roster_get(session, stanza)
+                await roster_get(session, session.username, stanza)
             else:
-                await roster_set(session, stanza)
+                await roster_set(session, session.username, stanza)
         except RosterSetError as err:
             session.send(stanza.error_reply(err.error))
         except StorageError:
@@ -70,8 +79,8 @@ def load(module: ModuleApi) -> None:
             session.send(stanza.error_reply(StanzaError("internal-server-error")))
         return True
 
-    async def roster_get(session: Any, stanza: Element) -> None:
-        record = await service.load(session.username)
+    async def roster_get(session: ClientSession, username: str, stanza: Element) -> None:
+        record = await service.load(username)
         session.interested = True
         reply = stanza.reply()
         query = stanza.iq_payload()
@@ -80,9 +89,8 @@ def load(module: ModuleApi) -> None:
             reply.append(roster_query(record))
         session.send(reply)
 
-    async def roster_set(session: Any, stanza: Element) -> None:
-        jid, item = parse_set(stanza, session.bare_jid)
-        username = session.username
+    async def roster_set(session: ClientSession, username: str, stanza: Element) -> None:
+        jid, item = parse_set(stanza, f"{username}@{module.host}")
         if item.get("subscription") == "remove":
             removed = await service.remove_contact(
                 username, jid, before_push=lambda: session.send(stanza.reply()))
@@ -108,14 +116,18 @@ def load(module: ModuleApi) -> None:
         session.send(stanza.reply())
         service.push(username, changed or [jid], record)
 
-    def forbidden(event: Any) -> Any:
+    def forbidden(event: StanzaEvent) -> Awaitable[bool] | bool:
         # §2.1.5 / §2.3.3: only the account itself may read or change its roster.
         if event.stanza.get("type") not in ("get", "set"):
             return True
         reply = event.stanza.error_reply(StanzaError("forbidden"))
         if event.origin.kind != "c2s":
-            return send(module, reply)
+            return send_reply(reply)
         event.origin.send(reply)
+        return True
+
+    async def send_reply(reply: Element) -> bool:
+        await module.send(reply)
         return True
 
     module.hook("stream-features", features, 5)
@@ -130,14 +142,21 @@ def load_cache_hooks(module: ModuleApi, service: RosterService) -> None:
         if session.username is not None:
             cache.pin(session.username)
 
-    def unbind(session: Any) -> None:
+    def bind(session: ClientSession) -> None:
+        if session.username is not None:
+            cache.pin(session.username)
+
+    def unbind(session: ClientSession) -> None:
         # Fired once the session left the host's table: no sessions left means offline.
-        if not module.sessions(session.username):
+        if session.username is not None and not module.sessions(session.username):
             cache.unpin(session.username)
 
-    module.hook("resource-bind", lambda session: cache.pin(session.username))
+    def deleted(event: UserDeleted) -> None:
+        cache.forget(event.username)
+
+    module.hook("resource-bind", bind)
     module.hook("resource-unbind", unbind)
-    module.hook("user-deleted", lambda event: cache.forget(event.username))
+    module.hook("user-deleted", deleted)
     module.on_unload(cache.clear)
 
 

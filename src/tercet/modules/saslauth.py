@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    Option,
+    StreamElementEvent,
+    StreamFeaturesEvent,
+)
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
 from tercet.protocol.sasl import (
@@ -18,6 +25,8 @@ from tercet.protocol.sasl import (
     Failure,
     NeedCredentials,
     SaslContext,
+    ServerMechanism,
+    Step,
     Success,
     channel_binding_types,
     offered_mechanisms,
@@ -34,22 +43,29 @@ DEFAULT_MAX_FAILURES = 3
 # SASL payloads are small; anything larger is abuse (bounded well below the stanza limit).
 MAX_SASL_DATA = 16 * 1024
 
+OPTIONS: list[Option[Any]] = [
+    Option("allow_unencrypted_plain_auth", bool, False,
+           "Offer PLAIN authentication on unencrypted connections.", cite="RFC 4616 §6"),
+    Option("sasl_max_failures", int, DEFAULT_MAX_FAILURES,
+           "Failed authentication attempts before the connection is closed.",
+           min=1, max=100, cite="RFC 6120 §6.4.5"),
+]
+
 
 def load(module: ModuleApi) -> None:
-    require_tls = module.option("c2s_require_encryption", True, type=bool)
-    allow_plain = module.option("allow_unencrypted_plain_auth", False, type=bool)
-    anonymous = module.option("authentication", "internal_hashed", type=str) == "anonymous"
-    iterations = module.option("scram_iterations", 4096, type=int, min=4096, max=1_000_000)
-    max_failures = module.option("sasl_max_failures", DEFAULT_MAX_FAILURES, type=int,
-                                 min=1, max=100)
+    require_tls = module.option("c2s_require_encryption")
+    allow_plain = module.option("allow_unencrypted_plain_auth")
+    anonymous = module.option("authentication") == "anonymous"
+    iterations = module.option("scram_iterations")
+    max_failures = module.option("sasl_max_failures")
 
-    def context(session: Any) -> SaslContext:
+    def context(session: ClientSession) -> SaslContext:
         bindings = session.tls_info.get("channel_bindings", {}) if session.secure else {}
         return SaslContext(channel_bindings=dict(bindings), secure=session.secure,
                            allow_plain_insecure=allow_plain, anonymous=anonymous,
                            scram_iterations=iterations)
 
-    def features(event: Any) -> None:
+    def features(event: StreamFeaturesEvent) -> None:
         session = event.session
         if session.authenticated or (require_tls and not session.secure):
             return None
@@ -64,14 +80,14 @@ def load(module: ModuleApi) -> None:
                 cb.tag("channel-binding", NS_SASL_CB, {"type": cb_type})
         return None
 
-    def send(session: Any, name: str, data: bytes | None = None,
+    def send(session: ClientSession, name: str, data: bytes | None = None,
              condition: str | None = None) -> None:
         el = Element(name, NS_SASL)
         if condition:
             el.tag(condition, NS_SASL)
         elif data is not None:
             el.append(base64.b64encode(data).decode() if data else "=")
-        session.send_raw(el.to_xml(None))
+        session.send_element(el)
 
     def decode(el: Element) -> bytes | None:
         text = el.text.strip()
@@ -83,8 +99,8 @@ def load(module: ModuleApi) -> None:
             raise ValueError("too large")
         return base64.b64decode(text, validate=True)
 
-    async def drive(session: Any, step: Any) -> None:
-        mech = session.sasl
+    async def drive(session: ClientSession, step: Step) -> None:
+        mech: ServerMechanism = session.sasl
         while isinstance(step, NeedCredentials):
             creds = None
             username = _nodeprep(step.username)
@@ -98,7 +114,7 @@ def load(module: ModuleApi) -> None:
         elif isinstance(step, Failure):
             fail(session, step.condition, step.text)
 
-    def succeed(session: Any, step: Any) -> None:
+    def succeed(session: ClientSession, step: Success) -> None:
         # Accounts are stored under their nodeprep'd name (RFC 6122 §A), SASL names are
         # only SASLprep'd (RFC 4013): compare and bind on the prepared form.
         username = _nodeprep(step.username)
@@ -110,27 +126,25 @@ def load(module: ModuleApi) -> None:
             fail(session, "invalid-authzid")
             return
         session.sasl = None
-        session.username = username
-        session.authenticated = True
+        session.set_authenticated(username)
         send(session, "success", step.additional_data)
-        session.conn.restart_stream()
-        session.conn.authenticated()
+        session.restart_stream()
         session.log.info("authenticated as %s@%s", username, module.host)
         module.fire_detached("authentication-success", session)
 
-    def fail(session: Any, condition: str, text: str | None = None) -> None:
+    def fail(session: ClientSession, condition: str, text: str | None = None) -> None:
         session.sasl = None
         session.auth_failures += 1
         el = Element("failure", NS_SASL)
         el.tag(condition, NS_SASL)
         if text:
             el.text_tag("text", text, NS_SASL)
-        session.send_raw(el.to_xml(None))
+        session.send_element(el)
         module.fire_detached("authentication-failure", session)
         if session.auth_failures >= max_failures:
             session.close(StreamError("policy-violation", "too many failed authentications"))
 
-    def on_auth(event: Any) -> Any:
+    def on_auth(event: StreamElementEvent) -> Awaitable[None] | bool:
         session = event.session
         if session.authenticated:
             raise StreamError("policy-violation", "already authenticated")
@@ -151,7 +165,7 @@ def load(module: ModuleApi) -> None:
         session.sasl = mech
         return drive(session, mech.start(initial))
 
-    def on_response(event: Any) -> Any:
+    def on_response(event: StreamElementEvent) -> Awaitable[None] | bool:
         session = event.session
         if session.sasl is None:
             fail(session, "malformed-request")
@@ -163,7 +177,7 @@ def load(module: ModuleApi) -> None:
             return True
         return drive(session, session.sasl.step(data))
 
-    def on_abort(event: Any) -> bool:
+    def on_abort(event: StreamElementEvent) -> bool:
         fail(event.session, "aborted")
         return True
 

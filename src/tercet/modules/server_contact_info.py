@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import Invalid, ModuleApi, Option, check_value, did_you_mean
 from tercet.protocol.stanza import Element
 
 NS_DATA = "jabber:x:data"
@@ -19,6 +19,27 @@ FORM_TYPE = "http://jabber.org/network/serverinfo"
 # XEP-0157 §5 (registered field names of the serverinfo form).
 KINDS = ("abuse", "admin", "feedback", "sales", "security", "status", "support")
 META = {"summary": "Contact addresses", "stage": "stable", "xeps": ["XEP-0157", "XEP-0128"]}
+
+
+def _valid_contact_info(value: dict[str, Any]) -> list[Invalid]:
+    for kind, uris in value.items():
+        if kind not in KINDS:
+            return [Invalid("XEP-0157 fields (" + ", ".join(KINDS) + ")", f'"{kind}"',
+                            did_you_mean(kind, KINDS))]
+        wrong = check_value(kind, uris, list[str])
+        if wrong:
+            return [Invalid(f"a list of URIs for {kind}", wrong[0].found,
+                            f'Write it like: {kind} = ["mailto:{kind}@example.org"].')]
+    return []
+
+
+OPTIONS: list[Option[Any]] = [
+    # Unset publishes the admins; an explicit empty table publishes nothing.
+    Option[dict[str, Any] | None](
+        "contact_info", dict[str, Any], None, "Contact addresses (XEP-0157).",
+        example={"admin": ["mailto:admin@example.org"]}, validate=_valid_contact_info,
+        cite="XEP-0157 §5"),
+]
 
 
 def contact_form(contacts: dict[str, list[str]]) -> Element:
@@ -37,10 +58,9 @@ def contact_form(contacts: dict[str, list[str]]) -> Element:
 
 
 def load(module: ModuleApi) -> None:
-    contacts: dict[str, Any] | None = module.option("contact_info", None,
-                                                    type=dict[str, Any])
+    contacts: dict[str, Any] | None = module.option("contact_info")
     if contacts is None:  # unset; an explicit empty table publishes nothing
-        admins = module.option("admins", [], type=list[str])
+        admins = module.option("admins")
         contacts = {"admin": [f"xmpp:{jid}" for jid in admins]} if admins else {}
     if contacts:
         module.add_extension(contact_form(contacts))

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, StanzaEvent
 
 NS_TIME = "urn:xmpp:time"
 META = {"summary": "Entity time", "stage": "stable", "xeps": ["XEP-0202", "XEP-0082"]}
@@ -36,7 +35,7 @@ def utc_stamp(when: float) -> str:
 
 
 def load(module: ModuleApi) -> None:
-    def entity_time(event: Any) -> bool:
+    def entity_time(event: StanzaEvent) -> bool:
         now = module.now()
         reply = event.stanza.reply()
         reply.tag("time", NS_TIME).text_tag("tzo", tzo(local_offset(now))).text_tag(
@@ -44,12 +43,11 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    async def account_time(event: Any) -> bool | None:
+    async def account_time(event: StanzaEvent) -> bool | None:
         # RFC 6121 §8.5.1: no answer on behalf of an account that does not exist.
-        if event.to_type != "self":
-            auth = module.auth
-            if auth is None or not await auth.user_exists(event.to.node):
-                return None
+        if event.to_type != "self" and not await module.account_exists(
+                event.to.node if event.to is not None else None):
+            return None
         return entity_time(event)
 
     module.add_feature(NS_TIME)

@@ -13,13 +13,11 @@ running (tercet.core.accounts.TOMBSTONE_STORE).
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
-from tercet.protocol.errors import StanzaError
+from tercet.module import JID, ModuleApi, Option, StanzaError, StanzaEvent, UserDeleted
+from tercet.modules._registration import RegistrationAttempt
 from tercet.protocol.stanza import Element
 
 META = {"summary": "Keep deleted usernames from being reused", "stage": "stable",
@@ -29,12 +27,13 @@ DEFAULT_EXPIRY = 30 * 86400
 # Bound on the in-memory cache of lookups (hits and misses), least recently used dropped.
 DEFAULT_CACHE_SIZE = 1024
 
-register_option("user_tombstone_expiry", int, DEFAULT_EXPIRY,
-                "Seconds a deleted username stays reserved (0: forever).",
-                min=0, max=100 * 365 * 86400, owner="tombstones")
-register_option("tombstone_cache_size", int, DEFAULT_CACHE_SIZE,
-                "Tombstone lookups kept in memory.", min=1, max=1_000_000,
-                owner="tombstones")
+OPTIONS: list[Option[Any]] = [
+    Option("user_tombstone_expiry", int, DEFAULT_EXPIRY,
+           "Seconds a deleted username stays reserved (0: forever).",
+           min=0, max=100 * 365 * 86400),
+    Option("tombstone_cache_size", int, DEFAULT_CACHE_SIZE,
+           "Tombstone lookups kept in memory.", min=1, max=1_000_000),
+]
 
 _NONE = -1.0  # cached "no tombstone"
 
@@ -44,7 +43,7 @@ class Graveyard:
 
     def __init__(self, module: ModuleApi, expiry: float, cache_size: int) -> None:
         self.module = module
-        self.store = module.open_store(STORE, "map")
+        self.store = module.open_map(STORE)
         self.expiry = expiry
         self.cache_size = cache_size
         self._cache: OrderedDict[str, float] = OrderedDict()
@@ -79,48 +78,44 @@ class Graveyard:
 def load(module: ModuleApi) -> None:
     graveyard = Graveyard(
         module,
-        module.option("user_tombstone_expiry", DEFAULT_EXPIRY, type=int, min=0,
-                      max=100 * 365 * 86400),
-        module.option("tombstone_cache_size", DEFAULT_CACHE_SIZE, type=int, min=1,
-                      max=1_000_000))
+        module.option("user_tombstone_expiry"),
+        module.option("tombstone_cache_size"))
 
-    async def on_deleted(event: Any) -> None:
+    async def on_deleted(event: UserDeleted) -> None:
         await graveyard.bury(event.username, event.when)
         module.log.info("tombstone for %s", event.username)
 
-    async def on_registering(attempt: Any) -> StanzaError | None:
+    async def on_registering(attempt: RegistrationAttempt) -> StanzaError | None:
         if await graveyard.lookup(attempt.username) is None:
             return None
         return StanzaError("conflict", "The requested username already exists.")
 
-    async def on_presence(event: Any) -> Any:
+    async def on_presence(event: StanzaEvent) -> bool | None:
         to = event.to
         ptype = event.stanza.get("type")
         if to is None or to.node is None or ptype not in (None, "unavailable", "probe"):
             return None
         if await graveyard.lookup(to.node) is None:
             return None
-        if module.auth is not None and await module.auth.user_exists(to.node):
+        if await module.account_exists(to.node):
             return None  # re-created by an administrator: a live account again
-        await answer_gone(event, "unsubscribed" if ptype == "probe" else "unsubscribe")
+        await answer_gone(event, to, "unsubscribed" if ptype == "probe" else "unsubscribe")
         return True
 
-    async def answer_gone(event: Any, follow_up: str) -> None:
+    async def answer_gone(event: StanzaEvent, to: JID, follow_up: str) -> None:
         stanza, origin = event.stanza, event.origin
         sender = stanza.get("from")
         if sender is None:
             return
         gone = stanza.error_reply(StanzaError("gone", "User deleted"))
         notice = Element("presence", attrs={"type": follow_up, "to": sender,
-                                            "from": str(event.to.bare)})
+                                            "from": str(to.bare)})
         for reply in (gone, notice):
             # Straight back to a local client (as Prosody), routed otherwise.
             if origin.kind == "c2s":
                 origin.send(reply)
             else:
-                result = module.send(reply)
-                if inspect.isawaitable(result):
-                    await result
+                await module.send(reply)
 
     module.hook("user-deleted", on_deleted)
     module.hook("user-registering", on_registering)

@@ -3,9 +3,7 @@ answers the seconds since the server started."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, StanzaEvent
 
 NS_LAST = "jabber:iq:last"
 META = {"summary": "Server uptime (XEP-0012)", "stage": "stable", "xeps": ["XEP-0012"]}
@@ -14,7 +12,7 @@ META = {"summary": "Server uptime (XEP-0012)", "stage": "stable", "xeps": ["XEP-
 def load(module: ModuleApi) -> None:
     started = float(module.server_info["started"])
 
-    def uptime(event: Any) -> bool:
+    def uptime(event: StanzaEvent) -> bool:
         seconds = max(0, int(module.now() - started))
         reply = event.stanza.reply()
         reply.tag("query", NS_LAST, {"seconds": str(seconds)})

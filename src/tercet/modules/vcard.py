@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ClientSession, ModuleApi, Option, StanzaEvent
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
@@ -25,9 +24,11 @@ DEFAULT_MAX_SIZE = 64 * 1024
 # The largest stanza a client may send bounds a vCard anyway (c2s_stanza_size_limit).
 MAX_MAX_SIZE = 16 * 1024 * 1024
 
-register_option("vcard_max_size", int, DEFAULT_MAX_SIZE,
-                "Largest vCard in bytes (serialised XML) a user may store (XEP-0054).",
-                min=1024, max=MAX_MAX_SIZE, owner="vcard")
+OPTIONS: list[Option[Any]] = [
+    Option("vcard_max_size", int, DEFAULT_MAX_SIZE,
+           "Largest vCard in bytes (serialised XML) a user may store (XEP-0054).",
+           min=1024, max=MAX_MAX_SIZE),
+]
 
 
 class VCardUpdated:
@@ -41,9 +42,8 @@ class VCardUpdated:
 
 
 def load(module: ModuleApi) -> None:
-    store = module.open_store("vcard", "keyval")
-    max_size = module.option("vcard_max_size", DEFAULT_MAX_SIZE, type=int, min=1024,
-                             max=MAX_MAX_SIZE)
+    store = module.open_keyval("vcard")
+    max_size = module.option("vcard_max_size")
 
     async def stored(user: str | None) -> Element | None:
         text = await store.get(user)
@@ -55,29 +55,33 @@ def load(module: ModuleApi) -> None:
             module.log.error("the stored vCard of %s is not valid XML; ignoring it", user)
             return None
 
-    async def on_get(event: Any) -> bool | None:
+    async def on_get(event: StanzaEvent) -> bool | None:
         user: str | None
         if event.to_type == "host":
             user = None
         elif event.to_type == "self":
-            user = event.origin.username
+            user = own_account(event)
+            if user is None:
+                return None
         else:
-            user = event.to.node
-            auth = module.auth
-            if auth is None or not await auth.user_exists(user):
+            user = event.to.node if event.to is not None else None
+            if not await module.account_exists(user):
                 return None  # the router answers service-unavailable
         reply = event.stanza.reply()
         reply.append(await stored(user) or Element("vCard", NS_VCARD))
         event.origin.send(reply)
         return True
 
-    async def on_set(event: Any) -> bool:
+    async def on_set(event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         if event.to_type != "self":
             event.origin.send(stanza.error_reply(StanzaError("forbidden")))
             return True
         card = stanza.iq_payload()
-        username = event.origin.username
+        assert card is not None  # the event is named after the payload
+        username = own_account(event)
+        if username is None:
+            return None
         if not any(True for _ in card.elements()):
             await store.set(username, None)
             card = None
@@ -92,9 +96,14 @@ def load(module: ModuleApi) -> None:
         await module.fire_async("vcard-updated", VCardUpdated(username, card))
         return True
 
-    def forbidden(event: Any) -> bool:
+    def forbidden(event: StanzaEvent) -> bool:
         event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
         return True
+
+    def own_account(event: StanzaEvent) -> str | None:
+        """The account a "self" request is about: its sender's (a local client)."""
+        origin = event.origin
+        return origin.username if isinstance(origin, ClientSession) else None
 
     module.add_feature(NS_VCARD)
     module.hook(f"iq-get/bare/{NS_VCARD}:vCard", on_get)

@@ -9,18 +9,22 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, Option, StanzaEvent
 
 NS_VERSION = "jabber:iq:version"
 META = {"summary": "Software version", "stage": "stable", "xeps": ["XEP-0092"]}
+OPTIONS: list[Option[Any]] = [
+    Option("hide_os_type", bool, False, "Do not reveal the OS in version replies (XEP-0092).",
+           cite="XEP-0092 §4"),
+]
 
 
 def load(module: ModuleApi) -> None:
-    hide_os = module.option("hide_os_type", False, type=bool)
+    hide_os = module.option("hide_os_type")
     info = module.server_info
     os_name = platform.system().strip()
 
-    def version(event: Any) -> bool:
+    def version(event: StanzaEvent) -> bool:
         reply = event.stanza.reply()
         query = reply.tag("query", NS_VERSION)
         query.text_tag("name", info["name"]).text_tag("version", info["version"])

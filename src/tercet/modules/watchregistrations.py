@@ -7,11 +7,10 @@ Each JID of ``registration_watchers`` (default: the ``admins``) gets a message, 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, Option
+from tercet.modules._registration import Registered
 from tercet.modules._text import render
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
@@ -19,38 +18,35 @@ from tercet.protocol.stanza import Element
 META = {"summary": "Notify admins of new registrations", "stage": "stable", "xeps": []}
 DEFAULT_NOTIFICATION = "User {username} just registered on {host} from {ip}"
 
-register_option("registration_watchers", list[str], None,
-                "JIDs told about new registrations (default: the admins).",
-                owner="watchregistrations")
-register_option("registration_notification", str, DEFAULT_NOTIFICATION,
-                "Text of the notification ({username}, {host}, {ip} are replaced).",
-                owner="watchregistrations")
-register_option("registration_notification_type", str, "chat",
-                "Message type of the notification.", choices=("chat", "normal", "headline"),
-                owner="watchregistrations")
+OPTIONS: list[Option[Any]] = [
+    Option("registration_watchers", list[str], None,
+           "JIDs told about new registrations (default: the admins)."),
+    Option("registration_notification", str, DEFAULT_NOTIFICATION,
+           "Text of the notification ({username}, {host}, {ip} are replaced)."),
+    Option("registration_notification_type", str, "chat",
+           "Message type of the notification.", choices=("chat", "normal", "headline")),
+]
 
 
 def load(module: ModuleApi) -> None:
-    admins = list(module.option("admins", [], type=list))
-    watchers = _valid(module, module.option("registration_watchers", None, type=list)
-                      or admins)
-    text = module.option("registration_notification", DEFAULT_NOTIFICATION, type=str)
-    mtype = module.option("registration_notification_type", "chat", type=str,
-                          choices=("chat", "normal", "headline"))
+    admins = list(module.option("admins"))
+    watchers = _valid(module, module.option("registration_watchers") or admins)
+    text = module.option("registration_notification")
+    mtype = module.option("registration_notification_type")
 
-    async def on_registered(event: Any) -> None:
+    async def on_registered(event: Registered) -> None:
         body = render(text, {"username": event.username, "host": event.host,
                              "ip": event.ip})
         for jid in watchers:
             message = Element("message", attrs={"to": jid, "from": module.host,
                                                 "type": mtype})
             message.text_tag("body", body)
-            await sent(module.send(message))
+            await module.send(message)
 
     module.hook("user-registered", on_registered)
 
 
-def _valid(module: ModuleApi, jids: list[Any]) -> list[str]:
+def _valid(module: ModuleApi, jids: list[object]) -> list[str]:
     out = []
     for text in jids:
         try:
@@ -58,9 +54,3 @@ def _valid(module: ModuleApi, jids: list[Any]) -> list[str]:
         except InvalidJID:
             module.log.error("registration_watchers: %r is not a JID, ignored", text)
     return out
-
-
-async def sent(result: Any) -> None:
-    """Wait for routing to finish when a handler on the way was asynchronous."""
-    if inspect.isawaitable(result):
-        await result

@@ -7,37 +7,31 @@ session yet, so the offline store keeps it until the first login.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from tercet.core.config import register_option
-from tercet.core.moduleapi import ModuleApi
+from tercet.module import ModuleApi, Option
+from tercet.modules._registration import Registered
 from tercet.modules._text import render
 from tercet.protocol.stanza import Element
 
 META = {"summary": "Welcome message for new accounts", "stage": "stable", "xeps": []}
 DEFAULT_WELCOME = "Hello {username}, welcome to the {host} IM server!"
 
-register_option("welcome_message", str, DEFAULT_WELCOME,
-                "Message sent to new accounts ({username} and {host} are replaced).",
-                owner="welcome")
+OPTIONS: list[Option[Any]] = [
+    Option("welcome_message", str, DEFAULT_WELCOME,
+           "Message sent to new accounts ({username} and {host} are replaced)."),
+]
 
 
 def load(module: ModuleApi) -> None:
-    text = module.option("welcome_message", DEFAULT_WELCOME, type=str)
+    text = module.option("welcome_message")
 
-    async def on_registered(event: Any) -> None:
+    async def on_registered(event: Registered) -> None:
         message = Element("message", attrs={"to": f"{event.username}@{event.host}",
                                             "from": module.host})
         message.text_tag("body", render(text, {"username": event.username,
                                                "host": event.host}))
-        await sent(module.send(message))
+        await module.send(message)
         module.log.debug("welcomed %s@%s", event.username, event.host)
 
     module.hook("user-registered", on_registered)
-
-
-async def sent(result: Any) -> None:
-    """Wait for routing to finish when a handler on the way was asynchronous."""
-    if inspect.isawaitable(result):
-        await result

@@ -22,6 +22,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tercet.core.admin import AdminCommandError, AdminRequest
+
 if TYPE_CHECKING:
     from tercet.core.events import EventBus
 
@@ -30,26 +32,6 @@ log = logging.getLogger("tercet.admin")
 # One request line may not exceed this (a command with arguments, not a data transfer).
 MAX_LINE = 1024 * 1024
 # Requests in flight per connection: commands run one at a time, in order.
-
-
-class AdminCommandError(Exception):
-    """Raise from an admin command handler: the message goes back to the operator."""
-
-
-class AdminRequest:
-    """What an ``admin/<cmd>`` handler receives."""
-
-    def __init__(self, cmd: str, args: dict[str, Any], conn: AdminConnection) -> None:
-        self.cmd = cmd
-        self.args = args
-        self.conn = conn
-
-    def arg(self, name: str, default: Any = None) -> Any:
-        return self.args.get(name, default)
-
-    def emit(self, event: str, **data: Any) -> None:
-        """Send a server-initiated line on this connection (for watch-style commands)."""
-        self.conn.send({"event": event, **data})
 
 
 class AdminConnection:
@@ -121,7 +103,7 @@ def peer_uid(sock: socket.socket) -> int | None:
         return None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 async def start_admin_socket(path: Path, bus: EventBus) -> asyncio.AbstractServer:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tercet.core.events import is_awaitable
 from tercet.core.session import C2SSession
+from tercet.core.streamevents import StreamElementEvent, StreamFeaturesEvent
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import NS_CLIENT, Element
 from tercet.protocol.xmlstream import (
@@ -36,26 +37,11 @@ from tercet.protocol.xmlstream import (
 
 if TYPE_CHECKING:
     from tercet.core.server import Server
-    from tercet.net.listeners import Listener
+    from tercet.net.listeners import Listener, NetManager
 
 log = logging.getLogger("tercet.c2s")
 
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
-# Output bound: a client that stops reading is disconnected once this much is queued for it
-# (RFC 6120 §13.12 lets a server limit resources per session to counter denial of service).
-DEFAULT_SEND_BUFFER_LIMIT = 8 * 1024 * 1024
-
-
-class StreamElementEvent:
-    """Payload of ``stream-features`` and ``stream/<ns>:<name>`` events."""
-
-    __slots__ = ("session", "element", "features")
-
-    def __init__(self, session: C2SSession, element: Element | None = None,
-                 features: Element | None = None) -> None:
-        self.session = session
-        self.element = element
-        self.features = features
 
 
 class C2SConnection(asyncio.Protocol):
@@ -64,16 +50,17 @@ class C2SConnection(asyncio.Protocol):
     # One of these per connected client: slots keep idle sessions small.
     __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent", "_out",
                  "_out_size", "_peer", "_reader", "_secure", "_send_limit", "_sent_size",
-                 "_timeout", "listener", "server", "session", "transport")
+                 "_timeout", "listener", "net", "server", "session", "transport")
 
-    def __init__(self, server: Server, listener: Listener) -> None:
+    def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         self.server = server
         self.listener = listener
+        self.net = net
         self.transport: asyncio.Transport | None = None
         self.session = C2SSession(None, self)
         self._peer = "?"
         self._secure = listener.direct_tls
-        self._reader = StreamReader(server.config.get("c2s_stanza_size_limit"))
+        self._reader = StreamReader(listener.limits.stanza_size)
         # Events parsed but not handled yet (a handler is awaiting); made when needed.
         self._backlog: deque[StreamEvent] | None = None
         self._busy = False
@@ -81,7 +68,7 @@ class C2SConnection(asyncio.Protocol):
         self._closing = False
         self._counted_unauth = False
         self._timeout: asyncio.TimerHandle | None = None
-        self._send_limit = DEFAULT_SEND_BUFFER_LIMIT
+        self._send_limit = listener.limits.send_buffer
         # Output written during this loop iteration, sent by _flush (None: nothing).
         self._out: list[bytes] | None = None
         self._out_size = 0
@@ -156,19 +143,20 @@ class C2SConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._peer = peer[0] if isinstance(peer, tuple) else str(peer)
         self.session.log.debug("connection from %s (direct TLS: %s)", self._peer, self._secure)
-        net = self.server.net
+        net = self.net
         net.connections.add(self)
-        if not net.admit_unauthenticated(self._peer):
+        limits = self.listener.limits
+        if not net.admit_unauthenticated(self._peer, limits.max_unauthenticated_per_ip):
             self.close_stream(StreamError("policy-violation", "too many connections"))
             return
         self._counted_unauth = True
-        timeout = self.server.config.get("c2s_timeout")
-        self._timeout = asyncio.get_running_loop().call_later(timeout, self._auth_timeout)
+        self._timeout = asyncio.get_running_loop().call_later(limits.auth_timeout,
+                                                              self._auth_timeout)
         if self._secure:
             self._tls_established()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.net.connections.discard(self)
+        self.net.connections.discard(self)
         self._closing = True
         self._out = None
         self.session.closed = True
@@ -264,7 +252,7 @@ class C2SConnection(asyncio.Protocol):
             raise StreamError("unsupported-version")
         features = Element("features", "http://etherx.jabber.org/streams")
         self.server.fire_sync_or_log(session.host.events, "stream-features",
-                                     StreamElementEvent(session, features=features))
+                                     StreamFeaturesEvent(session, features))
         self._queue(stream_element_xml(features).encode())
 
     def _send_header(self, host: str | None) -> None:
@@ -329,7 +317,7 @@ class C2SConnection(asyncio.Protocol):
         """STARTTLS (RFC 6120 §5.4.3.3): upgrade in place, then restart the stream."""
         loop = asyncio.get_running_loop()
         assert self.transport is not None
-        ctx = self.server.tls.server_context()
+        ctx = self.net.tls.server_context()
         self._reader.reset()
         self._drop_backlog()
         self._flush()  # <proceed/> must reach the peer before the TLS handshake starts
@@ -343,7 +331,7 @@ class C2SConnection(asyncio.Protocol):
             return
         if transport is None:
             return
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self._secure = True
         self._tls_established()
 
@@ -354,7 +342,7 @@ class C2SConnection(asyncio.Protocol):
         self.session.tls_info = {
             "version": sslobj.version() if sslobj is not None else None,
             "cipher": sslobj.cipher()[0] if sslobj is not None and sslobj.cipher() else None,
-            "channel_bindings": self.server.tls.channel_bindings(sslobj),
+            "channel_bindings": self.net.tls.channel_bindings(sslobj),
         }
 
     def _auth_timeout(self) -> None:
@@ -366,4 +354,4 @@ class C2SConnection(asyncio.Protocol):
     def _release_unauth(self) -> None:
         if self._counted_unauth:
             self._counted_unauth = False
-            self.server.net.release_unauthenticated(self._peer)
+            self.net.release_unauthenticated(self._peer)

@@ -8,7 +8,9 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tercet.core.network import ListenSpec, StreamLimits
 from tercet.net.c2s import C2SConnection
+from tercet.net.tls import TLSManager
 from tercet.protocol.errors import StreamError
 
 if TYPE_CHECKING:
@@ -17,66 +19,77 @@ if TYPE_CHECKING:
 log = logging.getLogger("tercet.net")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Listener:
+    """What a connection knows of the listener that accepted it."""
+
     service: str
     direct_tls: bool
+    limits: StreamLimits
+
+
+class Listening:
+    """The sockets of one ``listen`` call; ``close()`` stops accepting on all of them."""
+
+    def __init__(self, manager: NetManager, key: str, servers: list[asyncio.Server]) -> None:
+        self._manager = manager
+        self._key = key
+        self._servers = servers
+        self.addresses = _addresses(servers)
+
+    def close(self) -> None:
+        gone = set(self.addresses)
+        bound = self._manager.bound_addresses
+        bound[self._key] = [a for a in bound.get(self._key, []) if a not in gone]
+        for srv in self._servers:
+            srv.close()
+
+
+# Connections waiting to be accepted per listening socket (the kernel's accept queue).
+LISTEN_BACKLOG = 1024
 
 
 class NetManager:
     """Opens listeners for modules (``ModuleApi.listen``) and tracks unauthenticated peers."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, tls: TLSManager) -> None:
         self.server = server
+        self.tls = tls
         self._unauth: dict[str, int] = {}
         # Every open client connection, so shutdown can close the unauthenticated ones too.
         self.connections: set[C2SConnection] = set()
-        # (service, direct_tls) -> bound addresses, for status output and tests on port 0
-        self.bound: dict[tuple[str, bool], list[tuple[str, int]]] = {}
+        # "c2s" / "c2s/tls" -> bound addresses, for status output and tests on port 0
+        self.bound_addresses: dict[str, list[tuple[str, int]]] = {}
 
-    async def listen(self, service: str, ports: list[int], interfaces: list[str],
-                     direct_tls: bool) -> list[asyncio.Server]:
-        if service != "c2s":
-            raise ValueError(f"unknown service {service!r}")
-        loop = asyncio.get_running_loop()
-        listener = Listener(service, direct_tls)
-        ssl_ctx = self.server.tls.server_context() if direct_tls else None
-        servers = []
+    def bound(self) -> dict[str, list[tuple[str, int]]]:
+        return {key: list(addrs) for key, addrs in self.bound_addresses.items()}
+
+    async def listen(self, spec: ListenSpec) -> Listening:
+        if spec.service != "c2s":
+            raise ValueError(f"unknown service {spec.service!r}")
+        listener = Listener(spec.service, spec.direct_tls, spec.limits)
+        key = spec.service + ("/tls" if spec.direct_tls else "")
+        servers: list[asyncio.Server] = []
         try:
-            for port in ports:
-                for iface in interfaces:
-                    # "*" is Prosody's spelling of "every IPv4 address".
-                    iface = "0.0.0.0" if iface == "*" else iface
-                    srv = await loop.create_server(
-                        lambda: C2SConnection(self.server, listener), iface, port,
-                        ssl=ssl_ctx, backlog=1024, reuse_address=True,
-                        ssl_handshake_timeout=30 if ssl_ctx else None)
-                    servers.append(srv)
-                    self.bound.setdefault((service, direct_tls), []).extend(
-                        self.addresses([srv]))
-                    log.info("%s listening on %s (direct TLS: %s)", service,
-                             self.addresses([srv]), direct_tls)
+            for port in spec.ports:
+                for iface in spec.interfaces:
+                    servers.append(await self._open(listener, iface, port))
         except OSError:
-            self.close_listeners(servers)
+            Listening(self, key, servers).close()
             raise
-        return servers
+        listening = Listening(self, key, servers)
+        self.bound_addresses.setdefault(key, []).extend(listening.addresses)
+        log.info("%s listening on %s", key, listening.addresses)
+        return listening
 
-    def close_listeners(self, servers: list[asyncio.Server]) -> None:
-        for srv in servers:
-            gone = set(self.addresses([srv]))
-            for key, addrs in self.bound.items():
-                self.bound[key] = [a for a in addrs if a not in gone]
-            srv.close()
-
-    @staticmethod
-    def addresses(servers: list[asyncio.Server]) -> list[tuple[str, int]]:
-        out = []
-        for srv in servers:
-            for sock in srv.sockets:
-                addr = sock.getsockname()
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
-                    out.append((addr[0], addr[1]))
-        return out
+    async def _open(self, listener: Listener, iface: str, port: int) -> asyncio.Server:
+        ssl_ctx = self.tls.server_context() if listener.direct_tls else None
+        # "*" is Prosody's spelling of "every IPv4 address".
+        host = "0.0.0.0" if iface == "*" else iface
+        return await asyncio.get_running_loop().create_server(
+            lambda: C2SConnection(self.server, listener, self), host, port, ssl=ssl_ctx,
+            backlog=LISTEN_BACKLOG, reuse_address=True,
+            ssl_handshake_timeout=30 if ssl_ctx else None)
 
     async def close_all(self, error: StreamError, grace: float = 2.0) -> None:
         """Send ``error`` to every connection, then wait (bounded) for them to go."""
@@ -86,9 +99,8 @@ class NetManager:
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
 
-    def admit_unauthenticated(self, ip: str) -> bool:
+    def admit_unauthenticated(self, ip: str, limit: int) -> bool:
         """Count a new unauthenticated connection; False once the per-IP cap is reached."""
-        limit = self.server.config.get("c2s_max_unauthenticated_per_ip")
         count = self._unauth.get(ip, 0)
         if count >= limit:
             log.warning("refusing connection from %s: %d unauthenticated already", ip, count)
@@ -102,3 +114,13 @@ class NetManager:
             self._unauth[ip] = count
         else:
             self._unauth.pop(ip, None)
+
+
+def _addresses(servers: list[asyncio.Server]) -> list[tuple[str, int]]:
+    out = []
+    for srv in servers:
+        for sock in srv.sockets:
+            addr = sock.getsockname()
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                out.append((addr[0], addr[1]))
+    return out

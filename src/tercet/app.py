@@ -1,0 +1,116 @@
+"""The composition root: the one place that builds a server from its parts and runs it.
+
+Config, storage, TLS contexts, the server core, the network layer and the admin socket
+come together here and nowhere else, so ``tercet.core`` imports neither ``tercet.net`` nor
+the admin socket (docs/internals.md has the package graph). The account provider is not
+built here: an auth module offers it with ``module.provides("auth", ...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tercet.core.config import Config, ConfigError, plugin_path_of
+from tercet.core.logging import setup_logging
+from tercet.core.modulemanager import declared_schema
+from tercet.core.server import Server
+from tercet.net.admin import start_admin_socket
+from tercet.net.listeners import NetManager
+from tercet.net.tls import TLSManager
+from tercet.storage.manager import StorageConfig, StorageManager
+
+log = logging.getLogger("tercet.server")
+
+
+def build_server(config: Config, *, clock: Callable[[], float] = time.time) -> Server:
+    """A server wired to the real storage, TLS and network layers, not started yet."""
+    storage = StorageManager(StorageConfig.from_option(config.get("storage")),
+                             config.data_path)
+    tls = TLSManager(min_version=str(config.get("tls_min_version") or "1.2"))
+    server = Server(config, storage=storage, tls=tls, clock=clock)
+    server.attach_network(NetManager(server, tls))
+    return server
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """The configuration file, checked against every declared option (the core's, the
+    built-in modules' and those of the plugins installed in its installer_plugin_path)."""
+    return Config.load(path, schema=declared_schema(plugin_path_of(path)))
+
+
+def _install_event_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run(config_path: str | os.PathLike[str], *, pidfile: Path | None = None) -> int:
+    """Run the server in the foreground until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"tercet: {exc}", file=sys.stderr)
+        return 1
+    settings = config.logging()
+    setup_logging(settings.level, settings.file)
+    _install_event_loop()
+    return asyncio.run(_main(config, pidfile))
+
+
+class Application:
+    """A built server plus the admin socket beside it: what ``tercet start`` runs."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.server = build_server(config, clock=clock)
+        self._admin: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Start the server, then the admin socket; either failing is fatal (the caller
+        stops what did start)."""
+        await self.server.start()
+        sock = self.server.config.resolve_path("admin_socket")
+        if sock is not None:
+            self._admin = await start_admin_socket(sock, self.server.events)
+
+    async def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        await self.server.stop()
+
+
+async def _main(config: Config, pidfile: Path | None) -> int:
+    app = Application(config)
+    server = app.server
+    try:
+        await app.start()
+    except Exception as exc:
+        log.error("could not start: %s", exc)
+        await app.stop()
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
+    pid = pidfile or config.resolve_path("pidfile", None)
+    if pid is not None:
+        pid.parent.mkdir(parents=True, exist_ok=True)
+        pid.write_text(f"{os.getpid()}\n")
+    print(f"tercet {server.version} running (pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+        if pid is not None:
+            pid.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,110 @@
+"""The options the core itself reads: accounts, storage, logging, certificates, plugins.
+
+Everything a feature reads (listeners, registration, offline storage, ...) is declared by
+the module that owns the feature, in its ``OPTIONS`` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .schema import (
+    Invalid,
+    Option,
+    Schema,
+    did_you_mean,
+    found_text,
+    toml_repr,
+    valid_bare_jids,
+    valid_urls,
+)
+
+#: The modules loaded when ``modules_enabled`` is not set.
+DEFAULT_MODULES: tuple[str, ...] = (
+    "roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
+    "lastactivity", "private", "vcard", "blocklist", "offline", "register",
+    "server_contact_info", "c2s", "bind", "iq", "message", "presence",
+)
+
+_STORAGE_DRIVERS = ("sqlite", "memory", "postgresql")
+
+
+def _valid_storage(value: str | dict[str, Any]) -> list[Invalid]:
+    drivers = [value] if isinstance(value, str) else [
+        v for v in value.values() if isinstance(v, str)]
+    for driver in drivers:
+        if driver not in _STORAGE_DRIVERS:
+            hint = did_you_mean(driver, _STORAGE_DRIVERS) or (
+                "Ignore this if a plugin provides that driver.")
+            return [Invalid("a built-in storage driver (" + ", ".join(_STORAGE_DRIVERS) + ")",
+                            toml_repr(driver), hint, severity="warning")]
+    return []
+
+
+_LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+
+
+def _valid_log(value: str | dict[str, Any]) -> list[Invalid]:
+    table = {"level": value} if isinstance(value, str) else value
+    unknown = sorted(set(table) - {"level", "file"})
+    if unknown:
+        return [Invalid("a table with the keys level and file", f"the key {unknown[0]!r}",
+                        'Write it like: log = { level = "info", file = "tercet.log" }.')]
+    level = table.get("level", "info")
+    if level not in _LOG_LEVELS:
+        return [Invalid("a level among " + ", ".join(_LOG_LEVELS), toml_repr(level),
+                        did_you_mean(str(level), _LOG_LEVELS))]
+    if not isinstance(table.get("file", ""), str):
+        return [Invalid("a file name string", found_text(table["file"]),
+                        'Write it like: log = { level = "info", file = "tercet.log" }.')]
+    return []
+
+
+CORE_OPTIONS: tuple[Option[Any], ...] = (
+    Option("admins", list[str], [], "Bare JIDs with the admin role.",
+           example=["admin@example.org"], validate=valid_bare_jids),
+    Option("modules_enabled", list[str], list(DEFAULT_MODULES),
+           "Modules to load; a host's list adds to the global one."),
+    Option("modules_disabled", list[str], [], "Modules not to load, even if enabled.",
+           example=["offline"]),
+    Option("scram_iterations", int, 4096, "PBKDF2 iterations for new SCRAM credentials.",
+           min=4096, max=1_000_000, cite="RFC 7677 §4"),
+    Option("data_path", str, "data", "Directory for databases, sockets and plugins.",
+           scope="global", path_base="config"),
+    Option[str | dict[str, Any]]("storage", str | dict[str, Any], "sqlite",
+                                 "Storage driver, or a table of store name -> driver.",
+                                 validate=_valid_storage),
+    Option[str | dict[str, Any]]("log", str | dict[str, Any], "info",
+                                 'Log level, or a table { level = "info", file = "tercet.log" }.',
+                                 scope="global", validate=_valid_log),
+    Option("pidfile", str, "tercet.pid", "File holding the server's process id.",
+           scope="global", path_base="data"),
+    Option("certificates", str, "certs", "Directory searched for certificates.",
+           path_base="config"),
+    Option("certificate", str, None, "Certificate file (PEM chain) for this host.",
+           path_base="config", example="certs/example.org.crt"),
+    Option("key", str, None, "Private key file (PEM) for this host.",
+           path_base="config", example="certs/example.org.key"),
+    Option("tls_min_version", str, "1.2", "Oldest TLS version accepted.",
+           choices=("1.2", "1.3"), cite="RFC 9325 §3.1.1"),
+    Option("authentication", str, "internal_hashed", "Account provider.",
+           choices=("internal_hashed", "anonymous")),
+    Option("jid_profile", str, "stringprep",
+           "JID preparation: RFC 6122 stringprep or RFC 7622 PRECIS.",
+           choices=("stringprep", "precis"), scope="global"),
+    Option("admin_socket", str, "admin.sock", "Unix socket of the admin shell.",
+           scope="global", path_base="data"),
+    Option("installer_plugin_path", str, "plugins", "Directory plugins are installed into.",
+           scope="global", path_base="data"),
+    Option("plugin_repositories", list[str], [], "Plugin repository URLs.",
+           scope="global", example=["https://example.org/tercet/"], validate=valid_urls),
+)
+
+_CORE = Schema(replace(option, owner="core") for option in CORE_OPTIONS)
+
+
+def core_schema() -> Schema:
+    """The options of the core alone (owner "core"); modules' options are collected by
+    ``tercet.core.modulemanager.declared_schema``."""
+    return _CORE

@@ -1,0 +1,83 @@
+"""What the core needs from the network layer, as protocols, so core imports no transport.
+
+The composition root (tercet.app) gives the Server a concrete ``Network`` and
+``TLSProvider`` (tercet.net); tests and later a cluster node can give others. Modules open
+listeners with ``module.listen(ListenSpec(...))``: the module that owns a protocol passes
+its limits as data and the network layer enforces them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tercet.protocol.errors import StreamError
+
+# RFC 6120 §13.12: a server may limit the resources a session uses to counter denial of
+# service; a peer that stops reading is cut off once this much output waits for it.
+DEFAULT_SEND_BUFFER_LIMIT = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Per-connection limits of an XML stream listener."""
+
+    # RFC 6120 §13.12: at least 10000 bytes must be accepted; counted while parsing.
+    stanza_size: int = 262144
+    # Seconds a peer may take to authenticate before the stream is closed.
+    auth_timeout: float = 60.0
+    # Connections from one IP address that have not authenticated yet.
+    max_unauthenticated_per_ip: int = 20
+    send_buffer: int = DEFAULT_SEND_BUFFER_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """One listener a module asks for: which protocol, where, and with which limits.
+
+    ``service`` names the protocol the network layer speaks on the sockets ("c2s" today;
+    "s2s", "component" and "http" as they arrive).
+    """
+
+    service: str
+    ports: tuple[int, ...]
+    interfaces: tuple[str, ...]
+    direct_tls: bool = False
+    limits: StreamLimits = StreamLimits()
+
+
+class Listening(Protocol):
+    """A handle on the sockets one ``listen`` call opened."""
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]: ...
+
+    def close(self) -> None: ...
+
+
+class Network(Protocol):
+    """Listeners and live connections (tercet.net.NetManager is the real one)."""
+
+    async def listen(self, spec: ListenSpec) -> Listening: ...
+
+    def bound(self) -> dict[str, list[tuple[str, int]]]:
+        """Bound addresses by listener ("c2s", "c2s/tls"), for status output."""
+        ...
+
+    async def close_all(self, error: StreamError) -> None:
+        """Close every connection, authenticated or not (shutdown)."""
+        ...
+
+
+class TLSProvider(Protocol):
+    """Certificates per host, and whether any is loaded (tercet.net.tls.TLSManager)."""
+
+    @property
+    def available(self) -> bool: ...
+
+    def add_host(self, host: str, cert_path: Path, key_path: Path) -> None: ...
+
+    def server_context(self) -> ssl.SSLContext: ...
