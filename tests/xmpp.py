@@ -9,6 +9,8 @@ from typing import Any
 import slixmpp
 
 TIMEOUT = 15
+# Upper bound on closing a stream; a close normally completes in milliseconds.
+DISCONNECT_TIMEOUT = 5.0
 
 
 class Client(slixmpp.ClientXMPP):
@@ -70,16 +72,51 @@ async def login(jid: str, password: str, port: int, *, mech: str | None = None,
     try:
         await asyncio.wait_for(client.started, TIMEOUT)
     except BaseException:
-        client.disconnect()
+        # Close the stream before the test's event loop goes away, so the server is not
+        # left holding a half-open session until its own timeout.
+        await close(client)
         raise
     return client
 
 
+async def available(*clients: Client, **presence: Any) -> None:
+    """Send each client's presence and wait until the server has processed it: RFC 6121
+    §4.2.2 has the server broadcast it to the account's available resources, the sender
+    included. Other presences received meanwhile are dropped from ``client.presences``."""
+    for client in clients:
+        client.send_presence(**presence)
+    for client in clients:
+        while True:
+            stanza = await asyncio.wait_for(client.presences.get(), TIMEOUT)
+            if stanza["from"] == client.boundjid and stanza["type"] != "unavailable":
+                break
+
+
+async def close(client: Client, timeout: float = DISCONNECT_TIMEOUT) -> None:
+    """Close ``client``'s stream and return once its connection is gone.
+
+    slixmpp resolves ``client.disconnected`` from ``connection_lost`` and then replaces it
+    with a fresh future for the next connection, so the future must be taken *before* the
+    connection can go: a future read after the close never resolves. ``disconnect(wait=)``
+    sends ``</stream:stream>`` and normally completes when the server closes its side; if
+    the server never answers, slixmpp aborts the transport after ``timeout`` (the safety
+    net), which also resolves the future, and the test fails: that is a server bug.
+    Already disconnected clients return at once.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    gone = client.disconnected
+    client.cancel_connection_attempt()  # login() may give up before the socket is up
+    client.disconnect(wait=timeout)
+    try:
+        await asyncio.wait_for(gone, timeout + 1)
+    except TimeoutError:
+        raise AssertionError(f"{client.boundjid} did not disconnect") from None
+    if loop.time() - start >= timeout:
+        raise AssertionError(f"the server did not close {client.boundjid}'s stream; "
+                             f"slixmpp aborted the connection after {timeout} s")
+
+
 async def logout(*clients: Client) -> None:
-    for client in clients:
-        client.disconnect()
-    for client in clients:
-        try:
-            await asyncio.wait_for(client.disconnected, 5)
-        except (asyncio.TimeoutError, AttributeError):
-            pass
+    """Close every client's stream, side by side; see :func:`close`."""
+    await asyncio.gather(*(close(client) for client in clients))

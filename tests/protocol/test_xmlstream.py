@@ -9,8 +9,13 @@ from hypothesis import strategies as st
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element, message
 from tercet.protocol.xmlstream import (
-    StanzaReceived, StreamClosed, StreamOpened, StreamReader, parse_fragment,
-    stream_element_xml, stream_header,
+    StanzaReceived,
+    StreamClosed,
+    StreamOpened,
+    StreamReader,
+    parse_fragment,
+    stream_element_xml,
+    stream_header,
 )
 
 HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "

@@ -30,9 +30,9 @@ SERVICES_FRAGMENT = HERE / "services.toml.part"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from harness import ServerHarness
+from harness import ServerHarness  # noqa: E402 (after the sys.path entry above)
 
-from tercet.protocol.jid import JID
+from tercet.protocol.jid import JID  # noqa: E402
 
 # The scripts the issue requires to pass.
 REQUIRED = [

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from tercet.protocol.sasl.scram import check_password
+from helpers import async_test
 
 from tercet.auth import (
     SCRAM_HASHES,
@@ -20,21 +19,12 @@ from tercet.auth import (
     UserExists,
     UserNotFound,
 )
+from tercet.protocol.sasl.scram import check_password
 from tercet.storage import KeyValStore, StorageConfig, StorageManager
-
-F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
 
 HOST = "example.org"
 PASSWORD = "Tr0ub4dor&3-correct-horse-ŵ"
 NEW_PASSWORD = "battery-staple-Ünïcode-9f8e7d"
-
-
-def async_test(fn: F) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from helpers import async_test, run
 
 from tercet.protocol.stanza import Element, message
 from tercet.storage import (
@@ -30,19 +30,7 @@ from tercet.storage import (
 from tercet.storage.memory import MemoryDriver, MemoryKeyValStore
 from tercet.storage.sqlite import DB_FILENAME, MIGRATIONS, SqliteDriver, SqliteKeyValStore
 
-F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
-
 HOST = "example.org"
-
-
-def async_test(fn: F) -> Callable[..., None]:
-    """Run an async test body in a fresh event loop (no pytest-asyncio needed)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -533,7 +521,7 @@ def test_sqlite_pragmas_and_schema(tmp_path: Path) -> None:
         async with opened("sqlite", tmp_path):
             pass
 
-    asyncio.run(main())
+    run(main())
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
