@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tercet.core.network import ListenSpec, StreamLimits
 from tercet.net.c2s import C2SConnection
@@ -49,6 +50,21 @@ class Listening:
 LISTEN_BACKLOG = 1024
 
 
+class StreamConnection(Protocol):
+    """What the manager needs of any accepted connection: closing it with a stream error."""
+
+    def close_stream(self, error: StreamError | None = None) -> None: ...
+
+
+ProtocolFactory = Callable[["Server", Listener, "NetManager"], asyncio.Protocol]
+
+# ListenSpec.service -> the protocol spoken on its sockets. A new stream kind (s2s,
+# component) adds one entry here and nothing else in this file.
+PROTOCOLS: dict[str, ProtocolFactory] = {
+    "c2s": C2SConnection,
+}
+
+
 class NetManager:
     """Opens listeners for modules (``ModuleApi.listen``) and tracks unauthenticated peers."""
 
@@ -56,8 +72,8 @@ class NetManager:
         self.server = server
         self.tls = tls
         self._unauth: dict[str, int] = {}
-        # Every open client connection, so shutdown can close the unauthenticated ones too.
-        self.connections: set[C2SConnection] = set()
+        # Every open connection of any kind, so shutdown can close the unauthenticated too.
+        self.connections: set[StreamConnection] = set()
         # "c2s" / "c2s/tls" -> bound addresses, for status output and tests on port 0
         self.bound_addresses: dict[str, list[tuple[str, int]]] = {}
 
@@ -65,7 +81,7 @@ class NetManager:
         return {key: list(addrs) for key, addrs in self.bound_addresses.items()}
 
     async def listen(self, spec: ListenSpec) -> Listening:
-        if spec.service != "c2s":
+        if spec.service not in PROTOCOLS:
             raise ValueError(f"unknown service {spec.service!r}")
         listener = Listener(spec.service, spec.direct_tls, spec.limits)
         key = spec.service + ("/tls" if spec.direct_tls else "")
@@ -87,7 +103,8 @@ class NetManager:
         # "*" is Prosody's spelling of "every IPv4 address".
         host = "0.0.0.0" if iface == "*" else iface
         return await asyncio.get_running_loop().create_server(
-            lambda: C2SConnection(self.server, listener, self), host, port, ssl=ssl_ctx,
+            lambda: PROTOCOLS[listener.service](self.server, listener, self), host, port,
+            ssl=ssl_ctx,
             backlog=LISTEN_BACKLOG, reuse_address=True,
             ssl_handshake_timeout=30 if ssl_ctx else None)
 
