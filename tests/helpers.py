@@ -110,3 +110,22 @@ async def idle(timeout: float = UNTIL_TIMEOUT) -> None:
         return not background()
 
     await until(quiet, "background tasks to finish", timeout=timeout)
+
+
+def receive(sock: socket.socket, end: str | None, wait: float) -> str:
+    """What the server sends until it closes the connection or ``end`` arrives, for at
+    most ``wait`` seconds."""
+    sock.settimeout(wait)
+    data = b""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        if end is not None and end.encode() in data:
+            break
+    return data.decode("utf-8", "replace")

@@ -8,13 +8,12 @@ import asyncio
 import socket
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 import slixmpp
 from harness import ServerHarness
-from helpers import run, until
+from helpers import receive, run, until
 from xmpp import login, logout, make_client
 
 from tercet.protocol.stanza import Element
@@ -129,19 +128,7 @@ def raw_exchange(port: int, payload: str, wait: float = 5, end: str | None = Non
     server closed the stream or ``end`` arrived (at most ``wait`` seconds)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall((HEADER + payload).encode())
-        data = b""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            data += chunk
-            if end is not None and end.encode() in data:
-                break
-        return data.decode("utf-8", "replace")
+        return receive(sock, end, wait)
 
 
 def test_unauthenticated_iqs_reach_registration_only(make_server: Any) -> None:

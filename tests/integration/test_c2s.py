@@ -9,7 +9,7 @@ import time
 import pytest
 import slixmpp
 from harness import ServerHarness
-from helpers import run, until
+from helpers import receive, run, until
 from xmpp import available, login, logout
 
 PASSWORD = "s3cret pass"
@@ -156,25 +156,6 @@ HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
 
 
 FEATURES_END = "</stream:features>"
-
-
-def receive(sock: socket.socket, end: str | None, wait: float) -> str:
-    """What the server sends until it closes the connection or ``end`` arrives, for at
-    most ``wait`` seconds."""
-    sock.settimeout(wait)
-    data = b""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        data += chunk
-        if end is not None and end.encode() in data:
-            break
-    return data.decode("utf-8", "replace")
 
 
 def raw_exchange(port: int, payload: bytes, *, header: str = HEADER, wait: float = 5,
