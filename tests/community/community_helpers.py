@@ -28,7 +28,7 @@ async def load(srv: ModuleTestServer, name: str, host: str = "localhost") -> Any
     """Load community module ``name``; it must come from the plugin directory and load."""
     entry = await srv.server.modules.load(name, host)
     assert entry.status == "loaded", entry.error
-    assert entry.source.origin == "plugin" and entry.source.version == "1.0.0"
+    assert entry.source.origin == "plugin" and entry.source.version == "1.1.0"
     return entry
 
 

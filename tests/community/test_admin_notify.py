@@ -9,6 +9,7 @@ from community_helpers import load, messages, server_with
 from helpers import run, until
 from moduletest import TestClient as Client
 
+from tercet import __version__
 from tercet.core.config import ConfigError
 
 ADMINS = 'admins = ["admin@localhost"]'
@@ -43,7 +44,7 @@ def test_module_failure_and_server_start_are_reported(community_plugins: dict[st
             assert "not found" not in notice  # the error text stays in the log
             srv.server.events.fire("server-started", srv.server)
             await until(lambda: bool(got.extend(bodies(admin)) or len(got) == 2))
-            assert got[1] == "[localhost] Tercet 0.1.0 has started"
+            assert got[1] == f"[localhost] Tercet {__version__} has started"
             # Loads are not reported by default, and only admins are told anything.
             await srv.server.modules.unload("ping", "localhost")
             await srv.server.modules.load("ping", "localhost")

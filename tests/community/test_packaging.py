@@ -30,7 +30,7 @@ def test_metadata_is_consistent(name: str) -> None:
     project = read_source_project(folder)  # validates [tool.tercet]
     data = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
     assert project.distribution == "tercet-mod-" + name.replace("_", "-")
-    assert data["project"]["version"] == "1.0.0"
+    assert data["project"]["version"] == "1.1.0"
     assert data["project"]["dependencies"] == []  # and never on tercet itself
     assert data["project"]["entry-points"]["tercet.modules"] == {name: f"tercet_mod_{name}"}
     assert data["build-system"]["build-backend"] == "setuptools.build_meta"
@@ -74,7 +74,7 @@ def test_installed_plugins_are_discovered(community_plugins: dict[str, Path]) ->
 
     for name, plugin_dir in community_plugins.items():
         [dist] = distributions(path=[str(plugin_dir / name)])
-        assert dist.version == "1.0.0"
+        assert dist.version == "1.1.0"
         [ep] = dist.entry_points.select(group="tercet.modules")
         assert (ep.name, ep.value) == (name, f"tercet_mod_{name}")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from community_helpers import FakeClock, error_condition, load, server_with
 from helpers import run, until
 
+from tercet import __version__
+
 NS = "urn:tercet:status"
 QUERY = (f"<iq xmlns='jabber:client' type='get' id='s' to='localhost'>"
          f"<status xmlns='{NS}'/></iq>")
@@ -27,7 +29,7 @@ def test_admins_get_the_status_others_are_forbidden(community_plugins: dict[str,
             reply = admin.expect("iq", type="result", id="s")
             status = reply.find("status", NS)
             assert status is not None
-            assert status.get("software") == "Tercet" and status.get("version") == "0.1.0"
+            assert status.get("software") == "Tercet" and status.get("version") == __version__
             assert status.get("uptime") == "42" and status.get("sessions") == "2"
             assert [(h.get("name"), h.get("sessions")) for h in status.find_all("host")] == [
                 ("localhost", "2")]
@@ -59,7 +61,7 @@ def test_status_file_is_written_and_refreshed(community_plugins: dict[str, Path]
             await until(lambda: sessions() == 0)
             data = json.loads(target.read_text())
             assert data["host"] == "localhost" and data["hosts"] == {"localhost": 0}
-            assert data["version"] == "0.1.0" and data["uptime"] >= 0
+            assert data["version"] == __version__ and data["uptime"] >= 0
             await srv.connect("romeo@localhost/a")
             await srv.connect("juliet@localhost/a")
             await until(lambda: sessions() == 2)  # rewritten on the next tick

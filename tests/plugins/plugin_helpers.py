@@ -7,9 +7,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tercet import __version__
 from tercet.plugins.repo import build_repository
 
-TERCET_VERSION = "0.1.0"
+# Sample plugins declare the running Tercet's series as compatible, so the CLI tests that
+# install them into a real server (which checks its own version) accept them.
+TERCET_VERSION = __version__
+_MAJOR_MINOR = tuple(int(p) for p in __version__.split(".")[:2])
+COMPATIBLE = f">={_MAJOR_MINOR[0]}.{_MAJOR_MINOR[1]},<{_MAJOR_MINOR[0]}.{_MAJOR_MINOR[1] + 1}"
 
 MOTD_README = """\
 # motd
@@ -32,7 +37,7 @@ def write_plugin(
     module: str,
     version: str,
     *,
-    tercet: str = ">=0.1,<0.2",
+    tercet: str = COMPATIBLE,
     stage: str = "beta",
     summary: str = "",
     xeps: tuple[str, ...] = (),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from plugin_helpers import Repo, tree_snapshot, write_plugin
+from plugin_helpers import COMPATIBLE, Repo, tree_snapshot, write_plugin
 
 from tercet.plugins.installer import (
     CorruptWheel,
@@ -131,12 +131,12 @@ def test_update_then_remove(repo: Repo, make_installer: MakeInstaller) -> None:
 def test_explicit_older_version_and_update_skips_incompatible(
     repo: Repo, make_installer: MakeInstaller
 ) -> None:
-    write_plugin(repo.src, "motd", "2.0.0", tercet=">=0.2")
+    write_plugin(repo.src, "motd", "2.0.0", tercet=">=99.0")
     repo.rebuild()
     installer = make_installer([repo.url])
     assert installer.install("motd").version == "1.0.0"  # 2.0.0 needs a newer Tercet
     assert installer.update() == []
-    with pytest.raises(IncompatibleVersion, match=r"motd 2\.0\.0 requires Tercet >=0\.2"):
+    with pytest.raises(IncompatibleVersion, match=r"motd 2\.0\.0 requires Tercet >=99\.0"):
         installer.install("motd==2.0.0")
 
 
@@ -248,7 +248,7 @@ def test_refuses_missing_catalog(tmp_path: Path, installed_state: Installer,
 def test_refuses_incompatible_tercet(http_repo: str, installed_state: Installer,
                                      make_installer: MakeInstaller) -> None:
     installer = make_installer([http_repo], tercet_version="0.5.0")
-    error = refused(installer, "welcome", IncompatibleVersion, "requires Tercet >=0.1,<0.2")
+    error = refused(installer, "welcome", IncompatibleVersion, f"requires Tercet {COMPATIBLE}")
     assert "this is Tercet 0.5.0" in str(error)
 
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from plugin_helpers import Repo, tree_snapshot, write_plugin
+from plugin_helpers import COMPATIBLE, Repo, tree_snapshot, write_plugin
 
 from tercet.plugins.repo import build_repository
 
@@ -58,7 +58,7 @@ def test_catalog(built_repo: Repo) -> None:
     assert welcome["distribution"] == "tercet-mod-welcome"
     assert (welcome["stage"], welcome["xeps"], welcome["requires"], welcome["conflicts"]) == (
         "alpha", ["XEP-0199"], ["motd"], ["legacy_welcome"])
-    assert welcome["tercet"] == ">=0.1,<0.2"
+    assert welcome["tercet"] == COMPATIBLE
     assert welcome["docs"] == "modules/welcome.html"
     [version] = welcome["versions"]
     wheel = built_repo.out / "files" / WELCOME_WHEEL
@@ -67,7 +67,7 @@ def test_catalog(built_repo: Repo) -> None:
         "sha256": sha256(wheel), "size": wheel.stat().st_size, "requires_python": ">=3.11",
         "dependencies": [], "summary": "welcome for tests", "stage": "alpha",
         "xeps": ["XEP-0199"], "requires": ["motd"], "conflicts": ["legacy_welcome"],
-        "tercet": ">=0.1,<0.2",
+        "tercet": COMPATIBLE,
     }
 
 
