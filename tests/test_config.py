@@ -272,11 +272,37 @@ def test_unknown_storage_driver_is_only_a_warning(tmp_path: Path) -> None:
 # -- hosts and components ------------------------------------------------------------------
 
 
-def test_component_needs_module(tmp_path: Path) -> None:
+def test_component_needs_module_or_secret(tmp_path: Path) -> None:
     problem = one_error(tmp_path, '[components."conference.example.org"]\nname = "Rooms"\n')
     assert problem.key == 'components."conference.example.org".module'
-    assert "found nothing" in problem.message
-    assert 'module = "muc"' in problem.fix
+    assert "component_secret" in problem.message and "found neither" in problem.message
+    assert 'module = "muc"' in problem.fix and "component_secret = " in problem.fix
+
+
+def test_component_with_a_secret_is_external(tmp_path: Path) -> None:
+    """As in Prosody: a secret and no module is an external component (XEP-0114)."""
+    config = Config.load(write(tmp_path, '[virtualhosts."a.example"]\n'
+                               '[components."gw.a.example"]\ncomponent_secret = "s"\n'),
+                         schema=builtin_schema())
+    assert config.components == {"gw.a.example": "component"}
+    assert config.problems == []
+
+
+def test_component_secret_with_another_module_warns(tmp_path: Path) -> None:
+    config = Config.load(write(tmp_path, '[virtualhosts."a.example"]\n'
+                               '[components."c.a.example"]\nmodule = "muc"\n'
+                               'component_secret = "s"\n'), schema=builtin_schema())
+    [problem] = config.problems
+    assert problem.severity == "warning"
+    assert problem.key == 'components."c.a.example".component_secret'
+
+
+def test_component_interfaces_off_loopback_warn(tmp_path: Path) -> None:
+    config = Config.load(write(tmp_path, 'component_interfaces = ["127.0.0.1", "*"]\n'
+                               '[virtualhosts."a.example"]\n'), schema=builtin_schema())
+    [problem] = config.problems
+    assert problem.severity == "warning" and problem.key == "component_interfaces"
+    assert "not encrypted" in problem.message
 
 
 def test_component_module_must_be_a_string(tmp_path: Path) -> None:

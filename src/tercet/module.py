@@ -39,12 +39,16 @@ from tercet.core.config import (
 from tercet.core.host import Identity
 from tercet.core.moduleapi import ModuleApi, ModuleError, Timer
 from tercet.core.modulemanager import LoadedModule
-from tercet.core.network import ListenSpec, StreamLimits
+from tercet.core.network import ConnectSpec, ListenSpec, PeerUnreachable, StreamLimits
 from tercet.core.router import StanzaEvent
 from tercet.core.services import RosterLookup
 from tercet.core.session import C2SSession as ClientSession
-from tercet.core.session import Session
-from tercet.core.streamevents import StreamElementEvent, StreamFeaturesEvent
+from tercet.core.session import ComponentSession, ServerSession, ServerStreamEvent, Session
+from tercet.core.streamevents import (
+    ComponentHandshake,
+    StreamElementEvent,
+    StreamFeaturesEvent,
+)
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import NS_CLIENT, NS_DELAY, Element, iq, message, presence
@@ -71,6 +75,9 @@ __all__ = [
     "AuthError",
     "AuthProvider",
     "ClientSession",
+    "ComponentHandshake",
+    "ComponentSession",
+    "ConnectSpec",
     "Element",
     "Identity",
     "Invalid",
@@ -82,7 +89,10 @@ __all__ = [
     "ModuleApi",
     "ModuleError",
     "Option",
+    "PeerUnreachable",
     "RosterLookup",
+    "ServerSession",
+    "ServerStreamEvent",
     "Session",
     "StanzaError",
     "StanzaEvent",

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,12 +208,20 @@ async def ping_server(port: int) -> float:
 # -- publishing -----------------------------------------------------------------------------------
 
 
+# The published community/motd, and the release the update test publishes after it.
+MOTD_VERSION = tomllib.loads((COMMUNITY / "motd" / "pyproject.toml").read_text())[
+    "project"]["version"]
+NEXT_VERSION = "9.0.0"
+
+
 def publish_motd_1_1(src: Path, out: Path) -> None:
-    """Copy community/motd, make it 1.1.0 with a visibly different text, rebuild ``out``."""
+    """Copy community/motd, make it NEXT_VERSION with a visibly different text, rebuild
+    ``out``."""
     folder = src / "motd"
     shutil.copytree(COMMUNITY / "motd", folder)
     pyproject = folder / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    pyproject.write_text(pyproject.read_text().replace(f'version = "{MOTD_VERSION}"',
+                                                        f'version = "{NEXT_VERSION}"'))
     with (folder / "tercet_mod_motd" / "__init__.py").open("a") as fh:
         fh.write("\n\n_format_1_0 = format_motd\n\n\n"
                  "def format_motd(text: str, host: str) -> str:\n"
@@ -231,24 +240,24 @@ def test_install_update_remove_while_running(site: Site, repository: tuple[Path,
     assert site.module("motd") is None
 
     result = ok(tercet(config, "plugin", "install", "motd", "--enable"))
-    assert "Installed motd 1.0.0" in result.stdout
+    assert f"Installed motd {MOTD_VERSION}" in result.stdout
     row = site.module("motd")
     assert row is not None
-    assert (row["status"], row["origin"], row["version"]) == ("loaded", "plugin", "1.0.0")
-    assert site.installed()["motd"]["version"] == "1.0.0"
+    assert (row["status"], row["origin"], row["version"]) == ("loaded", "plugin", MOTD_VERSION)
+    assert site.installed()["motd"]["version"] == MOTD_VERSION
     assert run(motd_at_login(site.port, "one")) == "Welcome to localhost"
 
     publish_motd_1_1(tmp_path / "src", out)
     listed = ok(tercet(config, "plugin", "list", "--outdated"))
-    assert "update available: 1.1.0" in listed.stdout
+    assert f"update available: {NEXT_VERSION}" in listed.stdout
     result = ok(tercet(config, "plugin", "update", "motd"))
-    assert "Updated motd 1.0.0 -> 1.1.0" in result.stdout
+    assert f"Updated motd {MOTD_VERSION} -> {NEXT_VERSION}" in result.stdout
     row = site.module("motd")
-    assert row is not None and (row["status"], row["version"]) == ("loaded", "1.1.0")
+    assert row is not None and (row["status"], row["version"]) == ("loaded", NEXT_VERSION)
     assert run(motd_at_login(site.port, "two")) == "[1.1] Welcome to localhost"
 
     result = ok(tercet(config, "plugin", "remove", "motd"))
-    assert "Removed motd 1.1.0" in result.stdout
+    assert f"Removed motd {NEXT_VERSION}" in result.stdout
     assert site.module("motd") is None
     assert "motd" not in site.installed() and not (site.plugins / "motd").exists()
     assert run(motd_at_login(site.port, "three")) is None

@@ -412,7 +412,8 @@ CONFIG_REFERENCE_HEADER = """\
 Tercet reads one TOML file (`tercet -c FILE`, default `./tercet.toml`). Global options come
 first; `[virtualhosts."example.org"]` tables override options with scope *host* for that
 host (and take `enabled = false`); `[components."conference.example.org"]` tables need
-`module = "..."` and get only their own `modules_enabled`. Options with scope *global* are
+`module = "..."`, or `component_secret` for an external component (docs/components.md),
+and get only their own `modules_enabled`. Options with scope *global* are
 process-wide and are ignored, with a warning, inside a host table. Relative paths are
 relative to the config file's directory (`data_path`, certificates) or to `data_path`
 (sockets, plugins, pidfile). `tercet check` validates a file against this reference; an

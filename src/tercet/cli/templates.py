@@ -88,4 +88,9 @@ certificates = {toml_repr(certificates)}
 # A multi-user chat service, for example:
 # [components."conference.{domain}"]
 # module = "muc"
+#
+# An external component (XEP-0114): a gateway or bot running as its own process that
+# connects to component_ports (5347, loopback only). See docs/components.md.
+# [components."gateway.{domain}"]
+# component_secret = "<output of: openssl rand -hex 32>"
 """

@@ -20,8 +20,8 @@ from tercet.core.config import Option
 from tercet.core.events import EventBus, Handler, HookHandle, is_awaitable
 from tercet.core.host import Host, Identity
 from tercet.core.locks import KeyedLocks
-from tercet.core.network import ListenSpec
-from tercet.core.session import C2SSession
+from tercet.core.network import ConnectSpec, ListenSpec
+from tercet.core.session import C2SSession, ServerSession
 from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
 
@@ -459,6 +459,14 @@ class ModuleApi:
         listening = await self._server.net.listen(spec)
         self._undo.append(listening.close)
         return list(listening.addresses)
+
+    async def connect(self, spec: ConnectSpec) -> ServerSession:
+        """Open an outbound stream (``spec.service`` "s2s") to a remote domain (1.1).
+
+        Raises PeerUnreachable (with the stanza error condition) when the domain does not
+        resolve or no connection is made within the spec's bounds. The session is not
+        closed on unload: the caller owns it."""
+        return await self._server.net.connect(spec)
 
     @property
     def tls_available(self) -> bool:

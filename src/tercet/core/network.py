@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from tercet.core.session import ServerSession
     from tercet.protocol.errors import StreamError
 
 # RFC 6120 §13.12: a server may limit the resources a session uses to counter denial of
@@ -49,6 +50,33 @@ class ListenSpec:
     limits: StreamLimits = StreamLimits()
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectSpec:
+    """One outbound stream a module asks for (``service`` "s2s"): from our ``local``
+    domain to the ``remote`` one, found through DNS (RFC 6120 §3.2)."""
+
+    service: str
+    local: str
+    remote: str
+    limits: StreamLimits = StreamLimits()
+    # "ip" or "ip:port"; empty: the system's resolver configuration (/etc/resolv.conf).
+    nameservers: tuple[str, ...] = ()
+    # RFC 8305 §5 does not fix it; Prosody's connect_timeout is 20 s.
+    connect_timeout: float = 20.0
+    # Bound on resolving and connecting, all targets together.
+    overall_timeout: float = 60.0
+
+
+class PeerUnreachable(Exception):
+    """No connection to a remote domain; ``condition`` is the stanza error for what was
+    queued for it: "remote-server-not-found" (does not resolve) or "remote-server-timeout"
+    (RFC 6120 §8.3.3.15, §8.3.3.16)."""
+
+    def __init__(self, condition: str, reason: str) -> None:
+        super().__init__(reason)
+        self.condition = condition
+
+
 class Listening(Protocol):
     """A handle on the sockets one ``listen`` call opened."""
 
@@ -69,6 +97,11 @@ class Network(Protocol):
 
     async def close_all(self, error: StreamError) -> None:
         """Close every connection, authenticated or not (shutdown)."""
+        ...
+
+    async def connect(self, spec: ConnectSpec) -> ServerSession:
+        """Open an outbound stream; raises PeerUnreachable. The session is returned once
+        its stream header is sent; negotiation continues through stream events."""
         ...
 
 

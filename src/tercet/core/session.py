@@ -7,8 +7,10 @@ protocol (write bytes, close, start TLS, peer address), so tests and other trans
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tercet.protocol.errors import StreamError
@@ -38,6 +40,19 @@ class Connection(Protocol):
         ...
     def authenticated(self) -> None:
         """Authentication succeeded: stop the auth timeout and the unauthenticated count."""
+        ...
+
+
+class ComponentTransport(Protocol):
+    """What an external component's session needs from its transport (XEP-0114)."""
+
+    def write(self, data: bytes) -> None: ...
+    def close_stream(self, error: StreamError | None = None) -> None: ...
+    @property
+    def peer(self) -> str: ...
+    def authenticated(self) -> None:
+        """The handshake succeeded: acknowledge it to the component (XEP-0114 §3) and stop
+        the authentication timeout and the unauthenticated count."""
         ...
 
 
@@ -90,6 +105,49 @@ class HostSession(Session):
     def send(self, stanza: Element) -> None:
         # Replies addressed to the host itself (e.g. an error for a stanza we sent) end here.
         self.log.debug("dropping stanza addressed to the host: %s", stanza)
+
+
+class ComponentSession(Session):
+    """An external component's stream (XEP-0114): a process that serves a component's
+    domain. ``host`` is that component's host, set from the stream header; the component
+    may send from any address at its domain once ``authenticated`` (the handshake proved
+    the shared secret), and nothing is routed before."""
+
+    kind = "component"
+    __slots__ = ("authenticated", "conn", "stream_id")
+
+    def __init__(self, host: Host | None, conn: ComponentTransport) -> None:
+        super().__init__(host)
+        self.conn = conn
+        self.stream_id = ""  # the id of our stream header, input of the handshake
+        self.authenticated = False
+
+    @property
+    def peer(self) -> str:
+        """The component's IP address (for logs)."""
+        return self.conn.peer
+
+    def send(self, stanza: Element) -> None:
+        # Serialised against jabber:client: the stanza's namespace is left implicit, so on
+        # the wire it is the stream's default, jabber:component:accept.
+        if not self.closed:
+            self.conn.write(stanza.to_xml().encode())
+
+    def set_authenticated(self) -> None:
+        """Accept the component: its stanzas are routed from now on, and the connection
+        acknowledges the handshake (XEP-0114 §3)."""
+        self.authenticated = True
+        self.conn.authenticated()
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.conn.close_stream(error)
+
+    def __repr__(self) -> str:
+        name = self.host.name if self.host is not None else "?"
+        return f"<ComponentSession {self.id} {name} {self.conn.peer}>"
 
 
 class C2SSession(Session):
@@ -183,3 +241,104 @@ class C2SSession(Session):
 
     def __repr__(self) -> str:
         return f"<C2SSession {self.id} {self.full_jid or self.conn.peer}>"
+
+
+class ServerSession(Session):
+    """A server-to-server stream (RFC 6120), inbound or outbound (``direction``).
+
+    An inbound stream carries stanzas from the remote domains it authenticated
+    (``remote_domains``) to our hosts; an outbound one carries ours from ``local_domain`` to
+    ``remote_domain`` once ``authenticated``. ``negotiated`` is set when an outbound stream
+    has received its final features (after STARTTLS), so dialback verification requests may
+    use it; ``ready`` when it authenticated (or closed: check ``closed``).
+    """
+
+    kind = "s2s"
+    __slots__ = ("conn", "direction", "local_domain", "remote_domain", "remote_domains",
+                 "stream_id", "remote_stream_id", "authenticated", "auth_method",
+                 "negotiated", "ready", "tls_info", "reply_route")
+
+    def __init__(self, conn: Connection, direction: str, local_domain: str | None = None,
+                 remote_domain: str | None = None) -> None:
+        super().__init__(None)
+        self.conn = conn
+        self.direction = direction  # "in" or "out"
+        self.local_domain = local_domain
+        self.remote_domain = remote_domain
+        self.remote_domains: set[str] = set()  # inbound: domains authenticated on it
+        self.stream_id = ""  # the id we sent (inbound) ...
+        self.remote_stream_id = ""  # ... and the one the peer sent (outbound)
+        self.authenticated = False
+        self.auth_method: str | None = None  # "dialback" / "EXTERNAL"
+        self.negotiated = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.tls_info: dict[str, Any] = {}
+        # Inbound streams carry nothing back (RFC 6120 §2.1): what handlers "send" to an
+        # inbound session (replies, errors) is routed, and leaves on an outbound stream.
+        self.reply_route: Callable[[Element], None] | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.conn.secure
+
+    @property
+    def peer(self) -> str:
+        return self.conn.peer
+
+    def send(self, stanza: Element) -> None:
+        if self.direction == "in":
+            if self.reply_route is not None:
+                self.reply_route(stanza)
+            return
+        # Serialised against jabber:client: the stanza's own namespace is left implicit,
+        # so on the wire it is the stream's default, jabber:server (RFC 6120 §4.8.3).
+        if not self.closed:
+            self.conn.write(stanza.to_xml().encode())
+
+    def send_element(self, element: Element) -> None:
+        """Write a stream-level element (STARTTLS, dialback) in its own namespace."""
+        if not self.closed:
+            self.conn.write(element.to_xml(None).encode())
+
+    async def start_tls(self) -> None:
+        """STARTTLS in this session's direction (RFC 6120 §5.4.3.3)."""
+        await self.conn.start_tls()
+
+    def set_authenticated(self, remote: str, method: str) -> None:
+        """Record that ``remote`` authenticated on this stream (RFC 6120 §4.9.3.9: until
+        then, nothing but negotiation is accepted)."""
+        self.auth_method = method
+        if self.direction == "in":
+            self.remote_domains.add(remote)
+            self.conn.authenticated()
+        else:
+            self.authenticated = True
+            self.ready.set()
+            self.conn.authenticated()
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.negotiated.set()
+        self.ready.set()
+        self.conn.close_stream(error)
+
+    def __repr__(self) -> str:
+        return (f"<ServerSession {self.id} {self.direction} {self.local_domain}"
+                f"{'->' if self.direction == 'out' else '<-'}{self.remote_domain}>")
+
+
+class ServerStreamEvent:
+    """Payload of the s2s stream events on the global bus (``s2s-features``,
+    ``s2s-features-out``, ``s2s/<ns>:<name>``, ``s2s-authenticate``): the session and
+    the element concerned (the features being offered or received, or the element)."""
+
+    __slots__ = ("element", "session")
+
+    def __init__(self, session: ServerSession, element: Element) -> None:
+        self.session = session
+        self.element = element
+
+    def __repr__(self) -> str:
+        return f"<ServerStreamEvent {self.session.id} {self.element.name}>"

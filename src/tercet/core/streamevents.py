@@ -5,6 +5,8 @@
                               SASL, stream management) from a client.
 ``unauthenticated-iq/<ns>:<name>`` and ``unbound-iq/<ns>:<name>``: an IQ received before
                               authentication (in-band registration) or before binding.
+``component-handshake``       :class:`ComponentHandshake`: an external component's
+                              ``<handshake/>`` (XEP-0114), on the component's host.
 
 They live in core, not in a transport, so every transport (TCP, WebSocket, BOSH) fires the
 same events and modules depend on no transport.
@@ -12,10 +14,11 @@ same events and modules depend on no transport.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tercet.core.session import C2SSession
+    from tercet.core.session import C2SSession, ComponentSession
     from tercet.protocol.stanza import Element
 
 
@@ -43,3 +46,14 @@ class StreamElementEvent:
 
     def __repr__(self) -> str:
         return f"<StreamElementEvent {self.session.id} {self.element.name}>"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHandshake:
+    """``component-handshake``: an external component's proof of the shared secret, the
+    text of its ``<handshake/>`` (hex SHA-1 of ``session.stream_id`` and the secret,
+    XEP-0114 §3). The handler accepts (``session.set_authenticated()``) or closes the
+    session with a stream error, and returns True."""
+
+    session: ComponentSession
+    digest: str

@@ -9,13 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from tercet.core.network import ListenSpec, StreamLimits
+from tercet.core.network import ConnectSpec, ListenSpec, StreamLimits
 from tercet.net.c2s import C2SConnection
+from tercet.net.component import ComponentConnection
+from tercet.net.s2s import S2SConnection
+from tercet.net.s2s import connect as connect_s2s
 from tercet.net.tls import TLSManager
 from tercet.protocol.errors import StreamError
 
 if TYPE_CHECKING:
     from tercet.core.server import Server
+    from tercet.core.session import ServerSession
 
 log = logging.getLogger("tercet.net")
 
@@ -62,6 +66,8 @@ ProtocolFactory = Callable[["Server", Listener, "NetManager"], asyncio.Protocol]
 # component) adds one entry here and nothing else in this file.
 PROTOCOLS: dict[str, ProtocolFactory] = {
     "c2s": C2SConnection,
+    "component": ComponentConnection,
+    "s2s": S2SConnection,
 }
 
 
@@ -107,6 +113,12 @@ class NetManager:
             ssl=ssl_ctx,
             backlog=LISTEN_BACKLOG, reuse_address=True,
             ssl_handshake_timeout=30 if ssl_ctx else None)
+
+    async def connect(self, spec: ConnectSpec) -> ServerSession:
+        """An outbound stream (``spec.service`` "s2s"); raises PeerUnreachable."""
+        if spec.service != "s2s":
+            raise ValueError(f"cannot connect service {spec.service!r}")
+        return await connect_s2s(self, spec)
 
     async def close_all(self, error: StreamError, grace: float = 2.0) -> None:
         """Send ``error`` to every connection, then wait (bounded) for them to go."""

@@ -8,8 +8,8 @@ Layout of the file (option names follow Prosody's where the concept is the same)
     [virtualhosts."example.org"]            # per-host overrides, plus `enabled`
     allow_registration = true
 
-    [components."conference.example.org"]   # components need `module`
-    module = "muc"
+    [components."conference.example.org"]   # components need `module`, or
+    module = "muc"                          # `component_secret` (external, XEP-0114)
 
 Options are data: the core declares its own (``core_options``), every module declares the
 ones it owns in a module-level ``OPTIONS`` list of :class:`Option`, and

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from .core_options import DEFAULT_MODULES, core_schema
 from .schema import Option, Schema, normalize_host
 from .validation import (
+    EXTERNAL_COMPONENT_MODULE,
     SECTION_COMPONENTS,
     SECTION_HOSTS,
     ConfigError,
@@ -180,9 +181,10 @@ class Config:
 
     @property
     def components(self) -> dict[str, str]:
-        """Enabled components: host name -> module name."""
-        return {s.name: str(s.settings["module"]) for s in self._scopes.values()
-                if s.section == SECTION_COMPONENTS and s.enabled}
+        """Enabled components: host name -> module name (``component``, an external
+        component, when the table names none)."""
+        return {s.name: str(s.settings.get("module", EXTERNAL_COMPONENT_MODULE))
+                for s in self._scopes.values() if s.section == SECTION_COMPONENTS and s.enabled}
 
     def is_component(self, host: str) -> bool:
         scope = self._scopes.get(try_normalize(host))

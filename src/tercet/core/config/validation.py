@@ -31,6 +31,9 @@ from .schema import (
 
 SECTION_HOSTS = "virtualhosts"
 SECTION_COMPONENTS = "components"
+#: What a component table without ``module`` but with a secret runs (XEP-0114).
+EXTERNAL_COMPONENT_MODULE = "component"
+EXTERNAL_COMPONENT_SECRET = "component_secret"
 _HOST_ONLY_KEYS = ("enabled",)
 
 
@@ -274,12 +277,7 @@ class _Validator:
     def check_host_table(self, section: str, name: str, table: dict[str, Any]) -> None:
         base = (section, name)
         if section == SECTION_COMPONENTS:
-            module = table.get("module")
-            if not isinstance(module, str) or not module.strip():
-                found = "nothing" if module is None else found_text(module)
-                self.add("error", (*base, "module"),
-                         f"expected the name of the module that provides the component, "
-                         f"found {found}", f'Add: module = "muc" under [{dotted(*base)}].')
+            self.check_component_module(base, table)
         for key, value in table.items():
             if key == "enabled":
                 if not isinstance(value, bool):
@@ -288,6 +286,28 @@ class _Validator:
             elif not (section == SECTION_COMPONENTS and key == "module"):
                 self.check_key((*base, key), value, host_table=True)
         self.check_cross(base)
+
+    def check_component_module(self, base: tuple[str, ...], table: dict[str, Any]) -> None:
+        """A component is served by a module (``module = "muc"``) or, with a
+        ``component_secret`` and no module, by an external process (XEP-0114), as in
+        Prosody."""
+        module = table.get("module")
+        secret = EXTERNAL_COMPONENT_SECRET in table
+        if module is None and secret:
+            return  # module "component": an external component
+        if not isinstance(module, str) or not module.strip():
+            found = "neither" if module is None else found_text(module)
+            self.add("error", (*base, "module"),
+                     "expected the name of the module that provides the component, or "
+                     f"{EXTERNAL_COMPONENT_SECRET} for an external component, found {found}",
+                     f'Add module = "muc" under [{dotted(*base)}], or '
+                     f'{EXTERNAL_COMPONENT_SECRET} = "<a long random secret>" if a separate '
+                     "process serves it (XEP-0114).")
+        elif secret and module != EXTERNAL_COMPONENT_MODULE:
+            self.add("warning", (*base, EXTERNAL_COMPONENT_SECRET),
+                     f'{EXTERNAL_COMPONENT_SECRET} has no effect with module = "{module}"',
+                     f"Remove module for an external component (XEP-0114), or remove "
+                     f"{EXTERNAL_COMPONENT_SECRET}.")
 
     def check_host_collisions(self, components: dict[str, str]) -> None:
         hosts = self.raw.get(SECTION_HOSTS)

@@ -1,0 +1,165 @@
+"""Server-to-server streams (RFC 6120): listeners, STARTTLS both ways, outbound links.
+
+Stanzas for domains not hosted here reach ``route/remote`` (docs/routing.md); they wait in
+a bounded queue per destination while a stream is found (RFC 6120 §3.2), secured
+(STARTTLS, §5) and authenticated (the dialback module, XEP-0220), then leave in order.
+A stream unused for ``s2s_timeout`` seconds is closed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from tercet.module import (
+    ConnectSpec,
+    Element,
+    Invalid,
+    ListenSpec,
+    ModuleApi,
+    Option,
+    ServerStreamEvent,
+    StanzaEvent,
+    StreamError,
+    StreamLimits,
+    valid_interfaces,
+)
+from tercet.modules._s2slib import S2SLinks
+
+GLOBAL = True
+META = {"summary": "Server-to-server streams (RFC 6120)", "stage": "alpha",
+        "xeps": ["XEP-0368"]}
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+
+
+def _valid_nameservers(value: list[str]) -> list[Invalid]:
+    for text in value:
+        host = text[1:].partition("]")[0] if text.startswith("[") else (
+            text.partition(":")[0] if text.count(":") == 1 else text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return [Invalid('IP addresses, optionally with a port ("127.0.0.1:5353")',
+                            repr(text), "Name the nameserver by its address.")]
+    return []
+
+
+def _ports(name: str, default: list[int], doc: str, cite: str) -> Option[list[int]]:
+    return Option(name, list[int], default, doc, min=0, max=65535, scope="global", cite=cite)
+
+
+REQUIRE_ENCRYPTION = Option("s2s_require_encryption", bool, True,
+                            "Refuse server streams that do not use TLS.",
+                            scope="global", cite="RFC 6120 §5.3.1")
+OPTIONS: list[Option[Any]] = [
+    _ports("s2s_ports", [5269], "Server-to-server ports with STARTTLS.", "RFC 6120 §14.7"),
+    _ports("s2s_direct_tls_ports", [], "Server ports with direct TLS.", "XEP-0368"),
+    Option("s2s_interfaces", list[str], ["127.0.0.1", "::1"],
+           'Addresses server ports listen on; "*" = all IPv4, "::" = all IPv6.',
+           scope="global", validate=valid_interfaces),
+    Option("s2s_timeout", int, 900, "Seconds an unused outbound server stream stays open.",
+           min=1, max=86400, scope="global"),
+    Option("s2s_stanza_size_limit", int, 512 * 1024, "Largest stanza from a server, in bytes.",
+           min=10000, max=64 * 1024 * 1024, scope="global", cite="RFC 6120 §13.12"),
+    REQUIRE_ENCRYPTION,
+    Option("s2s_secure_auth", bool, False,
+           "Require a valid certificate from every peer (no dialback).",
+           scope="global", cite="RFC 6120 §13.7"),
+    Option("s2s_secure_domains", list[str], [],
+           "Domains that must present a valid certificate even without s2s_secure_auth.",
+           scope="global"),
+    Option("s2s_insecure_domains", list[str], [],
+           "Domains allowed to authenticate by dialback even with s2s_secure_auth.",
+           scope="global"),
+    Option("dns_nameservers", list[str], [],
+           'Nameservers for peer lookups ("ip" or "ip:port"); empty: /etc/resolv.conf.',
+           scope="global", validate=_valid_nameservers, cite="RFC 6120 §3.2"),
+]
+
+
+async def load(module: ModuleApi) -> None:
+    limits = StreamLimits(stanza_size=module.option("s2s_stanza_size_limit"))
+    links = S2SLinks(module, ConnectSpec("s2s", "", "", limits,
+                                         tuple(module.option("dns_nameservers"))),
+                     float(module.option("s2s_timeout")))
+    module.provides("s2s", links)
+    tls = StartTLS(module)
+    module.hook_global("s2s-features", tls.offer, 100)
+    module.hook_global(f"s2s/{NS_TLS}:starttls", tls.starttls)
+    module.hook_global("s2s-features-out", tls.features_out, 100)
+    module.hook_global(f"s2s/{NS_TLS}:proceed", tls.proceed)
+    module.hook_global(f"s2s/{NS_TLS}:failure", tls.failure)
+    module.hook_global("route/remote", lambda event: route_remote(links, event))
+    module.hook_global("s2s-closed", links.closed)
+    module.add_timer(min(60.0, links.idle_timeout), links.close_idle)
+    interfaces = tuple(module.option("s2s_interfaces"))
+    ports = tuple(module.option("s2s_ports"))
+    if ports:
+        bound = await module.listen(ListenSpec("s2s", ports, interfaces, limits=limits))
+        module.log.info("s2s (STARTTLS) on %s", bound)
+    tls_ports = tuple(module.option("s2s_direct_tls_ports"))
+    if tls_ports and module.tls_available:
+        bound = await module.listen(ListenSpec("s2s", tls_ports, interfaces, direct_tls=True,
+                                               limits=limits))
+        module.log.info("s2s (direct TLS) on %s", bound)
+
+
+def route_remote(links: S2SLinks, event: StanzaEvent) -> bool | None:
+    """``route/remote``: a stanza for a domain not hosted here."""
+    if event.to is None or event.from_ is None:
+        return None
+    local = event.from_.domain
+    if not links.module.is_local_host(local) or local == event.to.domain:
+        return None  # we speak only for our own domains (no relaying): bounced
+    links.send(local, event.to.domain, event.stanza, event.origin)
+    return True
+
+
+class StartTLS:
+    """STARTTLS on server streams (RFC 6120 §5), as receiving and as initiating side."""
+
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.require = module.option(REQUIRE_ENCRYPTION)
+
+    def offer(self, event: ServerStreamEvent) -> None:
+        if not event.session.secure and self.module.tls_available:
+            starttls = event.element.tag("starttls", NS_TLS)
+            if self.require:
+                starttls.tag("required", NS_TLS)  # RFC 6120 §5.3.1
+        return None
+
+    async def starttls(self, event: ServerStreamEvent) -> bool:
+        session = event.session
+        if session.secure or not self.module.tls_available or session.direction != "in":
+            session.send_element(Element("failure", NS_TLS))  # RFC 6120 §5.4.2.2
+            session.close()
+            return True
+        session.send_element(Element("proceed", NS_TLS))
+        await session.start_tls()
+        return True
+
+    def features_out(self, event: ServerStreamEvent) -> bool | None:
+        session = event.session
+        if session.secure:
+            return None
+        if event.element.find("starttls", NS_TLS) is not None:
+            session.send_element(Element("starttls", NS_TLS))
+            return True
+        if self.require:
+            session.log.info("%s offers no TLS: refused (s2s_require_encryption)",
+                             session.remote_domain)
+            session.close(StreamError("policy-violation", "encryption required"))
+            return True
+        return None
+
+    async def proceed(self, event: ServerStreamEvent) -> bool:
+        if event.session.direction != "out":
+            raise StreamError("unsupported-stanza-type")
+        await event.session.start_tls()
+        return True
+
+    def failure(self, event: ServerStreamEvent) -> bool:
+        event.session.log.info("%s refused STARTTLS", event.session.remote_domain)
+        event.session.close()
+        return True
