@@ -256,7 +256,7 @@ class ServerSession(Session):
     kind = "s2s"
     __slots__ = ("conn", "direction", "local_domain", "remote_domain", "remote_domains",
                  "stream_id", "remote_stream_id", "authenticated", "auth_method",
-                 "negotiated", "ready", "tls_info", "reply_route")
+                 "negotiated", "ready", "tls_info", "reply_route", "cert_status")
 
     def __init__(self, conn: Connection, direction: str, local_domain: str | None = None,
                  remote_domain: str | None = None) -> None:
@@ -273,6 +273,10 @@ class ServerSession(Session):
         self.negotiated = asyncio.Event()
         self.ready = asyncio.Event()
         self.tls_info: dict[str, Any] = {}
+        # The peer's certificate as checked for its domain (RFC 6125): "valid", or why not
+        # ("untrusted", "name-mismatch", "expired", "none" without a certificate); None
+        # before TLS.
+        self.cert_status: str | None = None
         # Inbound streams carry nothing back (RFC 6120 §2.1): what handlers "send" to an
         # inbound session (replies, errors) is routed, and leaves on an outbound stream.
         self.reply_route: Callable[[Element], None] | None = None
