@@ -67,10 +67,14 @@ class ServerHarness:
 
     def start(self) -> ServerHarness:
         self._thread.start()
-        config = Config.load(self.config_path)
-        self.app = Application(config)
-        self.server = self.app.server
-        self.call(self.app.start())
+        try:
+            config = Config.load(self.config_path)
+            self.app = Application(config)
+            self.server = self.app.server
+            self.call(self.app.start())
+        except BaseException:
+            self.stop()  # a failed start leaves no thread, loop, socket or directory behind
+            raise
         return self
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
@@ -98,7 +102,8 @@ class ServerHarness:
         if self.app is not None:
             self.call(self.app.stop())
             self.app = self.server = None
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
         self.loop.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -85,6 +85,11 @@ class Application:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
+            # The socket file outlives the listening socket; a stale one misleads
+            # `tercet status` and other tools into thinking a server is there.
+            sock = self.server.config.resolve_path("admin_socket")
+            if sock is not None:
+                sock.unlink(missing_ok=True)
         await self.server.stop()
 
 

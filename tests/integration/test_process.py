@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def tercet(config: Path, *args: str, timeout: float = 60) -> subprocess.Complete
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Path:
+def site(tmp_path: Path) -> Iterator[Path]:
     out = subprocess.run([*TERCET, "init", str(tmp_path / "site")], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -35,7 +36,8 @@ def site(tmp_path: Path) -> Path:
     text = text.replace("c2s_direct_tls_ports = [5223]", f"c2s_direct_tls_ports = [{tls_port}]")
     config.write_text(f'admin_socket = "{sock}"\n' + text)
     (config.parent / "port").write_text(str(port))
-    return config
+    yield config
+    sock.unlink(missing_ok=True)  # a server killed by the test leaves it behind
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -63,6 +65,9 @@ def test_foreground_start_sigterm_closes_sessions_and_exits_0(site: Path) -> Non
             data += chunk
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        sock_path = next(line.split('"')[1] for line in site.read_text().splitlines()
+                         if line.startswith("admin_socket"))
+        assert not Path(sock_path).exists()  # no stale admin socket after a clean stop
         while chunk := sock.recv(65536):
             data += chunk
         assert b"<system-shutdown" in data
@@ -115,3 +120,13 @@ def test_a_port_in_use_is_fatal_and_named(site: Path) -> None:
     assert out.returncode == 1, out.stderr
     assert "c2s" in out.stderr and str(port) in out.stderr, out.stderr
     assert "running" not in out.stderr
+
+
+def test_an_unusable_certificate_is_fatal_and_named(site: Path) -> None:
+    """A certificate file that is there but cannot be used stops the start (exit 1)."""
+    [cert] = sorted((site.parent / "certs").glob("*.crt"))
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    out = tercet(site, "start")
+    assert out.returncode == 1, out.stderr
+    assert "cannot use the certificate for localhost" in out.stderr, out.stderr
+    assert cert.name in out.stderr

@@ -137,7 +137,11 @@ class Server:
             try:
                 self.tls.add_host(name, found[0], found[1])
             except (OSError, ValueError) as exc:
-                log.error("cannot use the certificate for %s (%s): %s", name, found[0], exc)
+                # A certificate that is there but unusable is a configuration the server
+                # cannot honour: refuse to start rather than run without TLS for the host.
+                raise ConfigError(f"cannot use the certificate for {name} ({found[0]}, key "
+                                  f"{found[1]}): {exc}. Fix the files (tercet check) or "
+                                  "remove them.") from exc
 
     async def stop(self, reason: str = "system-shutdown") -> None:
         """Close every session with a stream error, unload modules, flush storage."""
