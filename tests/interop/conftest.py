@@ -1,11 +1,11 @@
 """Fixtures for tests with real peer servers in a private network namespace (see README.md).
 
 ``ns`` is a fresh :class:`netns.Netns` with its DNS responder running, ``pki`` a private CA
-whose certificate every peer trusts, ``prosody`` a factory of started Prosody peers. They need
-root, ``ip`` and ``setpriv`` (and Prosody for ``prosody``): without them the tests are skipped,
-except under CI (``CI=true``), where a missing service is a failure, never a skip. When a test
-fails, the tail of every peer's log, the DNS responder's query log included, is attached to
-its report.
+whose certificate every peer trusts, ``prosody`` and ``tercet`` factories of started Prosody
+and Tercet peers. They need root, ``ip`` and ``setpriv`` (and Prosody for ``prosody``):
+without them the tests are skipped, except under CI (``CI=true``), where a missing service is
+a failure, never a skip. When a test fails, the tail of every peer's log, the DNS
+responder's query log included, is attached to its report.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import netns
 import netns_prosody as prosody_peer
+import netns_tercet as tercet_peer
 import pytest
 from netns_ca import PrivatePKI
 
@@ -68,6 +69,26 @@ def prosody(ns: netns.Netns, pki: PrivatePKI
     def make(domain: str, **options: Any) -> prosody_peer.Prosody:
         peer = prosody_peer.Prosody(ns, pki, domain, **options)
         started.append(peer)
+        return peer.start()
+
+    yield make
+    for peer in reversed(started):
+        peer.stop()
+
+
+@pytest.fixture
+def tercet(ns: netns.Netns, pki: PrivatePKI) -> Iterator[Callable[..., tercet_peer.Tercet]]:
+    """``tercet("tercet-a.test", users={"alice": "secret"}, ...)``: a started Tercet peer
+    (see :class:`netns_tercet.Tercet` for the options), its accounts created before it
+    starts. All are stopped after the test."""
+    started: list[tercet_peer.Tercet] = []
+
+    def make(domain: str, *, users: dict[str, str] | None = None,
+             **options: Any) -> tercet_peer.Tercet:
+        peer = tercet_peer.Tercet(ns, pki, domain, **options)
+        started.append(peer)
+        for user, password in (users or {}).items():
+            peer.add_user(user, password)
         return peer.start()
 
     yield make

@@ -347,12 +347,17 @@ def collect_problems(config: Config) -> list[ConfigProblem]:
     return sorted(problems, key=lambda p: p.severity != "error")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_cli
-def check(ctx: CliContext, as_json: bool) -> None:
+@click.pass_context
+def check(click_ctx: click.Context, as_json: bool) -> None:
     """Check the configuration and certificates. Exits 1 if there are errors,
-    0 if there are only warnings."""
+    0 if there are only warnings. `check dns` and `check certs` look further: at the
+    DNS records and certificates the rest of the world sees."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(CliContext)
+    assert ctx is not None
     try:
         problems = collect_problems(ctx.load_config())
     except ProblemReport as exc:
@@ -433,11 +438,21 @@ with the code.
 
 def _attach_commands() -> None:
     # Imported here, not at the top: these modules import this one for pass_cli.
-    from tercet.cli import module_cmds, plugin_cmds, server_cmds, user_cmds
+    from tercet.cli import (
+        check_cmds,
+        module_cmds,
+        plugin_cmds,
+        s2s_cmds,
+        server_cmds,
+        user_cmds,
+    )
+
+    check.add_command(check_cmds.dns)
+    check.add_command(check_cmds.certs_)
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
                     server_cmds.reload, user_cmds.user, module_cmds.module,
-                    plugin_cmds.plugin, plugin_cmds.repo):
+                    plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s):
         cli.add_command(command)
 
 

@@ -308,6 +308,11 @@ class ServerSession(Session):
         """STARTTLS in this session's direction (RFC 6120 §5.4.3.3)."""
         await self.conn.start_tls()
 
+    def restart_stream(self) -> None:
+        """After SASL success (RFC 6120 §6.4.6, XEP-0178): a fresh parser; the
+        initiating side also sends a new stream header."""
+        self.conn.restart_stream()
+
     def set_authenticated(self, remote: str, method: str) -> None:
         """Record that ``remote`` authenticated on this stream (RFC 6120 §4.9.3.9: until
         then, nothing but negotiation is accepted)."""

@@ -14,7 +14,8 @@ import asyncio
 import secrets
 from typing import Any
 
-from tercet.module import ModuleApi, Option, ServerStreamEvent, StreamError
+from tercet.module import ModuleApi, Option, ServerSession, ServerStreamEvent, StreamError
+from tercet.modules._s2sauth import TrustPolicy
 from tercet.modules._s2slib import S2SLinks
 from tercet.protocol import dialback as db
 from tercet.protocol.dialback import NS_DIALBACK, NS_FEATURE, DialbackError
@@ -48,28 +49,18 @@ class Dialback:
         self.module = module
         self.secret = secret
         self.require_encryption = module.option("s2s_require_encryption")
-        self.secure_auth = module.option("s2s_secure_auth")
-        self.secure_domains = set(module.option("s2s_secure_domains"))
-        self.insecure_domains = set(module.option("s2s_insecure_domains"))
+        self.policy = TrustPolicy(module)
         # (stream id, authoritative domain, our domain) -> the pending db:verify answer
         self.pending: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
 
-    def allowed(self, domain: str) -> bool:
-        """Whether ``domain`` may authenticate by dialback under the trust policy.
+    def allowed(self, session: ServerSession, domain: str) -> bool:
+        """Whether ``domain`` may authenticate by dialback on ``session`` under the trust
+        policy (modules/_s2sauth.py): always without s2s_secure_auth / s2s_secure_domains
+        (or for s2s_insecure_domains), else only with a certificate valid for it."""
+        return self.policy.dialback_allowed(session, domain)
 
-        Dialback proves control of the domain's DNS, not a certificate: peers that policy
-        holds to certificates (s2s_secure_auth, s2s_secure_domains) may not use it, unless
-        s2s_insecure_domains names them. TODO: certificate authentication (RFC 6125,
-        XEP-0178 SASL EXTERNAL) is not built yet, so such peers cannot federate at all."""
-        if domain in self.insecure_domains:
-            return True
-        return not (self.secure_auth or domain in self.secure_domains)
-
-    def refuse(self, session: Any, domain: str) -> None:
-        session.log.warning("refusing %s: the trust policy requires a valid certificate "
-                            "(s2s_secure_auth / s2s_secure_domains), and certificate "
-                            "authentication is not available", domain)
-        session.close(StreamError("policy-violation", "a valid certificate is required"))
+    def refuse(self, session: ServerSession, domain: str) -> None:
+        self.policy.refuse(session, domain)
 
     def key(self, receiving: str, originating: str, stream_id: str) -> str:
         return db.dialback_key(self.secret, receiving, originating, stream_id)
@@ -85,7 +76,7 @@ class Dialback:
         if event.element.find("dialback", NS_FEATURE) is None:
             return None
         assert session.local_domain is not None and session.remote_domain is not None
-        if not self.allowed(session.remote_domain):
+        if not self.allowed(session, session.remote_domain):
             self.refuse(session, session.remote_domain)
             return True
         key = self.key(session.remote_domain, session.local_domain, session.remote_stream_id)
@@ -117,7 +108,7 @@ class Dialback:
         if self.require_encryption and not session.secure:
             session.send_element(db.error_answer(parsed, "policy-violation", "auth"))
             return True
-        if not self.allowed(parsed.from_):
+        if not self.allowed(session, parsed.from_):
             session.send_element(db.error_answer(parsed, "not-authorized", "auth"))
             self.refuse(session, parsed.from_)
             return True

@@ -2,7 +2,9 @@
 
 Stanzas for domains not hosted here reach ``route/remote`` (docs/routing.md); they wait in
 a bounded queue per destination while a stream is found (RFC 6120 §3.2), secured
-(STARTTLS, §5) and authenticated (the dialback module, XEP-0220), then leave in order.
+(STARTTLS, §5) and authenticated (SASL EXTERNAL with a valid certificate, XEP-0178, in
+modules/_s2sauth.py; else the dialback module, XEP-0220, as the trust policy allows), then
+leave in order.
 A stream unused for ``s2s_timeout`` seconds is closed.
 """
 
@@ -24,11 +26,13 @@ from tercet.module import (
     StreamLimits,
     valid_interfaces,
 )
+from tercet.modules._s2sadmin import S2SAdmin
+from tercet.modules._s2sauth import NS_SASL, CertAuth, TrustPolicy
 from tercet.modules._s2slib import S2SLinks
 
 GLOBAL = True
 META = {"summary": "Server-to-server streams (RFC 6120)", "stage": "alpha",
-        "xeps": ["XEP-0368"]}
+        "xeps": ["XEP-0368", "XEP-0178"]}
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 
 
@@ -65,6 +69,12 @@ OPTIONS: list[Option[Any]] = [
     Option("s2s_secure_auth", bool, False,
            "Require a valid certificate from every peer (no dialback).",
            scope="global", cite="RFC 6120 §13.7"),
+    Option("s2s_cafile", str, "",
+           "PEM file of CA certificates trusted for peers' certificates, besides the "
+           "system's.", scope="global", cite="RFC 6125"),
+    Option("s2s_capath", str, "",
+           "Directory of CA certificates (PEM) trusted for peers' certificates, besides "
+           "the system's.", scope="global", cite="RFC 6125"),
     Option("s2s_secure_domains", list[str], [],
            "Domains that must present a valid certificate even without s2s_secure_auth.",
            scope="global"),
@@ -89,8 +99,16 @@ async def load(module: ModuleApi) -> None:
     module.hook_global("s2s-features-out", tls.features_out, 100)
     module.hook_global(f"s2s/{NS_TLS}:proceed", tls.proceed)
     module.hook_global(f"s2s/{NS_TLS}:failure", tls.failure)
+    cert = CertAuth(module, TrustPolicy(module))
+    module.hook_global("s2s-features", cert.check_inbound, 200)
+    module.hook_global("s2s-features", cert.offer, 50)
+    module.hook_global(f"s2s/{NS_SASL}:auth", cert.auth)
+    module.hook_global("s2s-features-out", cert.features_out, 50)
+    module.hook_global(f"s2s/{NS_SASL}:success", cert.success)
+    module.hook_global(f"s2s/{NS_SASL}:failure", cert.failure)
     module.hook_global("route/remote", lambda event: route_remote(links, event))
     module.hook_global("s2s-closed", links.closed)
+    S2SAdmin(module, links).register()  # admin/s2s.list, admin/s2s.close
     module.add_timer(min(60.0, links.idle_timeout), links.close_idle)
     interfaces = tuple(module.option("s2s_interfaces"))
     ports = tuple(module.option("s2s_ports"))

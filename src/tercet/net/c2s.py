@@ -317,7 +317,7 @@ class C2SConnection(asyncio.Protocol):
         """STARTTLS (RFC 6120 §5.4.3.3): upgrade in place, then restart the stream."""
         loop = asyncio.get_running_loop()
         assert self.transport is not None
-        ctx = self.net.tls.server_context()
+        ctx = self._server_tls_context()
         self._reader.reset()
         self._drop_backlog()
         self._flush()  # <proceed/> must reach the peer before the TLS handshake starts
@@ -334,6 +334,9 @@ class C2SConnection(asyncio.Protocol):
         self.transport = transport
         self._secure = True
         self._tls_established()
+
+    def _server_tls_context(self) -> ssl.SSLContext:
+        return self.net.tls.server_context()
 
     def _tls_established(self) -> None:
         assert self.transport is not None

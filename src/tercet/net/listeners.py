@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from tercet.core.network import ConnectSpec, ListenSpec, StreamLimits
 from tercet.net.c2s import C2SConnection
 from tercet.net.component import ComponentConnection
-from tercet.net.s2s import S2SConnection
+from tercet.net.s2s import S2SConnection, s2s_server_context
 from tercet.net.s2s import connect as connect_s2s
 from tercet.net.tls import TLSManager
 from tercet.protocol.errors import StreamError
@@ -105,7 +105,10 @@ class NetManager:
         return listening
 
     async def _open(self, listener: Listener, iface: str, port: int) -> asyncio.Server:
-        ssl_ctx = self.tls.server_context() if listener.direct_tls else None
+        ssl_ctx = None
+        if listener.direct_tls:
+            ssl_ctx = (s2s_server_context(self) if listener.service == "s2s"
+                       else self.tls.server_context())
         # "*" is Prosody's spelling of "every IPv4 address".
         host = "0.0.0.0" if iface == "*" else iface
         return await asyncio.get_running_loop().create_server(

@@ -155,6 +155,17 @@ class Resolver:
             return None
         return list(answer)
 
+    @property
+    def has_nameservers(self) -> bool:
+        """Whether DNS can be asked at all (else only the hosts file answers)."""
+        return self._dns is not None
+
+    async def dns_addresses(self, host: str) -> list[str]:
+        """``host``'s AAAA and A records from DNS only, ignoring the hosts file: what a
+        remote peer would find (``tercet check dns``)."""
+        v6, v4 = await asyncio.gather(self._query(host, "AAAA"), self._query(host, "A"))
+        return [r.to_text() for r in (v6 or []) + (v4 or [])]  # type: ignore[attr-defined]
+
     async def srv(self, name: str) -> list[SrvRecord] | None:
         found = await self._query(name, "SRV")
         if found is None:

@@ -17,15 +17,19 @@ Events fired on the global bus (payload :class:`ServerStreamEvent`):
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import secrets
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+
 from tercet.core.events import is_awaitable
 from tercet.core.network import ConnectSpec, PeerUnreachable
 from tercet.core.session import ServerSession, ServerStreamEvent
 from tercet.net.c2s import STANZA_NAMES, C2SConnection
+from tercet.net.certverify import TrustStore, peer_chain, status
 from tercet.net.resolver import ConnectError, ResolveError, Resolver, connect_domain
 from tercet.net.tls import ALPN_S2S
 from tercet.protocol.dialback import NS_DIALBACK
@@ -65,7 +69,7 @@ def to_client_namespace(el: Element) -> None:
 class S2SConnection(C2SConnection):
     """One server-to-server TCP connection, either direction."""
 
-    __slots__ = ("s2s",)
+    __slots__ = ("_peer_chain", "s2s")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager,
                  direction: str = "in", local: str | None = None,
@@ -74,6 +78,8 @@ class S2SConnection(C2SConnection):
         self._reader = StreamReader(listener.limits.stanza_size, content_ns=NS_SERVER)
         self.s2s = ServerSession(self, direction, local, remote)
         self.s2s.reply_route = self._reply
+        # The certificates the peer sent in the TLS handshake, leaf first.
+        self._peer_chain: list[x509.Certificate] = []
         # The C2S machinery logs and closes through ``session``.
         self.session = self.s2s  # type: ignore[assignment]
 
@@ -116,6 +122,31 @@ class S2SConnection(C2SConnection):
             "version": sslobj.version() if sslobj is not None else None,
             "cipher": sslobj.cipher()[0] if sslobj is not None and sslobj.cipher() else None,
         }
+        self._peer_chain = peer_chain(sslobj)
+        if self.s2s.direction == "out":
+            self._check_certificate()
+        # Inbound: checked when the stream says which domain it speaks for.
+
+    def _check_certificate(self) -> None:
+        """RFC 6120 §13.7.2: the peer's certificate for the domain of the stream."""
+        session = self.s2s
+        session.cert_status = status(
+            self._peer_chain, session.remote_domain, trust_store(self.net),
+            dt.datetime.now(dt.UTC),
+            # Inbound, OpenSSL checked the chain (CERT_OPTIONAL) or failed the handshake;
+            # without a request there is no peer certificate ("none").
+            chain_verified=session.direction == "in")
+        session.log.debug("certificate of %s: %s", session.remote_domain,
+                          session.cert_status)
+
+    def _server_tls_context(self) -> ssl.SSLContext:
+        return s2s_server_context(self.net)
+
+    def restart_stream(self) -> None:
+        """After SASL success (RFC 6120 §6.4.6): the initiating side opens a new stream."""
+        super().restart_stream()
+        if self.s2s.direction == "out":
+            self._send_header(None)
 
     # -- stream events ------------------------------------------------------------------------
     def _stream_opened(self, event: StreamOpened) -> None:
@@ -139,8 +170,14 @@ class S2SConnection(C2SConnection):
             self._send_header(session.local_domain)
             if to != session.local_domain:
                 raise StreamError("host-unknown", "the stream changed host")
+            claimed = (attrs.get("from") or "").lower() or None
+            if claimed != session.remote_domain and not session.remote_domains:
+                session.remote_domain = claimed
+                session.cert_status = None  # checked again for the domain now claimed
         if not attrs.get("version", "0.9").startswith("1."):
             raise StreamError("unsupported-version")
+        if self._secure and session.cert_status is None:
+            self._check_certificate()
         features = Element("features", NS_STREAM)
         self.server.fire_sync_or_log(self.server.events, "s2s-features",
                                      ServerStreamEvent(session, features))
@@ -223,17 +260,47 @@ class S2SConnection(C2SConnection):
         self._send_header(None)  # RFC 6120 §5.4.3.3: a new stream over TLS
 
 
+def trust_store(net: NetManager) -> TrustStore:
+    """The anchors for peers' certificates: the system's plus ``s2s_cafile`` and
+    ``s2s_capath`` (options of the s2s module), read once."""
+    if net.tls.trust is None:
+        config = net.server.config
+        net.tls.trust = TrustStore(config.get("s2s_cafile") or None,
+                                   config.get("s2s_capath") or None)
+    return net.tls.trust
+
+
+def s2s_server_context(net: NetManager) -> ssl.SSLContext:
+    """The TLS server context of inbound s2s streams (STARTTLS and direct TLS). Peers'
+    certificates are requested only under a policy that demands them (see
+    TLSManager.s2s_server_context); otherwise inbound peers authenticate by dialback."""
+    config = net.server.config
+    demanding = bool(config.get("s2s_secure_auth") or config.get("s2s_secure_domains"))
+    return net.tls.s2s_server_context(trust_store(net), request_certificate=demanding)
+
+
 def client_context(net: NetManager, local: str | None) -> ssl.SSLContext:
-    """The TLS client context of an outbound stream, with our host's certificate as the
-    client certificate (peers under secure auth ask for it). Peer certificates are not
-    validated here: authentication is by dialback (XEP-0220) on top."""
+    """The TLS client context of an outbound stream. The peer's certificate is not
+    verified during the handshake but afterwards (``_check_certificate``), so that one
+    that does not verify still leaves dialback. Our host's certificate goes out as the
+    client certificate (SASL EXTERNAL, peers under secure auth) only when our own trust
+    store validates it: a peer would fail the handshake on one it cannot verify
+    (net/certverify.py)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     entry = net.tls.hosts.get(local or "")
-    if entry is not None:
-        ctx.load_cert_chain(str(entry.cert_path), str(entry.key_path))
+    if entry is not None and local is not None:
+        try:
+            pem = entry.cert_path.read_bytes()
+        except OSError:
+            pem = b""
+        if trust_store(net).validates(pem, local, dt.datetime.now(dt.UTC)):
+            ctx.load_cert_chain(str(entry.cert_path), str(entry.key_path))
+        else:
+            log.debug("not presenting the certificate of %s: our trust store does not "
+                      "validate it", local)
     ctx.set_alpn_protocols([ALPN_S2S])
     return ctx
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from tercet.net.certverify import TrustStore
+
 log = logging.getLogger("tercet.tls")
 
 ALPN_C2S = "xmpp-client"  # XEP-0368 §3
@@ -49,6 +51,11 @@ class TLSManager:
     hosts: dict[str, HostTLS] = field(default_factory=dict)
     _by_context: dict[int, HostTLS] = field(default_factory=dict)
     _default: HostTLS | None = None
+    #: Anchors for peers' certificates on server streams (set by the s2s layer).
+    trust: TrustStore | None = None
+    # host -> its server context for s2s streams: asks for a client certificate.
+    _s2s: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    _s2s_requests: bool = False
 
     def add_host(self, host: str, cert_path: Path, key_path: Path) -> None:
         ctx = self._make_context(cert_path, key_path)
@@ -59,8 +66,15 @@ class TLSManager:
             self._default = entry
             ctx.sni_callback = self._sni
 
-    def _make_context(self, cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    def _make_context(self, cert_path: Path, key_path: Path,
+                      trust: TrustStore | None = None) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if trust is not None:
+            # RFC 6120 §13.7.2.1 / XEP-0178: request, not require, a client certificate.
+            # OpenSSL fails the handshake on one that does not chain to ``trust``
+            # (net/certverify.py explains what that means for dialback).
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            trust.load_into(ctx)
         ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if self.min_version == "1.3"
                                else ssl.TLSVersion.TLSv1_2)
         ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
@@ -76,6 +90,36 @@ class TLSManager:
                 entry = self._wildcard(server_name.lower())
             if entry is not None and entry is not self._default:
                 sslobj.context = entry.context
+        return None
+
+    def s2s_server_context(self, trust: TrustStore, *,
+                           request_certificate: bool) -> ssl.SSLContext:
+        """The server context of s2s streams: the host's certificate chosen by SNI and,
+        with ``request_certificate``, a request for the peer's certificate, checked
+        against ``trust``.
+
+        Python's ssl cannot let a handshake go on past a client certificate that does not
+        verify, so requesting one cuts off every peer presenting a self-signed or unknown
+        certificate, dialback included. Only a policy that refuses such peers anyway
+        (s2s_secure_auth, s2s_secure_domains) asks for it."""
+        if self._default is None:
+            raise RuntimeError("no TLS certificate is configured")
+        wanted = trust if request_certificate else None
+        if trust is not self.trust or not self._s2s or self._s2s_requests != request_certificate:
+            self.trust = trust
+            self._s2s_requests = request_certificate
+            self._s2s = {host: self._make_context(entry.cert_path, entry.key_path, wanted)
+                         for host, entry in self.hosts.items()}
+            self._s2s[self._default.host].sni_callback = self._sni_s2s
+        return self._s2s[self._default.host]
+
+    def _sni_s2s(self, sslobj: ssl.SSLObject, server_name: str | None,
+                 _ctx: ssl.SSLContext) -> None:
+        if server_name:
+            entry = self.hosts.get(server_name.lower().rstrip(".")) or self._wildcard(
+                server_name.lower())
+            if entry is not None and entry is not self._default:
+                sslobj.context = self._s2s[entry.host]
         return None
 
     def _wildcard(self, name: str) -> HostTLS | None:
