@@ -31,25 +31,31 @@ admin_socket = "{admin_socket}"
 {extra}
 [virtualhosts."{domain}"]
 modules_enabled = ["s2s", "dialback"]
+{host_extra}
 """
 
 
 class DomainHarness(ServerHarness):
     """A ServerHarness serving ``domain`` with s2s on a free port."""
 
-    def __init__(self, directory: Path, domain: str, dns: str, extra: str = "") -> None:
+    def __init__(self, directory: Path, domain: str, dns: str, extra: str = "",
+                 host_extra: str = "") -> None:
         super().__init__(directory)
         self.domain = domain
         generate_self_signed(domain, directory / "certs")
         self.c2s_port, self.s2s_port = free_port(), free_port()
         self.config_path.write_text(CONFIG.format(
             c2s=self.c2s_port, s2s=self.s2s_port, dns=dns, domain=domain,
-            admin_socket=self.admin_socket, extra=extra))
+            admin_socket=self.admin_socket, extra=extra, host_extra=host_extra))
 
 
 @asynccontextmanager
-async def federation(tmp_path: Path, extra: dict[str, str] | None = None
+async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
+                     host_extra: dict[str, str] | None = None,
+                     also_hosts: dict[str, list[str]] | None = None,
                      ) -> AsyncIterator[dict[str, DomainHarness]]:
+    """a.test and b.test, each on its own server; ``also_hosts`` names more domains a
+    server hosts (their tables go in ``host_extra``): certificates and DNS for them too."""
     from dnsresponder import DnsResponder  # tests/net
 
     async with DnsResponder() as dns:
@@ -57,10 +63,14 @@ async def federation(tmp_path: Path, extra: dict[str, str] | None = None
         try:
             for domain in ("a.test", "b.test"):
                 h = DomainHarness(tmp_path / domain, domain, dns.nameserver,
-                                  (extra or {}).get(domain, ""))
+                                  (extra or {}).get(domain, ""),
+                                  (host_extra or {}).get(domain, ""))
                 servers[domain] = h
-                dns.add(f"_xmpp-server._tcp.{domain}", "SRV", [f"0 0 {h.s2s_port} {domain}."])
-                dns.add(domain, "A", ["127.0.0.1"])
+                for name in (domain, *(also_hosts or {}).get(domain, [])):
+                    if name != domain:
+                        generate_self_signed(name, h.directory / "certs")
+                    dns.add(f"_xmpp-server._tcp.{name}", "SRV", [f"0 0 {h.s2s_port} {name}."])
+                    dns.add(name, "A", ["127.0.0.1"])
             for h in servers.values():
                 await asyncio.to_thread(h.start)
                 await asyncio.to_thread(h.create_user, "user", "pass", h.domain)
@@ -169,4 +179,61 @@ def test_secure_auth_refuses_dialback_actively(tmp_path: Path) -> None:
                 assert link is None or link.session is None or not link.session.authenticated
             finally:
                 await close(alice)
+    run(main(), timeout=90)
+
+
+async def bounce_of(client: Any, to: str, body: str) -> Any:
+    client.send_message(mto=to, mbody=body, mtype="chat")
+    error = await asyncio.wait_for(client.messages.get(), 30)
+    assert error["type"] == "error" and error["body"] == body, error
+    return error
+
+
+def test_blocked_domains_both_directions(tmp_path: Path) -> None:
+    """a.test blocks b.test: a's users get not-allowed at once; b's stream to a is
+    refused, so b's users get a remote-server error."""
+    async def main() -> None:
+        async with federation(tmp_path, {"a.test": 's2s_blocked_domains = ["b.test"]\n'}
+                              ) as servers:
+            alice, bob = await _clients(servers)
+            try:
+                error = await bounce_of(alice, "user@b.test", "to a blocked domain")
+                assert error["error"]["condition"] == "not-allowed"
+                error = await bounce_of(bob, "user@a.test", "from a blocked domain")
+                assert error["error"]["condition"].startswith("remote-server-")
+            finally:
+                await close(alice)
+                await close(bob)
+    run(main(), timeout=90)
+
+
+QUIET = """
+[virtualhosts."quiet.test"]
+modules_disabled = ["s2s"]
+"""
+
+
+def test_federation_off_for_one_host(tmp_path: Path) -> None:
+    """Server a also hosts quiet.test with modules_disabled = ["s2s"]: its users cannot
+    reach b (service-unavailable), a stream to it is refused (host-unknown, so b's user
+    gets a remote-server error), and a.test still federates."""
+    async def main() -> None:
+        async with federation(tmp_path, host_extra={"a.test": QUIET},
+                              also_hosts={"a.test": ["quiet.test"]}) as servers:
+            h = servers["a.test"]
+            await asyncio.to_thread(h.create_user, "quiet", "pass", "quiet.test")
+            quiet = await login("quiet@quiet.test", "pass", h.c2s_port)
+            alice, bob = await _clients(servers)
+            try:
+                error = await bounce_of(quiet, "user@b.test", "out of a quiet host")
+                assert error["error"]["condition"] == "service-unavailable"
+                error = await bounce_of(bob, "quiet@quiet.test", "into a quiet host")
+                assert error["error"]["condition"].startswith("remote-server-")
+                alice.send_message(mto="user@b.test", mbody="a.test still federates",
+                                   mtype="chat")
+                got = await asyncio.wait_for(bob.messages.get(), 15)
+                assert got["body"] == "a.test still federates"
+            finally:
+                for client in (quiet, alice, bob):
+                    await close(client)
     run(main(), timeout=90)

@@ -78,7 +78,12 @@ class ModuleApi:
 
     @property
     def _host(self) -> Host:
-        return self._server.hosts[self.host]
+        host = self._server.hosts.get(self.host)
+        if host is None:
+            # A global module (host "*") has no host to speak for or advertise on.
+            raise ModuleError(f"module {self.name} is global: it has no host of its own "
+                              "(use route/route_detached with an origin, or hook per host)")
+        return host
 
     def hook(self, name: str, handler: Handler, priority: float = 0) -> HookHandle:
         """Run ``handler(event)`` for event ``name`` on this module's host (0.1).
@@ -190,11 +195,11 @@ class ModuleApi:
     _declared_options: Mapping[str, Option[Any]] = MappingProxyType({})
 
     @overload
-    def option(self, name: Option[T]) -> T: ...
+    def option(self, name: Option[T], *, host: str | None = None) -> T: ...
     @overload
-    def option(self, name: str) -> Any: ...
+    def option(self, name: str, *, host: str | None = None) -> Any: ...
 
-    def option(self, name: str | Option[Any]) -> Any:
+    def option(self, name: str | Option[Any], *, host: str | None = None) -> Any:
         """The value of a declared option on this host: the host table's, else the global
         one, else the declared default (1.0; the per-call ``default``/``type``/``min``
         keywords of 0.1 are gone: declare the option in ``OPTIONS``).
@@ -202,9 +207,11 @@ class ModuleApi:
         ``name`` is an option this module declares or any other declared option (core
         options, another module's); pass the :class:`Option` itself for a value typed by
         it. An undeclared name raises ModuleError; a bad value raises ConfigError naming
-        the file, the key and the fix.
+        the file, the key and the fix. ``host`` (1.0) reads another host's value, for
+        global modules that act per host (s2s).
         """
-        host = None if self.host == "*" else self.host
+        if host is None:
+            host = None if self.host == "*" else self.host
         return self._server.config.option(self._declaration(name), host)
 
     @overload

@@ -30,6 +30,7 @@ class TrustPolicy:
         self.secure_auth = bool(module.option("s2s_secure_auth"))
         self.secure_domains = {d.lower() for d in module.option("s2s_secure_domains")}
         self.insecure_domains = {d.lower() for d in module.option("s2s_insecure_domains")}
+        self.blocked = tuple(d.lower().rstrip(".") for d in module.option("s2s_blocked_domains"))
 
     def requires_certificate(self, domain: str) -> bool:
         if domain in self.insecure_domains:
@@ -38,7 +39,10 @@ class TrustPolicy:
 
     def dialback_allowed(self, session: ServerSession, domain: str) -> bool:
         """Dialback proves control of DNS, not a certificate: under the policy it is
-        allowed only when the certificate is valid anyway (a peer that prefers dialback)."""
+        allowed only when the certificate is valid anyway (a peer that prefers dialback).
+        Never for a blocked domain (a stream without ``from`` names it only here)."""
+        if any(domain == b or domain.endswith("." + b) for b in self.blocked):
+            return False
         return not self.requires_certificate(domain) or cert_valid_for(session, domain)
 
     def refuse(self, session: ServerSession, domain: str) -> None:

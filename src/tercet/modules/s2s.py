@@ -14,6 +14,7 @@ import ipaddress
 from typing import Any
 
 from tercet.module import (
+    ClientSession,
     ConnectSpec,
     Element,
     Invalid,
@@ -21,6 +22,7 @@ from tercet.module import (
     ModuleApi,
     Option,
     ServerStreamEvent,
+    StanzaError,
     StanzaEvent,
     StreamError,
     StreamLimits,
@@ -81,6 +83,9 @@ OPTIONS: list[Option[Any]] = [
     Option("s2s_insecure_domains", list[str], [],
            "Domains allowed to authenticate by dialback even with s2s_secure_auth.",
            scope="global"),
+    Option("s2s_blocked_domains", list[str], [],
+           "Remote domains (and their subdomains) never federated with, in either "
+           "direction.", scope="global"),
     Option("dns_nameservers", list[str], [],
            'Nameservers for peer lookups ("ip" or "ip:port"); empty: /etc/resolv.conf.',
            scope="global", validate=_valid_nameservers, cite="RFC 6120 §3.2"),
@@ -106,7 +111,9 @@ async def load(module: ModuleApi) -> None:
     module.hook_global("s2s-features-out", cert.features_out, 50)
     module.hook_global(f"s2s/{NS_SASL}:success", cert.success)
     module.hook_global(f"s2s/{NS_SASL}:failure", cert.failure)
-    module.hook_global("route/remote", lambda event: route_remote(links, event))
+    federation = Federation(module)
+    module.hook_global("s2s-features", federation.check_inbound, 300)
+    module.hook_global("route/remote", lambda event: route_remote(links, federation, event))
     module.hook_global("s2s-closed", links.closed)
     S2SAdmin(module, links).register()  # admin/s2s.list, admin/s2s.close
     module.add_timer(min(60.0, links.idle_timeout), links.close_idle)
@@ -122,15 +129,70 @@ async def load(module: ModuleApi) -> None:
         module.log.info("s2s (direct TLS) on %s", bound)
 
 
-def route_remote(links: S2SLinks, event: StanzaEvent) -> bool | None:
+def route_remote(links: S2SLinks, federation: Federation, event: StanzaEvent
+                 ) -> bool | None:
     """``route/remote``: a stanza for a domain not hosted here."""
     if event.to is None or event.from_ is None:
         return None
     local = event.from_.domain
     if not links.module.is_local_host(local) or local == event.to.domain:
         return None  # we speak only for our own domains (no relaying): bounced
+    refusal = federation.refusal(local, event.to.domain)
+    if refusal is not None:
+        return federation.bounce(event, refusal)
     links.send(local, event.to.domain, event.stanza, event.origin)
     return True
+
+
+class Federation:
+    """Which of our hosts federate (``modules_disabled = ["s2s"]`` in a host table turns
+    it off for that host, as in Prosody) and with whom (``s2s_blocked_domains``)."""
+
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.blocked = tuple(d.lower().rstrip(".") for d in module.option("s2s_blocked_domains"))
+
+    def is_blocked(self, domain: str) -> bool:
+        domain = domain.lower().rstrip(".")
+        return any(domain == b or domain.endswith("." + b) for b in self.blocked)
+
+    def host_federates(self, host: str) -> bool:
+        return "s2s" not in (self.module.option("modules_disabled", host=host) or ())
+
+    def refusal(self, local: str, remote: str) -> str | None:
+        """The stanza error condition for a stanza from ``local`` to ``remote``, if any."""
+        if not self.host_federates(local):
+            return "service-unavailable"  # RFC 6120 §8.3.3.19: no federation here
+        if self.is_blocked(remote):
+            return "not-allowed"  # §8.3.3.10: refused by local policy
+        return None
+
+    def bounce(self, event: StanzaEvent, condition: str) -> bool:
+        stanza = event.stanza
+        if stanza.get("type") in ("error", "result"):
+            return True  # RFC 6120 §8.3.1: errors are never answered
+        reply = stanza.error_reply(StanzaError(condition))
+        if isinstance(event.origin, ClientSession):
+            event.origin.send(reply)  # straight back to the client that sent it
+        else:
+            self.module.route_detached(event.origin, reply)  # a component, the host
+        return True
+
+    def check_inbound(self, event: ServerStreamEvent) -> bool | None:
+        """``s2s-features`` (first of all): a stream from a blocked domain, or to a host
+        that does not federate, is refused before anything is negotiated."""
+        session = event.session
+        local, remote = session.local_domain, session.remote_domain
+        if local is not None and not self.host_federates(local):
+            session.log.info("refusing a stream to %s from %s: federation is off for %s",
+                             local, remote, local)
+            session.close(StreamError("host-unknown", "no federation for this host"))
+            return True
+        if remote is not None and self.is_blocked(remote):
+            session.log.info("refusing a stream from %s: s2s_blocked_domains", remote)
+            session.close(StreamError("policy-violation", "blocked by policy"))
+            return True
+        return None
 
 
 class StartTLS:
