@@ -41,6 +41,7 @@ class DomainHarness(ServerHarness):
     def __init__(self, directory: Path, domain: str, dns: str, extra: str = "",
                  host_extra: str = "") -> None:
         super().__init__(directory)
+        self.dns: Any = None  # the DnsResponder serving the test's zone
         self.domain = domain
         generate_self_signed(domain, directory / "certs")
         self.c2s_port, self.s2s_port = free_port(), free_port()
@@ -66,6 +67,7 @@ async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
                                   (extra or {}).get(domain, ""),
                                   (host_extra or {}).get(domain, ""))
                 servers[domain] = h
+                h.dns = dns
                 for name in (domain, *(also_hosts or {}).get(domain, [])):
                     if name != domain:
                         generate_self_signed(name, h.directory / "certs")
@@ -157,6 +159,16 @@ def test_unresolvable_domain_bounces(tmp_path: Path) -> None:
                 assert all(e["error"]["condition"] == "remote-server-not-found"
                            for e in errors)
                 assert all(str(e["from"]) == "someone@nowhere.test" for e in errors)
+
+                # Backing off: the next stanza bounces at once, with no new lookup.
+                dns = servers["a.test"].dns
+                asked = [q for q in dns.queries if "nowhere.test" in q[0]]
+                assert asked  # the first attempt did look the domain up
+                alice.send_message(mto="someone@nowhere.test", mbody="x3", mtype="chat")
+                error = await asyncio.wait_for(alice.messages.get(), 15)
+                assert error["body"] == "x3"
+                assert error["error"]["condition"] == "remote-server-not-found"
+                assert [q for q in dns.queries if "nowhere.test" in q[0]] == asked
             finally:
                 await close(alice)
     run(main(), timeout=60)

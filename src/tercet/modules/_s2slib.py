@@ -31,6 +31,12 @@ MAX_QUEUE = 10000
 #: Seconds an outbound stream may take from connection to authenticated (XEP-0220 leaves
 #: it open; Prosody's s2s auth timeout is 60 s).
 AUTH_TIMEOUT = 60.0
+#: After a failed attempt, stanzas to that domain bounce at once for this long, doubling
+#: with each consecutive failure up to RETRY_MAX (RFC 6120 §3.2 leaves retries to the
+#: implementation; a short cap, unlike ejabberd's 300 s, so a peer that comes back is
+#: reachable again within a minute).
+RETRY_BASE = 2.0
+RETRY_MAX = 60.0
 
 
 @dataclass(eq=False)
@@ -42,6 +48,13 @@ class Link:
     opening: asyncio.Task[ServerSession | PeerUnreachable] | None = None
     establishing: asyncio.Task[None] | None = None
     last_used: float = 0.0
+    failures: int = 0  # consecutive failed attempts
+    retry_at: float = 0.0  # no new attempt before this (server clock)
+    last_condition: str = "remote-server-not-found"
+
+    @property
+    def idle(self) -> bool:
+        return self.session is None and not self.queue and self.establishing is None
 
 
 class S2SLinks:
@@ -68,6 +81,10 @@ class S2SLinks:
         if session is not None and session.authenticated and not session.closed \
                 and not link.queue:
             session.send(stanza)
+            return
+        if link.establishing is None and (session is None or session.closed) \
+                and link.last_used < link.retry_at:
+            self._bounce(stanza, origin, link.last_condition)  # backing off
             return
         if len(link.queue) >= MAX_QUEUE:
             self._bounce(stanza, origin, "resource-constraint")
@@ -128,6 +145,7 @@ class S2SLinks:
             return
         finally:
             link.establishing = None
+        link.failures, link.retry_at = 0, 0.0
         self.module.log.debug("flushing %d stanza(s) to %s", len(link.queue), link.remote)
         while link.queue:  # no await inside: nothing can overtake the queue
             session.send(link.queue.popleft()[0])
@@ -135,6 +153,10 @@ class S2SLinks:
     def _fail(self, link: Link, condition: str) -> None:
         queue, link.queue = link.queue, deque()
         link.session = None
+        link.failures += 1
+        link.last_condition = condition
+        delay = min(RETRY_MAX, RETRY_BASE * 2 ** (link.failures - 1))
+        link.retry_at = self.module.now() + delay
         for stanza, origin in queue:
             self._bounce(stanza, origin, condition)
 
@@ -163,7 +185,10 @@ class S2SLinks:
     def close_idle(self) -> float:
         """Close streams unused for ``idle_timeout`` seconds; returns the next check delay."""
         now = self.module.now()
-        for link in list(self.links.values()):
+        for key, link in list(self.links.items()):
+            if link.idle and now >= link.retry_at:
+                del self.links[key]  # a failed domain is remembered only while backing off
+                continue
             session = link.session
             if session is not None and session.authenticated and not link.queue \
                     and now - link.last_used >= self.idle_timeout:
