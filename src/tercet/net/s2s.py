@@ -33,7 +33,7 @@ from tercet.net.certverify import TrustStore, peer_chain, status
 from tercet.net.resolver import ConnectError, ResolveError, Resolver, connect_domain
 from tercet.net.tls import ALPN_S2S
 from tercet.protocol.dialback import NS_DIALBACK
-from tercet.protocol.errors import StreamError
+from tercet.protocol.errors import NS_STREAMS, StreamError
 from tercet.protocol.jid import InvalidJID
 from tercet.protocol.stanza import NS_CLIENT, NS_SERVER, Element
 from tercet.protocol.xmlstream import (
@@ -187,6 +187,9 @@ class S2SConnection(C2SConnection):
         session = self.s2s
         if el.name in STANZA_NAMES and el.xmlns == NS_SERVER:
             return self._route_in(el)
+        if el.xmlns == NS_STREAM and el.name == "error":
+            self._peer_error(el)
+            return None
         if el.xmlns == NS_STREAM and el.name == "features" and session.direction == "out":
             name = "s2s-features-out"
         else:
@@ -198,6 +201,19 @@ class S2SConnection(C2SConnection):
                 raise StreamError("not-authorized", "no authentication method in common")
             raise StreamError("unsupported-stanza-type")
         return result
+
+    def _peer_error(self, el: Element) -> None:
+        """RFC 6120 §4.9: the peer ended the stream with an error. Say why, once, and
+        close our side with no error of our own (§4.9.1.1: nothing more is sent)."""
+        session = self.s2s
+        condition = next((c.name for c in el.elements() if c.xmlns == NS_STREAMS
+                          and c.name != "text"), "undefined-condition")
+        text = el.child_text("text", NS_STREAMS)
+        session.log.warning("%s ended the %s stream with the error %s%s",
+                            session.remote_domain,
+                            "outbound" if session.direction == "out" else "inbound",
+                            condition, f": {text}" if text else "")
+        self.close_stream(None)
 
     def _route_in(self, el: Element) -> Any:
         """RFC 6120 §8.1.1.1 and §4.9.3: a stanza from a peer names both ends; its
