@@ -5,6 +5,7 @@ certificates, authenticated by Server Dialback (XEP-0220)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,7 +31,7 @@ admin_socket = "{admin_socket}"
 
 {extra}
 [virtualhosts."{domain}"]
-modules_enabled = ["s2s", "dialback"]
+modules_enabled = {modules}
 {host_extra}
 """
 
@@ -39,7 +40,8 @@ class DomainHarness(ServerHarness):
     """A ServerHarness serving ``domain`` with s2s on a free port."""
 
     def __init__(self, directory: Path, domain: str, dns: str, extra: str = "",
-                 host_extra: str = "") -> None:
+                 host_extra: str = "", modules: tuple[str, ...] = ("s2s", "dialback")
+                 ) -> None:
         super().__init__(directory)
         self.dns: Any = None  # the DnsResponder serving the test's zone
         self.domain = domain
@@ -47,13 +49,15 @@ class DomainHarness(ServerHarness):
         self.c2s_port, self.s2s_port = free_port(), free_port()
         self.config_path.write_text(CONFIG.format(
             c2s=self.c2s_port, s2s=self.s2s_port, dns=dns, domain=domain,
-            admin_socket=self.admin_socket, extra=extra, host_extra=host_extra))
+            admin_socket=self.admin_socket, extra=extra, host_extra=host_extra,
+            modules=json.dumps(list(modules))))
 
 
 @asynccontextmanager
 async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
                      host_extra: dict[str, str] | None = None,
                      also_hosts: dict[str, list[str]] | None = None,
+                     modules: tuple[str, ...] = ("s2s", "dialback"),
                      ) -> AsyncIterator[dict[str, DomainHarness]]:
     """a.test and b.test, each on its own server; ``also_hosts`` names more domains a
     server hosts (their tables go in ``host_extra``): certificates and DNS for them too."""
@@ -65,7 +69,7 @@ async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
             for domain in ("a.test", "b.test"):
                 h = DomainHarness(tmp_path / domain, domain, dns.nameserver,
                                   (extra or {}).get(domain, ""),
-                                  (host_extra or {}).get(domain, ""))
+                                  (host_extra or {}).get(domain, ""), modules)
                 servers[domain] = h
                 h.dns = dns
                 for name in (domain, *(also_hosts or {}).get(domain, [])):

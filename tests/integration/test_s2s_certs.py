@@ -22,7 +22,8 @@ Kinds = dict[str, str]
 
 
 @asynccontextmanager
-async def federation(tmp_path: Path, kinds: Kinds, extra: dict[str, str] | None = None
+async def federation(tmp_path: Path, kinds: Kinds, extra: dict[str, str] | None = None,
+                     modules: tuple[str, ...] = ("s2s", "dialback"),
                      ) -> AsyncIterator[dict[str, DomainHarness]]:
     from dnsresponder import DnsResponder
 
@@ -33,7 +34,8 @@ async def federation(tmp_path: Path, kinds: Kinds, extra: dict[str, str] | None 
         try:
             for domain in ("a.test", "b.test"):
                 conf = f's2s_cafile = "{cafile}"\n' + (extra or {}).get(domain, "")
-                h = DomainHarness(tmp_path / domain, domain, dns.nameserver, conf)
+                h = DomainHarness(tmp_path / domain, domain, dns.nameserver, conf,
+                                  modules=modules)
                 kind = kinds[domain]
                 if kind != "self":
                     names = (domain,) if kind == "ca" else ("wrong.test",)

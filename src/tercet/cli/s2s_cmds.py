@@ -52,7 +52,8 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
     if row["id"] is None:
         tls = "(connecting)"
     queued = row["queued"]
-    return (row["direction"], row["local_domain"] or "?", remote, row["peer"] or "-", tls,
+    direction = row["direction"] + ("+bidi" if row.get("bidi") else "")
+    return (direction, row["local_domain"] or "?", remote, row["peer"] or "-", tls,
             row["auth_method"] or "none", row["cert_status"] or "-", _duration(row["age"]),
             _duration(row["idle"]), "-" if queued is None else str(queued))
 

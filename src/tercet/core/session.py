@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tercet.protocol import dialback
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import Element
 
@@ -256,7 +257,8 @@ class ServerSession(Session):
     kind = "s2s"
     __slots__ = ("conn", "direction", "local_domain", "remote_domain", "remote_domains",
                  "stream_id", "remote_stream_id", "authenticated", "auth_method",
-                 "negotiated", "ready", "tls_info", "reply_route", "cert_status")
+                 "negotiated", "ready", "tls_info", "reply_route", "cert_status", "bidi",
+                 "pairs", "last_activity", "on_authenticated")
 
     def __init__(self, conn: Connection, direction: str, local_domain: str | None = None,
                  remote_domain: str | None = None) -> None:
@@ -278,8 +280,18 @@ class ServerSession(Session):
         # before TLS.
         self.cert_status: str | None = None
         # Inbound streams carry nothing back (RFC 6120 §2.1): what handlers "send" to an
-        # inbound session (replies, errors) is routed, and leaves on an outbound stream.
+        # inbound session (replies, errors) is routed, and leaves on an outbound stream
+        # (which may be this one, made bidirectional: see ``transmit``).
         self.reply_route: Callable[[Element], None] | None = None
+        # XEP-0288: the initiating side asked for a bidirectional stream (§2.2).
+        self.bidi = False
+        # The (our domain, their domain) pairs authenticated on this stream.
+        self.pairs: set[tuple[str, str]] = set()
+        # Server clock of the last stanza or stream element in either direction (the idle
+        # timeout, ``s2s_timeout``); set by whoever has the clock.
+        self.last_activity = 0.0
+        # Called with the pair once a pair authenticates (the connection fires an event).
+        self.on_authenticated: Callable[[str, str], None] | None = None
 
     @property
     def secure(self) -> bool:
@@ -294,15 +306,34 @@ class ServerSession(Session):
             if self.reply_route is not None:
                 self.reply_route(stanza)
             return
+        self.transmit(stanza)
+
+    def transmit(self, stanza: Element) -> None:
+        """Write ``stanza`` on this stream, whichever side opened it: an outbound stream,
+        or an inbound one made bidirectional (XEP-0288) that the s2s links chose for it."""
         # Serialised against jabber:client: the stanza's own namespace is left implicit,
         # so on the wire it is the stream's default, jabber:server (RFC 6120 §4.8.3).
         if not self.closed:
             self.conn.write(stanza.to_xml().encode())
 
+    def carries(self, local: str, remote: str) -> bool:
+        """Whether stanzas from ``local`` to ``remote`` may be written on this stream:
+        an authenticated outbound stream for its pair, or a bidirectional inbound one
+        where the pair authenticated (XEP-0288 §2.2: only for those)."""
+        if self.closed:
+            return False
+        if self.direction == "out":
+            return self.authenticated and (local, remote) == (
+                self.local_domain, self.remote_domain)
+        return self.bidi and (local, remote) in self.pairs
+
     def send_element(self, element: Element) -> None:
-        """Write a stream-level element (STARTTLS, dialback) in its own namespace."""
+        """Write a stream-level element (STARTTLS, dialback) in its own namespace;
+        dialback elements with the ``db`` prefix peers expect (protocol.dialback)."""
         if not self.closed:
-            self.conn.write(element.to_xml(None).encode())
+            text = (dialback.to_wire(element) if element.xmlns == dialback.NS_DIALBACK
+                    else element.to_xml(None))
+            self.conn.write(text.encode())
 
     async def start_tls(self) -> None:
         """STARTTLS in this session's direction (RFC 6120 §5.4.3.3)."""
@@ -313,17 +344,23 @@ class ServerSession(Session):
         initiating side also sends a new stream header."""
         self.conn.restart_stream()
 
-    def set_authenticated(self, remote: str, method: str) -> None:
+    def set_authenticated(self, remote: str, method: str, local: str | None = None
+                          ) -> None:
         """Record that ``remote`` authenticated on this stream (RFC 6120 §4.9.3.9: until
-        then, nothing but negotiation is accepted)."""
+        then, nothing but negotiation is accepted), to talk with our ``local`` domain
+        (default: the stream's; dialback names its own pair, XEP-0220 §2.1)."""
         self.auth_method = method
+        local = local or self.local_domain
+        if local is not None:
+            self.pairs.add((local, remote))
         if self.direction == "in":
             self.remote_domains.add(remote)
-            self.conn.authenticated()
         else:
             self.authenticated = True
             self.ready.set()
-            self.conn.authenticated()
+        self.conn.authenticated()
+        if local is not None and self.on_authenticated is not None:
+            self.on_authenticated(local, remote)
 
     def close(self, error: StreamError | None = None) -> None:
         if self.closed:

@@ -97,8 +97,10 @@ class S2SAdmin:
             "auth_method": session.auth_method if authenticated else None,
             "cert_status": session.cert_status,
             "age": round(now - opened[1], 1) if opened is not None else None,
-            "idle": round(now - link.last_used, 1) if link is not None else None,
+            "idle": round(now - max(session.last_activity,
+                                    link.last_used if link is not None else 0.0), 1),
             "queued": len(link.queue) if link is not None else None,
+            "bidi": session.bidi,  # XEP-0288: this stream carries stanzas both ways
         }
 
     def _pending_row(self, link: Link) -> dict[str, Any]:
@@ -108,7 +110,7 @@ class S2SAdmin:
             "tls_version": None, "tls_cipher": None, "auth_method": None,
             "cert_status": None, "age": None,
             "idle": round(self.module.now() - link.last_used, 1),
-            "queued": len(link.queue),
+            "queued": len(link.queue), "bidi": False,
         }
 
     def close(self, req: AdminRequest) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class S2SLinks:
         self.spec = spec  # template: service, limits, nameservers, timeouts
         self.idle_timeout = idle_timeout
         self.links: dict[tuple[str, str], Link] = {}
+        # Inbound streams by session id, for the idle timeout.
+        self.inbound: dict[str, ServerSession] = {}
 
     def _link(self, local: str, remote: str) -> Link:
         link = self.links.get((local, remote))
@@ -78,9 +80,9 @@ class S2SLinks:
         link = self._link(local, remote)
         link.last_used = self.module.now()
         session = link.session
-        if session is not None and session.authenticated and not session.closed \
-                and not link.queue:
-            session.send(stanza)
+        if session is not None and session.carries(local, remote) and not link.queue:
+            session.last_activity = link.last_used
+            session.transmit(stanza)
             return
         if link.establishing is None and (session is None or session.closed) \
                 and link.last_used < link.retry_at:
@@ -98,6 +100,8 @@ class S2SLinks:
         authenticated yet): what dialback sends db:verify over. Raises PeerUnreachable."""
         link = self._link(local, remote)
         session = await self._open(link)
+        if session.direction == "in":
+            return session  # a bidirectional stream the peer opened (XEP-0288)
         async with asyncio.timeout(AUTH_TIMEOUT):
             await session.negotiated.wait()
         if session.closed:
@@ -147,8 +151,11 @@ class S2SLinks:
             link.establishing = None
         link.failures, link.retry_at = 0, 0.0
         self.module.log.debug("flushing %d stanza(s) to %s", len(link.queue), link.remote)
+        self._flush(link, session)
+
+    def _flush(self, link: Link, session: ServerSession) -> None:
         while link.queue:  # no await inside: nothing can overtake the queue
-            session.send(link.queue.popleft()[0])
+            session.transmit(link.queue.popleft()[0])
 
     def _fail(self, link: Link, condition: str) -> None:
         queue, link.queue = link.queue, deque()
@@ -168,31 +175,64 @@ class S2SLinks:
         reply = stanza.error_reply(StanzaError(condition))
         self.module.route_detached(origin, reply)
 
+    def adopt(self, session: ServerSession) -> None:
+        """XEP-0288 §2.2: a bidirectional inbound stream may carry our stanzas for the
+        inverse of each pair authenticated on it. It becomes the link of a pair that has
+        no stream of its own (open or being set up): no second connection is opened."""
+        if session.direction != "in" or not session.bidi or session.closed:
+            return
+        for local, remote in sorted(session.pairs):
+            link = self._link(local, remote)
+            current = link.session
+            if link.establishing is not None or (
+                    current is not None and not current.closed):
+                continue  # keep the stream we have or are opening
+            session.log.info("bidirectional stream from %s also carries %s -> %s",
+                             remote, local, remote)
+            link.session = session
+            link.failures, link.retry_at = 0, 0.0
+            self._flush(link, session)
+
+    def opened(self, session: ServerSession) -> None:
+        """An inbound stream opened: watched for the idle timeout until it ends."""
+        if session.direction == "in" and not session.closed:
+            self.inbound[session.id] = session
+
     def closed(self, session: ServerSession) -> None:
         """A stream ended: forget it; stanzas still queued get a new connection."""
-        if session.direction != "out" or session.local_domain is None \
-                or session.remote_domain is None:
-            return
-        link = self.links.get((session.local_domain, session.remote_domain))
-        if link is None or link.session is not session:
-            return
-        link.session = None
-        if link.queue and link.establishing is None:
-            link.establishing = self.module.spawn(self._establish(link))
-        elif not link.queue and link.establishing is None:
-            del self.links[(link.local, link.remote)]
+        self.inbound.pop(session.id, None)
+        if session.direction == "out":
+            pairs = [(session.local_domain, session.remote_domain)]
+        else:
+            pairs = list(session.pairs) if session.bidi else []
+        for local, remote in pairs:
+            link = self.links.get((local or "", remote or ""))
+            if link is None or link.session is not session:
+                continue
+            link.session = None
+            if link.queue and link.establishing is None:
+                link.establishing = self.module.spawn(self._establish(link))
+            elif not link.queue and link.establishing is None:
+                del self.links[(link.local, link.remote)]
 
     def close_idle(self) -> float:
-        """Close streams unused for ``idle_timeout`` seconds; returns the next check delay."""
+        """Close streams unused for ``idle_timeout`` seconds, in both directions (as
+        Prosody's ``s2s_timeout``); returns the next check delay."""
         now = self.module.now()
         for key, link in list(self.links.items()):
             if link.idle and now >= link.retry_at:
                 del self.links[key]  # a failed domain is remembered only while backing off
                 continue
             session = link.session
-            if session is not None and session.authenticated and not link.queue \
-                    and now - link.last_used >= self.idle_timeout:
+            if session is not None and session.direction == "out" \
+                    and session.authenticated and not link.queue \
+                    and now - max(link.last_used, session.last_activity) >= self.idle_timeout:
                 session.log.info("closing idle stream to %s", link.remote)
+                session.close()
+        for session in list(self.inbound.values()):
+            # Received traffic and, on a bidirectional stream, what we sent on it.
+            if now - session.last_activity >= self.idle_timeout:
+                session.log.info("closing idle stream from %s", session.remote_domain)
                 session.close()
         return min(60.0, self.idle_timeout)
 

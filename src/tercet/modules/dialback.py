@@ -14,7 +14,14 @@ import asyncio
 import secrets
 from typing import Any
 
-from tercet.module import ModuleApi, Option, ServerSession, ServerStreamEvent, StreamError
+from tercet.module import (
+    ModuleApi,
+    Option,
+    PeerUnreachable,
+    ServerSession,
+    ServerStreamEvent,
+    StreamError,
+)
 from tercet.modules._s2sauth import TrustPolicy
 from tercet.modules._s2slib import S2SLinks
 from tercet.protocol import dialback as db
@@ -123,6 +130,10 @@ class Dialback:
         self.pending[slot] = future
         try:
             out = await links.stream_for(req.to, req.from_)
+            if out is session:
+                # XEP-0288 §2.2: never verify a key on the connection that brought it.
+                raise PeerUnreachable("remote-server-not-found",
+                                      "only the requesting stream leads there")
             out.send_element(db.request("verify", req.to, req.from_, req.key,
                                         session.stream_id))
             async with asyncio.timeout(VERIFY_TIMEOUT):
@@ -140,7 +151,9 @@ class Dialback:
         session.send_element(db.answer(req, valid))
         if valid:
             session.log.info("%s authenticated by dialback", req.from_)
-            session.set_authenticated(req.from_, "dialback")
+            # The pair authenticated is (our domain, theirs): on a bidirectional stream,
+            # its inverse is what we may send back (XEP-0288 §2.2).
+            session.set_authenticated(req.from_, "dialback", req.to)
         else:
             session.log.info("%s failed dialback", req.from_)
             session.close(StreamError("not-authorized"))

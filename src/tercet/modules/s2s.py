@@ -5,12 +5,13 @@ a bounded queue per destination while a stream is found (RFC 6120 §3.2), secure
 (STARTTLS, §5) and authenticated (SASL EXTERNAL with a valid certificate, XEP-0178, in
 modules/_s2sauth.py; else the dialback module, XEP-0220, as the trust policy allows), then
 leave in order.
-A stream unused for ``s2s_timeout`` seconds is closed.
+A stream without traffic for ``s2s_timeout`` seconds is closed, in either direction.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from tercet.module import (
@@ -21,6 +22,7 @@ from tercet.module import (
     ListenSpec,
     ModuleApi,
     Option,
+    ServerSession,
     ServerStreamEvent,
     StanzaError,
     StanzaEvent,
@@ -63,7 +65,8 @@ OPTIONS: list[Option[Any]] = [
     Option("s2s_interfaces", list[str], ["127.0.0.1", "::1"],
            'Addresses server ports listen on; "*" = all IPv4, "::" = all IPv6.',
            scope="global", validate=valid_interfaces),
-    Option("s2s_timeout", int, 900, "Seconds an unused outbound server stream stays open.",
+    Option("s2s_timeout", int, 900,
+           "Seconds a server stream (either direction) stays open without traffic.",
            min=1, max=86400, scope="global"),
     Option("s2s_stanza_size_limit", int, 512 * 1024, "Largest stanza from a server, in bytes.",
            min=10000, max=64 * 1024 * 1024, scope="global", cite="RFC 6120 §13.12"),
@@ -115,6 +118,8 @@ async def load(module: ModuleApi) -> None:
     module.hook_global("s2s-features", federation.check_inbound, 300)
     module.hook_global("route/remote", lambda event: route_remote(links, federation, event))
     module.hook_global("s2s-closed", links.closed)
+    module.hook_global("s2s-features", _observe(links.opened), 1000)
+    module.hook_global("s2s-authenticated", links.adopt)
     S2SAdmin(module, links).register()  # admin/s2s.list, admin/s2s.close
     module.add_timer(min(60.0, links.idle_timeout), links.close_idle)
     interfaces = tuple(module.option("s2s_interfaces"))
@@ -127,6 +132,14 @@ async def load(module: ModuleApi) -> None:
         bound = await module.listen(ListenSpec("s2s", tls_ports, interfaces, direct_tls=True,
                                                limits=limits))
         module.log.info("s2s (direct TLS) on %s", bound)
+
+
+def _observe(seen: Callable[[ServerSession], None]
+             ) -> Callable[[ServerStreamEvent], None]:
+    """An observer of a stream event: sees the session, never answers."""
+    def observer(event: ServerStreamEvent) -> None:
+        seen(event.session)
+    return observer
 
 
 def route_remote(links: S2SLinks, federation: Federation, event: StanzaEvent

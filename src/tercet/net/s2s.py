@@ -11,6 +11,7 @@ Events fired on the global bus (payload :class:`ServerStreamEvent`):
 ``s2s-features``          inbound stream (re)opened: modules add to the features offered
 ``s2s-features-out``      outbound stream received the peer's features (STARTTLS, dialback)
 ``s2s/<ns>:<name>``       a non-stanza element (``<starttls/>``, ``<db:result/>``...)
+``s2s-authenticated``     a domain pair authenticated on a stream (payload: the session)
 ``s2s-closed``            a stream ended (payload: the session)
 """
 
@@ -69,7 +70,7 @@ def to_client_namespace(el: Element) -> None:
 class S2SConnection(C2SConnection):
     """One server-to-server TCP connection, either direction."""
 
-    __slots__ = ("_peer_chain", "s2s")
+    __slots__ = ("_held", "_peer_chain", "s2s")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager,
                  direction: str = "in", local: str | None = None,
@@ -78,8 +79,14 @@ class S2SConnection(C2SConnection):
         self._reader = StreamReader(listener.limits.stanza_size, content_ns=NS_SERVER)
         self.s2s = ServerSession(self, direction, local, remote)
         self.s2s.reply_route = self._reply
+        self.s2s.on_authenticated = self._pair_authenticated
+        self.s2s.last_activity = server.clock()
         # The certificates the peer sent in the TLS handshake, leaf first.
         self._peer_chain: list[x509.Certificate] = []
+        # Inbound, between SASL success and our new stream's features: what the session
+        # writes waits here (a bidirectional stream's stanzas, XEP-0288), since the peer
+        # expects a fresh stream header first (RFC 6120 §6.4.6).
+        self._held: list[bytes] | None = None
         # The C2S machinery logs and closes through ``session``.
         self.session = self.s2s  # type: ignore[assignment]
 
@@ -147,6 +154,14 @@ class S2SConnection(C2SConnection):
         super().restart_stream()
         if self.s2s.direction == "out":
             self._send_header(None)
+        else:
+            self._held = []
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)  # bounded by the link's queue, which feeds it
+            return
+        super().write(data)
 
     # -- stream events ------------------------------------------------------------------------
     def _stream_opened(self, event: StreamOpened) -> None:
@@ -182,9 +197,13 @@ class S2SConnection(C2SConnection):
         self.server.fire_sync_or_log(self.server.events, "s2s-features",
                                      ServerStreamEvent(session, features))
         self._queue(stream_element_xml(features, NS_SERVER).encode())
+        held, self._held = self._held, None
+        for data in held or ():
+            self.write(data)
 
     def _handle_element(self, el: Element) -> Any:
         session = self.s2s
+        session.last_activity = self.server.clock()
         if el.name in STANZA_NAMES and el.xmlns == NS_SERVER:
             return self._route_in(el)
         if el.xmlns == NS_STREAM and el.name == "error":
@@ -219,7 +238,9 @@ class S2SConnection(C2SConnection):
         """RFC 6120 §8.1.1.1 and §4.9.3: a stanza from a peer names both ends; its
         ``from`` domain must be authenticated on this stream and its ``to`` ours."""
         session = self.s2s
-        if session.direction != "in" or not session.remote_domains:
+        if session.direction == "out":
+            return self._route_in_bidi(el)
+        if not session.remote_domains:
             raise StreamError("not-authorized")  # §4.9.3.12: nothing before authentication
         from_text, to_text = el.attrs.get("from"), el.attrs.get("to")
         if not from_text or not to_text:
@@ -239,6 +260,36 @@ class S2SConnection(C2SConnection):
             raise StreamError("host-unknown")  # §4.9.3.6
         to_client_namespace(el)
         return self.server.router.route(session, el)
+
+    def _route_in_bidi(self, el: Element) -> Any:
+        """A stanza on a stream we opened: only on a bidirectional one (XEP-0288 §2.2),
+        once authenticated, and only for the inverse of the pair it authenticated: from
+        the peer's domain to ours. Otherwise, as before, RFC 6120 §2.1: not-authorized."""
+        session = self.s2s
+        if not session.bidi or not session.authenticated:
+            raise StreamError("not-authorized")
+        from_text, to_text = el.attrs.get("from"), el.attrs.get("to")
+        if not from_text or not to_text:
+            raise StreamError("improper-addressing")  # RFC 6120 §4.9.3.7
+        try:
+            from_ = self.server.parse_jid(from_text)
+        except InvalidJID:
+            raise StreamError("invalid-from") from None  # §4.9.3.9
+        if from_.domain != session.remote_domain:
+            raise StreamError("invalid-from")
+        try:
+            to = self.server.parse_jid(to_text)
+        except InvalidJID:
+            raise StreamError("improper-addressing") from None
+        if to.domain != session.local_domain:
+            raise StreamError("host-unknown")  # §4.9.3.6
+        to_client_namespace(el)
+        return self.server.router.route(session, el)
+
+    def _pair_authenticated(self, local: str, remote: str) -> None:
+        """``s2s-authenticated`` (payload: the session): a pair authenticated on this
+        stream; the s2s links may now use a bidirectional inbound stream for it."""
+        self.server.fire_sync_or_log(self.server.events, "s2s-authenticated", self.s2s)
 
     def _reply(self, stanza: Element) -> None:
         """A stanza "sent" to this inbound session: route it back to the peer's domain."""

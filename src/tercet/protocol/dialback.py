@@ -12,10 +12,23 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from tercet.protocol.stanza import Element
+from tercet.protocol.stanza import NS_SERVER, Element, escape_attr, escape_text
 
 NS_DIALBACK = "jabber:server:dialback"
 NS_FEATURE = "urn:xmpp:features:dialback"  # XEP-0220 §2.4 stream feature
+
+
+def to_wire(el: Element) -> str:
+    """``<db:result/>`` / ``<db:verify/>`` with the ``db`` prefix the stream header declares.
+
+    The prefix is only a name for the namespace to an XML parser, but XEP-0220 writes it
+    everywhere and ejabberd 23 recognises dialback elements only under it (an unprefixed
+    ``<verify xmlns='jabber:server:dialback'/>`` is dropped). Children (the error of a
+    ``type='error'`` answer) are in ``jabber:server``, the stream's default namespace."""
+    attrs = "".join(f' {k}="{escape_attr(v)}"' for k, v in el.attrs.items())
+    inner = "".join(escape_text(c) if isinstance(c, str) else c.to_xml(NS_SERVER)
+                    for c in el.children)
+    return f"<db:{el.name}{attrs}>{inner}</db:{el.name}>"
 
 
 def dialback_key(secret: bytes, receiving: str, originating: str, stream_id: str) -> str:
