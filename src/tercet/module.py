@@ -43,7 +43,13 @@ from tercet.core.network import ConnectSpec, ListenSpec, PeerUnreachable, Stream
 from tercet.core.router import StanzaEvent
 from tercet.core.services import RosterLookup
 from tercet.core.session import C2SSession as ClientSession
-from tercet.core.session import ComponentSession, ServerSession, ServerStreamEvent, Session
+from tercet.core.session import (
+    ComponentSession,
+    SendFilter,
+    ServerSession,
+    ServerStreamEvent,
+    Session,
+)
 from tercet.core.streamevents import (
     ComponentHandshake,
     StreamElementEvent,
@@ -93,6 +99,7 @@ __all__ = [
     "RosterLookup",
     "ServerSession",
     "ServerStreamEvent",
+    "SendFilter",
     "Session",
     "StanzaError",
     "StanzaEvent",

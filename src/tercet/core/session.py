@@ -151,6 +151,9 @@ class ComponentSession(Session):
         return f"<ComponentSession {self.id} {name} {self.conn.peer}>"
 
 
+SendFilter = Callable[[Element], "Element | None"]
+
+
 class C2SSession(Session):
     """A client session (RFC 6120). Fields are set as negotiation advances."""
 
@@ -159,6 +162,7 @@ class C2SSession(Session):
         "conn", "username", "resource", "full_jid", "bare_jid", "authenticated", "bound",
         "priority", "presence", "available", "interested", "directed", "stream_id",
         "lang", "sasl", "auth_failures", "stream_version", "secure_tls", "tls_info",
+        "_filters",
     )
 
     def __init__(self, host: Host | None, conn: Connection) -> None:
@@ -182,14 +186,53 @@ class C2SSession(Session):
         self.stream_version = "1.0"
         self.secure_tls = False
         self.tls_info: dict[str, Any] = {}
+        # (priority, filter) pairs, highest priority first; None until a module adds one,
+        # so sessions nobody filters pay one attribute test per stanza.
+        self._filters: list[tuple[float, SendFilter]] | None = None
 
     @property
     def secure(self) -> bool:
         return self.conn.secure
 
     def send(self, stanza: Element) -> None:
+        """Deliver ``stanza`` to the client, through the send filters if any."""
         if self.closed:
             return
+        if self._filters is not None:
+            self._send_through(stanza, 0)
+            return
+        self.conn.write(stanza.to_xml().encode())
+
+    # -- send filters (1.0): modules that hold back or record what goes out ------------
+    def add_send_filter(self, fn: SendFilter, priority: float = 0) -> None:
+        """Run ``fn(stanza)`` on every stanza sent to this client, highest priority
+        first; a filter returns the stanza (possibly changed) to pass it on, or None to
+        take it (hold it back, e.g. client state indication, XEP-0352). Stream
+        management (XEP-0198) counts what leaves, so it filters last (lowest priority)."""
+        filters = self._filters or []
+        filters.append((priority, fn))
+        filters.sort(key=lambda pair: -pair[0])
+        self._filters = filters
+
+    def remove_send_filter(self, fn: SendFilter) -> None:
+        if self._filters is not None:
+            self._filters = [p for p in self._filters if p[1] is not fn] or None
+
+    def send_after(self, fn: SendFilter, stanza: Element) -> None:
+        """Send ``stanza`` through the filters that come after ``fn`` only: how a filter
+        releases what it held back (the later filters still see it)."""
+        if self.closed:
+            return
+        filters = self._filters or []
+        index = next((i + 1 for i, pair in enumerate(filters) if pair[1] is fn), 0)
+        self._send_through(stanza, index)
+
+    def _send_through(self, stanza: Element, start: int) -> None:
+        for _priority, fn in (self._filters or [])[start:]:
+            passed = fn(stanza)
+            if passed is None:
+                return
+            stanza = passed
         self.conn.write(stanza.to_xml().encode())
 
     def send_raw(self, data: str) -> None:
