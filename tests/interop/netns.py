@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from helpers import RUN_TIMEOUT, accepts, run, until_sync
 
@@ -339,3 +339,14 @@ def netns() -> Iterator[Netns]:
         yield ns.create()
     finally:
         ns.close()
+
+
+class HasLog(Protocol):
+    def log_text(self) -> str: ...
+
+
+def logged(peer: HasLog, text: str, timeout: float = 10.0) -> None:
+    """Wait (bounded) until ``text`` is in ``peer``'s log: peers write their logs
+    asynchronously (ejabberd's logger buffers), so a line may trail the traffic it
+    describes by a moment."""
+    until_sync(lambda: text in peer.log_text(), f"{text!r} in the log", timeout=timeout)
