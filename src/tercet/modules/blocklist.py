@@ -183,15 +183,20 @@ def load(module: ModuleApi) -> None:
 
 # -- the block list commands --------------------------------------------------------------
 
-def load_commands(module: ModuleApi, lists: Blocklists) -> None:
-    max_items = module.option("blocklist_max_items")
-    profile = module.global_option("jid_profile")
+class _Commands:
+    """The block list commands of one host (XEP-0191 §3), over the shared ``lists``."""
 
-    async def on_get(event: StanzaEvent) -> bool | None:
+    def __init__(self, module: ModuleApi, lists: Blocklists) -> None:
+        self.module = module
+        self.lists = lists
+        self.max_items: int = module.option("blocklist_max_items")
+        self.profile: str = module.global_option("jid_profile")
+
+    async def on_get(self, event: StanzaEvent) -> bool | None:
         origin = event.origin
         if not isinstance(origin, ClientSession) or origin.username is None:
             return None  # "self" is a local client asking about its own account
-        items = await lists.get(origin.username)
+        items = await self.lists.get(origin.username)
         reply = event.stanza.reply()
         payload = reply.tag("blocklist", NS_BLOCKING)
         for jid in sorted(items):
@@ -200,24 +205,24 @@ def load_commands(module: ModuleApi, lists: Blocklists) -> None:
         origin.send(reply)
         return True
 
-    def parse_items(action: Element) -> list[str] | None:
+    def parse_items(self, action: Element) -> list[str] | None:
         out = []
         for item in action.find_all("item", NS_BLOCKING):
             try:
-                jid = JID.parse(item.get("jid") or "", profile=profile)
+                jid = JID.parse(item.get("jid") or "", profile=self.profile)
             except InvalidJID:
                 return None
             item.attrs["jid"] = str(jid)  # the push echoes the prepared form
             out.append(str(jid))
         return out
 
-    async def on_edit(event: StanzaEvent) -> bool | None:
+    async def on_edit(self, event: StanzaEvent) -> bool | None:
         origin, stanza = event.origin, event.stanza
         if not isinstance(origin, ClientSession) or origin.username is None:
             return None
         action = stanza.iq_payload()
         assert action is not None
-        jids = parse_items(action)
+        jids = self.parse_items(action)
         if jids is None:
             origin.send(stanza.error_reply(StanzaError("jid-malformed")))
             return True
@@ -225,55 +230,58 @@ def load_commands(module: ModuleApi, lists: Blocklists) -> None:
         if blocking and not jids:
             origin.send(stanza.error_reply(StanzaError("bad-request", "nothing to block")))
             return True
-        before = await lists.get(origin.username)
-        after = edited(before, jids, blocking, module.now())
-        if len(after) > max_items:
+        before = await self.lists.get(origin.username)
+        after = edited(before, jids, blocking, self.module.now())
+        if len(after) > self.max_items:
             origin.send(stanza.error_reply(StanzaError("resource-constraint",
                                                        "the block list is full")))
             return True
-        await lists.put(origin.username, after)
+        await self.lists.put(origin.username, after)
         origin.send(stanza.reply())
         changed = sorted(set(after) - set(before) if blocking else set(before) - set(after))
-        await announce(origin.username, changed, blocking)
-        push(origin.username, action)
+        await self.announce(origin.username, changed, blocking)
+        self.push(origin.username, action)
         return True
 
-    async def announce(username: str, changed: list[str], blocking: bool) -> None:
+    async def announce(self, username: str, changed: list[str], blocking: bool) -> None:
         for jid in changed:
             if blocking:
-                await forget_request(module, username, jid)
-            if not await contact_subscribed(module, username, jid):
+                await forget_request(self.module, username, jid)
+            if not await contact_subscribed(self.module, username, jid):
                 continue
             if blocking:
-                await send_unavailable(username, jid)
+                await self.send_unavailable(username, jid)
             else:
                 # The contact "probes" us: the presence logic answers with our current
                 # presence exactly as its subscription allows.
-                await module.send(Element("presence", attrs={
-                    "type": "probe", "from": jid, "to": f"{username}@{module.host}"}))
+                await self.module.send(Element("presence", attrs={
+                    "type": "probe", "from": jid, "to": f"{username}@{self.module.host}"}))
 
-    async def send_unavailable(username: str, jid: str) -> None:
-        for session in list(module.sessions(username).values()):
+    async def send_unavailable(self, username: str, jid: str) -> None:
+        for session in list(self.module.sessions(username).values()):
             if session.available:
-                await module.send(Element("presence", attrs={
+                await self.module.send(Element("presence", attrs={
                     "type": "unavailable", "to": jid, "from": str(session.full_jid)}))
 
-    def push(username: str, action: Element) -> None:
-        for session in module.sessions(username).values():
+    def push(self, username: str, action: Element) -> None:
+        for session in self.module.sessions(username).values():
             if session.data.get("blocklist.interested"):
                 iq = Element("iq", attrs={"type": "set", "to": str(session.full_jid),
                                           "id": f"blocklist-push-{next(_push_ids)}"})
                 iq.append(action.copy())
                 session.send(iq)
 
-    def on_push_error(event: StanzaEvent) -> bool:
+    def on_push_error(self, event: StanzaEvent) -> bool:
         event.origin.log.info("client returned an error to a block list push")
         return True
 
-    module.hook(f"iq-get/self/{NS_BLOCKING}:blocklist", on_get)
-    module.hook(f"iq-set/self/{NS_BLOCKING}:block", on_edit)
-    module.hook(f"iq-set/self/{NS_BLOCKING}:unblock", on_edit)
-    module.hook("iq-error/self/blocklist-push", on_push_error)
+
+def load_commands(module: ModuleApi, lists: Blocklists) -> None:
+    commands = _Commands(module, lists)
+    module.hook(f"iq-get/self/{NS_BLOCKING}:blocklist", commands.on_get)
+    module.hook(f"iq-set/self/{NS_BLOCKING}:block", commands.on_edit)
+    module.hook(f"iq-set/self/{NS_BLOCKING}:unblock", commands.on_edit)
+    module.hook("iq-error/self/blocklist-push", commands.on_push_error)
 
 
 def edited(before: Mapping[str, float], jids: Iterable[str], blocking: bool,

@@ -158,30 +158,31 @@ def caps_ver(query: Element) -> str:
 
 # -- the module ----------------------------------------------------------------------------
 
-def load(module: ModuleApi) -> None:
-    local = module.host_kind(module.host) == "local"
-    if local:
-        name = module.option("name") or module.server_info["name"]
-        module.add_identity("server", "im", name)
-    module.add_feature(NS_INFO)
-    module.add_feature(NS_ITEMS)
-    cache: dict[str, tuple[Element, str]] = {}
+class _HostDisco:
+    """Disco of the host itself, its answer and caps hash cached until a module
+    (un)loads anywhere."""
 
-    def host_info() -> tuple[Element, str]:
+    def __init__(self, module: ModuleApi, local: bool) -> None:
+        self.module = module
+        self.local = local
+        self.cache: dict[str, tuple[Element, str]] = {}
+
+    def host_info(self) -> tuple[Element, str]:
         """The cached host <query/> and its caps ver, built on first use."""
-        if "info" not in cache:
-            query = build_info(module.identities(), module.features(), module.extensions())
-            cache["info"] = query, caps_ver(query)
-        return cache["info"]
+        if "info" not in self.cache:
+            query = build_info(self.module.identities(), self.module.features(),
+                               self.module.extensions())
+            self.cache["info"] = query, caps_ver(query)
+        return self.cache["info"]
 
-    def invalidate(_event: object) -> None:
-        cache.clear()
+    def invalidate(self, _event: object) -> None:
+        self.cache.clear()
 
-    def on_host_info(event: StanzaEvent) -> object:
+    def on_host_info(self, event: StanzaEvent) -> object:
         node = requested_node(event)
-        query, ver = host_info()
+        query, ver = self.host_info()
         if node and node != f"{CAPS_NODE}#{ver}":
-            result = module.fire(f"disco-info-node/{node}", event)
+            result = self.module.fire(f"disco-info-node/{node}", event)
             return result if result is not None else not_found(event)
         reply = event.stanza.reply()
         answer = query.copy()
@@ -191,15 +192,15 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
-    def on_host_items(event: StanzaEvent) -> object:
+    def on_host_items(self, event: StanzaEvent) -> object:
         node = requested_node(event)
         if node:
-            result = module.fire(f"disco-items-node/{node}", event)
+            result = self.module.fire(f"disco-items-node/{node}", event)
             return result if result is not None else not_found(event)
         reply = event.stanza.reply()
         query = reply.tag("query", NS_ITEMS)
         listed: set[str] = set()
-        for jid, item_name, item_node in module.items():
+        for jid, item_name, item_node in self.module.items():
             attrs = {"jid": jid}
             if item_name:
                 attrs["name"] = item_name
@@ -207,25 +208,34 @@ def load(module: ModuleApi) -> None:
                 attrs["node"] = item_node
             query.tag("item", NS_ITEMS, attrs)
             listed.add(jid)
-        if local:
+        if self.local:
             # Components under this domain are its services (XEP-0030 §4.2 example).
-            for other in module.hosts:
-                if other not in listed and other.endswith("." + module.host) \
-                        and module.host_kind(other) == "component":
+            for other in self.module.hosts:
+                if other not in listed and other.endswith("." + self.module.host) \
+                        and self.module.host_kind(other) == "component":
                     query.tag("item", NS_ITEMS, {"jid": other})
         event.origin.send(reply)
         return True
 
-    def stream_features(event: StreamFeaturesEvent) -> None:
-        _, ver = host_info()
+    def stream_features(self, event: StreamFeaturesEvent) -> None:
+        _, ver = self.host_info()
         event.features.tag("c", NS_CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
 
-    module.hook_global("module-loaded", invalidate)
-    module.hook_global("module-unloaded", invalidate)
-    module.hook(f"iq-get/host/{NS_INFO}:query", on_host_info)
-    module.hook(f"iq-get/host/{NS_ITEMS}:query", on_host_items)
+
+def load(module: ModuleApi) -> None:
+    local = module.host_kind(module.host) == "local"
     if local:
-        module.hook("stream-features", stream_features)
+        name = module.option("name") or module.server_info["name"]
+        module.add_identity("server", "im", name)
+    module.add_feature(NS_INFO)
+    module.add_feature(NS_ITEMS)
+    disco = _HostDisco(module, local)
+    module.hook_global("module-loaded", disco.invalidate)
+    module.hook_global("module-unloaded", disco.invalidate)
+    module.hook(f"iq-get/host/{NS_INFO}:query", disco.on_host_info)
+    module.hook(f"iq-get/host/{NS_ITEMS}:query", disco.on_host_items)
+    if local:
+        module.hook("stream-features", disco.stream_features)
         _load_accounts(module)
 
 
@@ -240,10 +250,13 @@ def requested_node(event: StanzaEvent) -> str | None:
     return payload.get("node") if payload is not None else None
 
 
-def _load_accounts(module: ModuleApi) -> None:
+class _AccountDisco:
     """Disco of accounts (iq to a bare JID), answered by the server on their behalf."""
 
-    async def target(event: StanzaEvent) -> tuple[str, bool] | None:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+
+    async def target(self, event: StanzaEvent) -> tuple[str, bool] | None:
         """(username, is_owner) when the requester may discover the account, else None."""
         if event.to_type == "self":
             origin = event.origin
@@ -253,74 +266,78 @@ def _load_accounts(module: ModuleApi) -> None:
         if event.from_ is None or event.to is None or event.to.node is None:
             return None
         username = event.to.node
-        sub = await contact_subscription(module, username, str(event.from_.bare))
+        sub = await contact_subscription(self.module, username, str(event.from_.bare))
         return (username, False) if sub in ("from", "both") else None
 
-    def reply_query(event: StanzaEvent, ns: str, node: str | None, username: str) -> \
+    def reply_query(self, event: StanzaEvent, ns: str, node: str | None, username: str) -> \
             tuple[Element, Element]:
         reply = event.stanza.reply()
         # Psi and others expect a from on answers about their own account.
-        reply.attrs.setdefault("from", f"{username}@{module.host}")
+        reply.attrs.setdefault("from", f"{username}@{self.module.host}")
         query = reply.tag("query", ns, {"node": node} if node else None)
         return reply, query
 
-    async def on_info(event: StanzaEvent) -> bool | None:
-        found = await target(event)
+    async def on_info(self, event: StanzaEvent) -> bool | None:
+        found = await self.target(event)
         if found is None:
             return None  # the router answers service-unavailable
         username, owner = found
         node = requested_node(event)
-        reply, query = reply_query(event, NS_INFO, node, username)
+        reply, query = self.reply_query(event, NS_INFO, node, username)
         if not node:
             query.tag("identity", NS_INFO, {"category": "account",
-                                            "type": account_type(username)})
+                                            "type": self.account_type(username)})
         disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
         disco.add_feature(NS_INFO)
         disco.add_feature(NS_ITEMS)
         if node:
-            return await finish_node(event, "account-disco-info-node", disco, reply)
-        for var in module.providers("account-feature"):
+            return await self.finish_node(event, "account-disco-info-node", disco, reply)
+        for var in self.module.providers("account-feature"):
             if isinstance(var, str):
                 disco.add_feature(var)
-        await module.fire_async("account-disco-info", disco)
+        await self.module.fire_async("account-disco-info", disco)
         dedupe_features(query)
         event.origin.send(reply)
         return True
 
-    async def on_items(event: StanzaEvent) -> bool | None:
-        found = await target(event)
+    async def on_items(self, event: StanzaEvent) -> bool | None:
+        found = await self.target(event)
         if found is None:
             return None
         username, owner = found
         node = requested_node(event)
-        reply, query = reply_query(event, NS_ITEMS, node, username)
+        reply, query = self.reply_query(event, NS_ITEMS, node, username)
         disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
         if node:
-            return await finish_node(event, "account-disco-items-node", disco, reply)
+            return await self.finish_node(event, "account-disco-items-node", disco, reply)
         if owner:
-            for resource, session in sorted(module.sessions(username).items()):
+            for resource, session in sorted(self.module.sessions(username).items()):
                 query.tag("item", NS_ITEMS, {"jid": session.full_jid or "", "name": resource})
-        await module.fire_async("account-disco-items", disco)
+        await self.module.fire_async("account-disco-items", disco)
         event.origin.send(reply)
         return True
 
-    async def finish_node(event: StanzaEvent, name: str, disco: AccountDiscoEvent,
+    async def finish_node(self, event: StanzaEvent, name: str, disco: AccountDiscoEvent,
                           reply: Element) -> bool:
-        result = await module.fire_async(name, disco)
+        result = await self.module.fire_async(name, disco)
         if result is not None:
             return True  # the handler replied itself
         event.origin.send(reply) if disco.exists else not_found(event)
         return True
 
-    def account_type(username: str) -> str:
-        if module.is_admin(f"{username}@{module.host}"):
+    def account_type(self, username: str) -> str:
+        if self.module.is_admin(f"{username}@{self.module.host}"):
             return "admin"
-        if module.option("authentication") == "anonymous":
+        if self.module.option("authentication") == "anonymous":
             return "anonymous"
         return "registered"
 
-    module.hook(f"iq-get/bare/{NS_INFO}:query", on_info)
-    module.hook(f"iq-get/bare/{NS_ITEMS}:query", on_items)
+
+def _load_accounts(module: ModuleApi) -> None:
+    """Disco of accounts (iq to a bare JID), answered by the server on their behalf."""
+    accounts = _AccountDisco(module)
+    module.hook(f"iq-get/bare/{NS_INFO}:query", accounts.on_info)
+    module.hook(f"iq-get/bare/{NS_ITEMS}:query", accounts.on_items)
 
 
 def dedupe_features(query: Element) -> None:

@@ -22,44 +22,48 @@ NS_LAST = "jabber:iq:last"
 META = {"summary": "Last activity of accounts", "stage": "stable", "xeps": ["XEP-0012"]}
 
 
-def load(module: ModuleApi) -> None:
-    store = module.open_keyval("lastactivity")
-    # Records not yet written: a query right after going offline must already see them.
-    # At most one entry per account, removed once written.
-    pending: dict[str, dict[str, float | str]] = {}
-    # One background writer per account at most, so a client sending unavailable presence
-    # in a loop cannot pile up storage tasks: the writer stores the newest record, and
-    # again if a newer one arrived meanwhile.
-    writers: dict[str, asyncio.Task[None]] = {}
+class _LastActivity:
+    """Records when accounts went offline and answers ``jabber:iq:last`` about them."""
 
-    def record(username: str, status: str) -> None:
-        pending[username] = {"time": module.now(), "status": status}
-        if username not in writers:
-            writers[username] = module.spawn(flush(username))
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.store = module.open_keyval("lastactivity")
+        # Records not yet written: a query right after going offline must already see them.
+        # At most one entry per account, removed once written.
+        self.pending: dict[str, dict[str, float | str]] = {}
+        # One background writer per account at most, so a client sending unavailable
+        # presence in a loop cannot pile up storage tasks: the writer stores the newest
+        # record, and again if a newer one arrived meanwhile.
+        self.writers: dict[str, asyncio.Task[None]] = {}
 
-    async def flush(username: str) -> None:
+    def record(self, username: str, status: str) -> None:
+        self.pending[username] = {"time": self.module.now(), "status": status}
+        if username not in self.writers:
+            self.writers[username] = self.module.spawn(self.flush(username))
+
+    async def flush(self, username: str) -> None:
         try:
-            while (rec := pending.get(username)) is not None:
+            while (rec := self.pending.get(username)) is not None:
                 try:
-                    await store.set(username, rec)
+                    await self.store.set(username, rec)
                 except Exception:
-                    module.log.exception("could not store the last activity of %s", username)
-                if pending.get(username) is rec:
-                    del pending[username]
+                    self.module.log.exception("could not store the last activity of %s", username)
+                if self.pending.get(username) is rec:
+                    del self.pending[username]
         finally:
-            del writers[username]
+            del self.writers[username]
 
-    def on_unavailable(event: StanzaEvent) -> None:
+    def on_unavailable(self, event: StanzaEvent) -> None:
         stanza, session = event.stanza, event.origin
         if event.to is None and stanza.get("type") == "unavailable" \
                 and isinstance(session, ClientSession) and session.username:
-            record(session.username, stanza.child_text("status") or "")
+            self.record(session.username, stanza.child_text("status") or "")
 
-    def on_unbind(session: ClientSession) -> None:
+    def on_unbind(self, session: ClientSession) -> None:
         if session.available and session.username:  # gone without unavailable presence
-            record(session.username, "")
+            self.record(session.username, "")
 
-    async def on_query(event: StanzaEvent) -> bool | None:
+    async def on_query(self, event: StanzaEvent) -> bool | None:
         owner = event.to_type == "self"
         if owner:
             origin = event.origin
@@ -69,14 +73,14 @@ def load(module: ModuleApi) -> None:
         if username is None:
             return None  # not an account's JID, or "self" from no local client
         if not owner and (event.from_ is None or await contact_subscription(
-                module, username, str(event.from_.bare)) not in ("from", "both")):
+                self.module, username, str(event.from_.bare)) not in ("from", "both")):
             event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
             return True
         seconds, status = 0, ""
-        if not any(s.available for s in module.sessions(username).values()):
-            rec: object = pending.get(username) or await store.get(username)
+        if not any(s.available for s in self.module.sessions(username).values()):
+            rec: object = self.pending.get(username) or await self.store.get(username)
             if isinstance(rec, dict) and isinstance(rec.get("time"), int | float):
-                seconds = max(0, int(module.now() - rec["time"]))
+                seconds = max(0, int(self.module.now() - rec["time"]))
                 status = str(rec.get("status") or "")
         reply = event.stanza.reply()
         query = reply.tag("query", NS_LAST, {"seconds": str(seconds)})
@@ -85,10 +89,14 @@ def load(module: ModuleApi) -> None:
         event.origin.send(reply)
         return True
 
+
+def load(module: ModuleApi) -> None:
+    activity = _LastActivity(module)
     module.add_feature(NS_LAST)
     module.provides("account-feature", NS_LAST)
     # Above presence.py's broadcast handler (100), which ends the chain.
-    module.hook("pre-presence/bare", on_unavailable, 110)
+    module.hook("pre-presence/bare", activity.on_unavailable, 110)
     # Before presence.py's unbind handler marks the session unavailable.
-    module.hook("resource-unbind", on_unbind, 10)
-    module.hook(f"iq-get/bare/{NS_LAST}:query", on_query)
+    module.hook("resource-unbind", activity.on_unbind, 10)
+    module.hook(f"iq-get/bare/{NS_LAST}:query", activity.on_query)
+

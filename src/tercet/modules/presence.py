@@ -67,28 +67,34 @@ class PresenceBroadcast:
     stanza: Element
 
 
-def load(module: ModuleApi) -> None:
-    def roster() -> RosterService | None:
-        """The host's roster service, or None when no roster module is loaded."""
-        return module.find("roster", RosterService)
+class _Presence:
+    """The handlers of one host's presence: they share the module API and look up the
+    roster service on each use, since the roster module may come and go."""
 
-    def features(event: StreamFeaturesEvent) -> None:
-        if event.session.authenticated and roster() is not None:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+
+    def roster(self) -> RosterService | None:
+        """The host's roster service, or None when no roster module is loaded."""
+        return self.module.find("roster", RosterService)
+
+    def features(self, event: StreamFeaturesEvent) -> None:
+        if event.session.authenticated and self.roster() is not None:
             event.features.tag("sub", NS_PREAPPROVAL)  # RFC 6121 §3.4.1
 
     # -- outbound availability (§4.2, §4.4, §4.5) ---------------------------------------------
-    def outbound_broadcast(event: StanzaEvent) -> Awaitable[bool] | bool | None:
+    def outbound_broadcast(self, event: StanzaEvent) -> Awaitable[bool] | bool | None:
         session, stanza = event.origin, event.stanza
         if event.to is not None or not isinstance(session, ClientSession) or not session.bound:
             return None
         ptype = stanza.get("type")
         if ptype in AVAILABILITY:
-            return availability(session, stanza)
+            return self.availability(session, stanza)
         if ptype != "error":
             session.send(stanza.error_reply(StanzaError("bad-request", "this needs a 'to'")))
         return True
 
-    async def availability(session: ClientSession, stanza: Element) -> bool:
+    async def availability(self, session: ClientSession, stanza: Element) -> bool:
         stanza.attrs["from"] = session.full_jid or ""
         stanza.attrs.pop("to", None)
         available = stanza.get("type") is None
@@ -97,29 +103,29 @@ def load(module: ModuleApi) -> None:
         if available:
             session.priority = _priority(stanza)
             session.presence = stanza.copy()
-            session.data["presence.since"] = module.now()
+            session.data["presence.since"] = self.module.now()
         else:
             session.presence = None
-        to_own_resources(session, stanza)
-        await to_contacts(session, stanza)
-        await module.fire_async("presence-broadcast", PresenceBroadcast(session, stanza))
+        self.to_own_resources(session, stanza)
+        await self.to_contacts(session, stanza)
+        await self.module.fire_async("presence-broadcast", PresenceBroadcast(session, stanza))
         if not available:
-            await to_directed(session, stanza)
+            await self.to_directed(session, stanza)
         elif initial:
-            await initial_presence(session)
+            await self.initial_presence(session)
         else:
-            await module.fire_async("presence-available", session)
+            await self.module.fire_async("presence-available", session)
         return True
 
-    def to_own_resources(session: ClientSession, stanza: Element) -> None:
-        for other in list(module.sessions(session.username or "").values()):
+    def to_own_resources(self, session: ClientSession, stanza: Element) -> None:
+        for other in list(self.module.sessions(session.username or "").values()):
             if other.available or other is session:
                 copy = stanza.copy()
                 copy.attrs["to"] = other.full_jid or ""
                 other.send(copy)
 
-    async def to_contacts(session: ClientSession, stanza: Element) -> None:
-        service = roster()
+    async def to_contacts(self, session: ClientSession, stanza: Element) -> None:
+        service = self.roster()
         if service is None or session.username is None:
             return
         record = await service.load(session.username)
@@ -130,51 +136,42 @@ def load(module: ModuleApi) -> None:
         for jid in contacts:
             copy = stanza.copy()
             copy.attrs["to"] = jid
-            await module.route(session, copy)
+            await self.module.route(session, copy)
 
-    async def to_directed(session: ClientSession, stanza: Element) -> None:
+    async def to_directed(self, session: ClientSession, stanza: Element) -> None:
         targets = sorted(session.directed)
         session.directed.clear()
         for jid in targets:
             copy = stanza.copy()
             copy.attrs["to"] = jid
-            await module.route(session, copy)
+            await self.module.route(session, copy)
 
-    async def initial_presence(session: ClientSession) -> None:
+    async def initial_presence(self, session: ClientSession) -> None:
         """After the first available presence (§4.2.2, §3.1.3, XEP-0160)."""
         username, full_jid = session.username or "", session.full_jid or ""
-        service = roster()
+        service = self.roster()
         record = await service.load(username) if service is not None else None
         if record is not None:
             for jid in record.contacts(user_sees):
-                await module.route(session, Element("presence", attrs={
+                await self.module.route(session, Element("presence", attrs={
                     "type": "probe", "from": full_jid, "to": jid}))
-        for other in list(module.sessions(username).values()):
-            found = last_presence(module, other) if other is not session else None
+        for other in list(self.module.sessions(username).values()):
+            found = last_presence(self.module, other) if other is not session else None
             if found is not None:
                 found.attrs["to"] = full_jid
                 session.send(found)
         if record is not None:
             for jid, xml in record.pending.items():
-                session.send(pending_request(jid, xml))
+                session.send(_pending_request(jid, xml))
             # As Prosody: ask again for subscriptions still pending, in case the contact's
             # server lost the request.
             user_bare = session.bare_jid or ""
             for jid in record.asking():
-                await module.send(presence(user_bare, jid, "subscribe"))
-        await module.fire_async("initial-presence", session)
-
-    def pending_request(jid: str, xml: str) -> Element:
-        try:
-            request = parse_fragment(xml)
-        except (StreamError, ValueError):  # a damaged record still yields a plain request
-            request = Element("presence")
-        request.attrs["type"] = "subscribe"
-        request.attrs["from"] = jid
-        return request
+                await self.module.send(presence(user_bare, jid, "subscribe"))
+        await self.module.fire_async("initial-presence", session)
 
     # -- outbound directed presence (§4.6) ------------------------------------------------------
-    def outbound_directed(event: StanzaEvent) -> bool | None:
+    def outbound_directed(self, event: StanzaEvent) -> bool | None:
         session, stanza = event.origin, event.stanza
         ptype = stanza.get("type")
         if event.to is None or not isinstance(session, ClientSession) \
@@ -186,9 +183,10 @@ def load(module: ModuleApi) -> None:
             return None
         if str(event.to.bare) in session.data.get("presence.contacts", ()):
             return None  # a contact getting a broadcast, not directed presence
-        return remember_directed(session, target, event.stanza)
+        return self.remember_directed(session, target, event.stanza)
 
-    def remember_directed(session: ClientSession, target: str, stanza: Element) -> bool | None:
+    def remember_directed(self, session: ClientSession, target: str,
+                          stanza: Element) -> bool | None:
         if target not in session.directed and len(session.directed) >= MAX_DIRECTED:
             session.send(stanza.error_reply(
                 StanzaError("resource-constraint", "too many directed presences")))
@@ -197,18 +195,18 @@ def load(module: ModuleApi) -> None:
         return None  # routing continues to the destination
 
     # -- outbound subscriptions (§3, Appendix A.2) -------------------------------------------------
-    def outbound_subscription(event: StanzaEvent) -> Awaitable[bool] | None:
+    def outbound_subscription(self, event: StanzaEvent) -> Awaitable[bool] | None:
         ptype = event.stanza.get("type")
         session, to = event.origin, event.to
         if ptype not in SUBSCRIPTION_TYPES or to is None \
                 or not isinstance(session, ClientSession):
             return None
-        service = roster()
+        service = self.roster()
         if service is None:
             return None
-        return handle_outbound(session, event.stanza, str(to.bare), service, ptype)
+        return self.handle_outbound(session, event.stanza, str(to.bare), service, ptype)
 
-    async def handle_outbound(session: ClientSession, stanza: Element, contact: str,
+    async def handle_outbound(self, session: ClientSession, stanza: Element, contact: str,
                               service: RosterService, ptype: str) -> bool:
         user_bare, username = session.bare_jid or "", session.username or ""
         if contact == user_bare:
@@ -222,168 +220,171 @@ def load(module: ModuleApi) -> None:
                 "not-allowed", f"the roster is full ({service.max_items} contacts)")))
             return True
         if ptype in ("subscribe", "unsubscribe"):
-            await module.send(stanza)
+            await self.module.send(stanza)
         elif ptype == "subscribed":
-            await outbound_subscribed(username, user_bare, stanza, outcome)
+            await self.outbound_subscribed(username, user_bare, stanza, outcome)
         elif outcome.changed:  # unsubscribed
             if sees_user(outcome.before.subscription):  # §3.2.2
-                await send_presence_of_resources(module, username, contact, unavailable=True)
-            await module.send(stanza)
+                await send_presence_of_resources(self.module, username, contact, unavailable=True)
+            await self.module.send(stanza)
         return True
 
-    async def outbound_subscribed(username: str, user_bare: str, stanza: Element,
+    async def outbound_subscribed(self, username: str, user_bare: str, stanza: Element,
                                   outcome: Outcome) -> None:
         contact = stanza.attrs["to"]
         if not sees_user(outcome.after.subscription):
             return  # a pre-approval (§3.4) stays here until the contact asks
-        await module.send(stanza)  # §3.1.5 (or a repeat that resynchronises the contact)
-        await send_presence_of_resources(module, username, contact)
+        await self.module.send(stanza)  # §3.1.5 (or a repeat that resynchronises the contact)
+        await send_presence_of_resources(self.module, username, contact)
         if user_sees(outcome.after.subscription):
-            await module.send(presence(user_bare, contact, "probe"))
+            await self.module.send(presence(user_bare, contact, "probe"))
 
     # -- inbound (§3, Appendix A.3, §4.3, §8.5) ---------------------------------------------------
-    def inbound_bare(event: StanzaEvent) -> Awaitable[bool] | bool:
+    def inbound_bare(self, event: StanzaEvent) -> Awaitable[bool] | bool:
         stanza, to = event.stanza, event.to
         ptype = stanza.get("type")
         if to is None or to.node is None:
             return True
         if ptype in AVAILABILITY or ptype == "error":
             # §8.5.2.1.2 / §8.5.2.2.2: every available resource, or nobody.
-            for session in list(module.sessions(to.node, to.domain).values()):
+            for session in list(self.module.sessions(to.node, to.domain).values()):
                 if session.available:
                     session.send(stanza)
             return True
-        return inbound_subscription(event, to.node, ptype)
+        return self.inbound_subscription(event, to.node, ptype)
 
-    def inbound_full(event: StanzaEvent) -> Awaitable[bool] | bool:
+    def inbound_full(self, event: StanzaEvent) -> Awaitable[bool] | bool:
         stanza, to = event.stanza, event.to
         ptype = stanza.get("type")
         if to is None or to.node is None:  # never: a full JID has both
             return True
         if ptype in AVAILABILITY or ptype == "error":
-            session = module.sessions(to.node, to.domain).get(to.resource or "")
+            session = self.module.sessions(to.node, to.domain).get(to.resource or "")
             if session is not None:
                 session.send(stanza)
             return True
-        return inbound_subscription(event, to.node, ptype)
+        return self.inbound_subscription(event, to.node, ptype)
 
-    def inbound_subscription(event: StanzaEvent, user: str,
+    def inbound_subscription(self, event: StanzaEvent, user: str,
                              ptype: str | None) -> Awaitable[bool] | bool:
         sender = event.stanza.get("from")
         if not sender:
             return True
         if ptype is None or (ptype not in SUBSCRIPTION_TYPES and ptype != "probe"):
-            return refuse(event.stanza.error_reply(StanzaError("bad-request")))
-        return handle_inbound(event, user, ptype, sender)
+            return self.refuse(event.stanza.error_reply(StanzaError("bad-request")))
+        return self.handle_inbound(event, user, ptype, sender)
 
-    async def refuse(error: Element) -> bool:
-        await module.send(error)
+    async def refuse(self, error: Element) -> bool:
+        await self.module.send(error)
         return True
 
-    async def handle_inbound(event: StanzaEvent, user: str, ptype: str, sender: str) -> bool:
-        user_bare, contact = f"{user}@{module.host}", sender.partition("/")[0]
+    async def handle_inbound(self, event: StanzaEvent, user: str, ptype: str, sender: str) -> bool:
+        user_bare, contact = f"{user}@{self.module.host}", sender.partition("/")[0]
         # A user with a bound session exists (deleting an account closes its sessions
         # first): the store read is skipped on the path of every probe.
-        if module.auth is None or (not module.sessions(user)
-                                   and not await module.account_exists(user)):
+        if self.module.auth is None or (not self.module.sessions(user)
+                                   and not await self.module.account_exists(user)):
             if ptype in ("subscribe", "probe"):  # §8.5.1: no such user
-                await module.send(presence(user_bare, contact, "unsubscribed"))
+                await self.module.send(presence(user_bare, contact, "unsubscribed"))
             return True
-        service = roster()
+        service = self.roster()
         if service is None or contact == user_bare:
             if ptype == "probe" and contact == user_bare:
-                await send_presence_of_resources(module, user, sender)
+                await send_presence_of_resources(self.module, user, sender)
             return True
         if ptype == "probe":
-            await answer_probe(service, user, user_bare, contact, sender)
+            await self.answer_probe(service, user, user_bare, contact, sender)
             return True
         stanza = event.stanza.copy()
         stanza.attrs["from"], stanza.attrs["to"] = contact, user_bare
         def deliver(outcome: Outcome) -> None:
             if ptype != "subscribe" and outcome.changed:
                 # §3.1.6, §3.2.3, §3.3.3: to the interested resources, before the push.
-                for session in list(module.sessions(user).values()):
+                for session in list(self.module.sessions(user).values()):
                     if session.interested:
                         session.send(stanza)
         outcome = await service.inbound(user, contact, ptype, stanza, deliver)
         if ptype == "subscribe":
-            await inbound_subscribe(user, user_bare, contact, stanza, outcome)
+            await self.inbound_subscribe(user, user_bare, contact, stanza, outcome)
         elif ptype == "unsubscribe" and sees_user(outcome.before.subscription):
-            await send_presence_of_resources(module, user, contact, unavailable=True)
+            await send_presence_of_resources(self.module, user, contact, unavailable=True)
         return True
 
-    async def inbound_subscribe(user: str, user_bare: str, contact: str, stanza: Element,
+    async def inbound_subscribe(self, user: str, user_bare: str, contact: str, stanza: Element,
                                 outcome: Outcome) -> None:
         if outcome.auto_approved:  # already subscribed, or pre-approved (§3.4)
-            await module.send(presence(user_bare, contact, "subscribed"))
-            if not await send_presence_of_resources(module, user, contact):
-                await module.send(presence(user_bare, contact, "unavailable"))
+            await self.module.send(presence(user_bare, contact, "subscribed"))
+            if not await send_presence_of_resources(self.module, user, contact):
+                await self.module.send(presence(user_bare, contact, "unavailable"))
             return
         if outcome.refused:
             if stanza.get("type") != "error":
-                await module.send(stanza.error_reply(StanzaError(
+                await self.module.send(stanza.error_reply(StanzaError(
                     "resource-constraint", "too many pending subscription requests")))
             return
         # As Prosody: acknowledge receipt without revealing the user's presence.
-        await module.send(presence(user_bare, contact, "unavailable"))
+        await self.module.send(presence(user_bare, contact, "unavailable"))
         if outcome.stored:  # §3.1.3: every available resource now, the rest at login
-            for session in list(module.sessions(user).values()):
+            for session in list(self.module.sessions(user).values()):
                 if session.available:
                     session.send(stanza)
 
-    async def answer_probe(service: RosterService, user: str, user_bare: str, contact: str,
+    async def answer_probe(self, service: RosterService, user: str, user_bare: str, contact: str,
                            prober: str) -> None:
         """§4.3.2: the last presence of each available resource, if the prober may see it."""
         if not sees_user(await service.subscription(user, contact)):
-            await module.send(presence(user_bare, contact, "unsubscribed"))
+            await self.module.send(presence(user_bare, contact, "unsubscribed"))
             return
-        if not await send_presence_of_resources(module, user, prober):
-            await module.send(presence(user_bare, prober, "unavailable"))
+        if not await send_presence_of_resources(self.module, user, prober):
+            await self.module.send(presence(user_bare, prober, "unavailable"))
 
-    def inbound_host(event: StanzaEvent) -> Awaitable[bool] | bool:
+    def inbound_host(self, event: StanzaEvent) -> Awaitable[bool] | bool:
         """Presence to the server itself: it is always available and always approves."""
         stanza = event.stanza
         sender, ptype = stanza.get("from"), stanza.get("type")
         if not sender or ptype not in ("probe", "subscribe"):
             return True
-        return answer_as_host(sender.partition("/")[0], ptype)
+        return self.answer_as_host(sender.partition("/")[0], ptype)
 
-    async def answer_as_host(bare: str, ptype: str) -> bool:
+    async def answer_as_host(self, bare: str, ptype: str) -> bool:
         if ptype == "subscribe":
-            await module.send(presence(module.host, bare, "subscribed"))
-        await module.send(presence(module.host, bare))
+            await self.module.send(presence(self.module.host, bare, "subscribed"))
+        await self.module.send(presence(self.module.host, bare))
         return True
 
     # -- the end of a session (§4.5.3) ---------------------------------------------------------
-    def unbind(session: ClientSession) -> None:
+    def unbind(self, session: ClientSession) -> None:
         if not session.available:
             if session.directed:
                 unavailable = Element("presence", attrs={"type": "unavailable",
                                                          "from": session.full_jid or ""})
-                module.spawn(to_directed(session, unavailable))
+                self.module.spawn(self.to_directed(session, unavailable))
             return
         session.available = False
         session.presence = None
         unavailable = Element("presence", attrs={"type": "unavailable",
                                                  "from": session.full_jid or ""})
-        to_own_resources(session, unavailable)
-        module.spawn(after_unbind(session, unavailable))
+        self.to_own_resources(session, unavailable)
+        self.module.spawn(self.after_unbind(session, unavailable))
         return
 
-    async def after_unbind(session: ClientSession, unavailable: Element) -> None:
-        await to_contacts(session, unavailable)
-        await module.fire_async("presence-broadcast", PresenceBroadcast(session, unavailable))
-        await to_directed(session, unavailable)
+    async def after_unbind(self, session: ClientSession, unavailable: Element) -> None:
+        await self.to_contacts(session, unavailable)
+        await self.module.fire_async("presence-broadcast", PresenceBroadcast(session, unavailable))
+        await self.to_directed(session, unavailable)
 
-    module.hook("stream-features", features, 5)
-    module.hook("pre-presence/bare", outbound_broadcast, 100)
+
+def load(module: ModuleApi) -> None:
+    handlers = _Presence(module)
+    module.hook("stream-features", handlers.features, 5)
+    module.hook("pre-presence/bare", handlers.outbound_broadcast, 100)
     for kind in ("bare", "full", "host"):
-        module.hook(f"pre-presence/{kind}", outbound_directed, 90)
-        module.hook(f"pre-presence/{kind}", outbound_subscription, 80)
-    module.hook("presence/full", inbound_full, -1)
-    module.hook("presence/bare", inbound_bare, -1)
-    module.hook("presence/host", inbound_host, -1)
-    module.hook("resource-unbind", unbind)
+        module.hook(f"pre-presence/{kind}", handlers.outbound_directed, 90)
+        module.hook(f"pre-presence/{kind}", handlers.outbound_subscription, 80)
+    module.hook("presence/full", handlers.inbound_full, -1)
+    module.hook("presence/bare", handlers.inbound_bare, -1)
+    module.hook("presence/host", handlers.inbound_host, -1)
+    module.hook("resource-unbind", handlers.unbind)
 
 
 def _priority(stanza: Element) -> int:
@@ -392,3 +393,14 @@ def _priority(stanza: Element) -> int:
     if not _PRIORITY.fullmatch(text):
         return 0
     return max(-128, min(127, int(text)))
+
+
+def _pending_request(jid: str, xml: str) -> Element:
+    """The stored subscription request from ``jid``, redelivered at login (§3.1.3)."""
+    try:
+        request = parse_fragment(xml)
+    except (StreamError, ValueError):  # a damaged record still yields a plain request
+        request = Element("presence")
+    request.attrs["type"] = "subscribe"
+    request.attrs["from"] = jid
+    return request

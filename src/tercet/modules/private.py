@@ -39,15 +39,16 @@ def key_of(el: Element) -> str:
     return f"{el.xmlns}:{el.name}"
 
 
-def load(module: ModuleApi) -> None:
-    store = module.open_map("private")
-    max_items: int = module.option("private_max_items")
+class _PrivateStorage:
+    """Private XML get and set over the ``private`` map store, with the quota read at load."""
 
-    def error(event: StanzaEvent, condition: str, text: str | None = None) -> bool:
-        event.origin.send(event.stanza.error_reply(StanzaError(condition, text)))
-        return True
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.store = module.open_map("private")
+        self.max_items: int = module.option("private_max_items")
 
-    async def on_private(event: StanzaEvent) -> bool | None:
+
+    async def on_private(self, event: StanzaEvent) -> bool | None:
         stanza, origin = event.stanza, event.origin
         if not isinstance(origin, ClientSession) or origin.username is None:
             return None  # "self" is a local client asking about its own account
@@ -55,16 +56,16 @@ def load(module: ModuleApi) -> None:
         assert query is not None  # the event is named after the payload
         fragments = list(query.elements())
         if not fragments or (stanza.get("type") == "get" and len(fragments) > 1):
-            return error(event, "not-acceptable", "expected one child element")
+            return _error(event, "not-acceptable", "expected one child element")
         if any(f.xmlns in RESERVED for f in fragments):
-            return error(event, "not-acceptable", "reserved namespace")
+            return _error(event, "not-acceptable", "reserved namespace")
         username = origin.username
         if stanza.get("type") == "get":
-            return await get(event, username, fragments[0])
-        return await set_(event, username, fragments)
+            return await self.get(event, username, fragments[0])
+        return await self.set_(event, username, fragments)
 
-    async def get(event: StanzaEvent, username: str, wanted: Element) -> bool:
-        text = await store.get(username, key_of(wanted))
+    async def get(self, event: StanzaEvent, username: str, wanted: Element) -> bool:
+        text = await self.store.get(username, key_of(wanted))
         reply = event.stanza.reply()
         query = reply.tag("query", NS_PRIVATE)
         found = None
@@ -72,36 +73,48 @@ def load(module: ModuleApi) -> None:
             try:
                 found = parse_fragment(text)
             except StreamError:
-                module.log.error("stored private XML of %s is not valid XML", username)
+                self.module.log.error("stored private XML of %s is not valid XML", username)
         query.append(found or Element(wanted.name, wanted.xmlns))
         event.origin.send(reply)
         return True
 
-    async def set_(event: StanzaEvent, username: str, fragments: list[Element]) -> bool:
+    async def set_(self, event: StanzaEvent, username: str, fragments: list[Element]) -> bool:
         values: dict[str, str | None] = {}
         for fragment in fragments:
             # An empty element (no children) deletes, as clients clear data that way.
             values[key_of(fragment)] = fragment.to_xml(None) if fragment.children else None
-        if not await within_quota(username, values):
-            return error(event, "policy-violation", "too many private XML fragments")
-        await store.set_keys(username, values)
+        if not await self.within_quota(username, values):
+            return _error(event, "policy-violation", "too many private XML fragments")
+        await self.store.set_keys(username, values)
         event.origin.send(event.stanza.reply())
         return True
 
-    async def within_quota(username: str, values: dict[str, str | None]) -> bool:
+    async def within_quota(self, username: str, values: dict[str, str | None]) -> bool:
         """Whether storing ``values`` keeps the user within ``private_max_items``."""
         added = [k for k, v in values.items()
-                 if v is not None and await store.get(username, k) is None]
+                 if v is not None and await self.store.get(username, k) is None]
         if not added:  # replacing or deleting never grows the store
             return True
-        keys = set(await store.get_all(username)) | set(added)
+        keys = set(await self.store.get_all(username)) | set(added)
         keys -= {k for k, v in values.items() if v is None}
-        return len(keys) <= max_items
+        return len(keys) <= self.max_items
 
-    def forbidden(event: StanzaEvent) -> bool:
-        return error(event, "forbidden")
 
+
+def load(module: ModuleApi) -> None:
+    storage = _PrivateStorage(module)
     module.add_feature(NS_PRIVATE)
     # iq.py tries the "self" names before the "bare" ones for one's own account.
-    module.hook(f"iq/self/{NS_PRIVATE}:query", on_private)
-    module.hook(f"iq/bare/{NS_PRIVATE}:query", forbidden)
+    module.hook(f"iq/self/{NS_PRIVATE}:query", storage.on_private)
+    module.hook(f"iq/bare/{NS_PRIVATE}:query", _forbidden)
+
+
+def _error(event: StanzaEvent, condition: str, text: str | None = None) -> bool:
+    """Answer ``event`` with a ``condition`` error; the request is handled."""
+    event.origin.send(event.stanza.error_reply(StanzaError(condition, text)))
+    return True
+
+
+def _forbidden(event: StanzaEvent) -> bool:
+    """Nobody reads or changes another account's private XML."""
+    return _error(event, "forbidden")

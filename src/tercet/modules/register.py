@@ -161,46 +161,52 @@ def load(module: ModuleApi) -> None:
     load_account_management(module)
 
 
-def load_creation(module: ModuleApi) -> None:
-    """Account creation on unauthenticated streams."""
-    allow = module.option("allow_registration")
-    profile = module.global_option("jid_profile")
-    require_tls = module.option("c2s_require_encryption")  # declared by the c2s module
-    instructions = module.option("registration_instructions")
-    allowlist = parse_networks("registration_allowlist",
-                               module.option("registration_allowlist"))
-    denylist = parse_networks("registration_denylist", module.option("registration_denylist"))
-    allowlist_only = module.option("allowlist_registration_only")
-    throttle = Throttle(module.option("min_seconds_between_registrations"),
-                        module.option("registration_throttle_cache_size"), module.now)
+class _Creation:
+    """Account creation on unauthenticated streams, with the options read at load."""
 
-    def features(event: StreamFeaturesEvent) -> None:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.allow: bool = module.option("allow_registration")
+        self.profile: str = module.global_option("jid_profile")
+        # declared by the c2s module
+        self.require_tls: bool = module.option("c2s_require_encryption")
+        self.instructions: str = module.option("registration_instructions")
+        self.allowlist = parse_networks("registration_allowlist",
+                                        module.option("registration_allowlist"))
+        self.denylist = parse_networks("registration_denylist",
+                                       module.option("registration_denylist"))
+        self.allowlist_only: bool = module.option("allowlist_registration_only")
+        self.throttle = Throttle(module.option("min_seconds_between_registrations"),
+                                 module.option("registration_throttle_cache_size"),
+                                 module.now)
+
+    def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session
-        if allow and not session.authenticated and (session.secure or not require_tls):
+        if self.allow and not session.authenticated and (session.secure or not self.require_tls):
             event.features.tag("register", NS_FEATURE)
 
-    def ip_refusal(ip: str) -> StanzaError | None:
-        if ip_in(ip, denylist):
+    def ip_refusal(self, ip: str) -> StanzaError | None:
+        if ip_in(ip, self.denylist):
             return StanzaError("forbidden", "Your IP address is blocklisted", type="auth")
-        allowed = ip_in(ip, allowlist)
-        if allowlist_only and not allowed:
+        allowed = ip_in(ip, self.allowlist)
+        if self.allowlist_only and not allowed:
             return StanzaError("forbidden", "Your IP address is not allowlisted", type="auth")
-        if not allowed and not throttle.allows(ip):
+        if not allowed and not self.throttle.allows(ip):
             return StanzaError("policy-violation",
                                "Too many registrations from this IP address recently",
                                type="wait")
         return None
 
-    def on_query(event: StreamElementEvent) -> Awaitable[bool] | bool:
+    def on_query(self, event: StreamElementEvent) -> Awaitable[bool] | bool:
         session, stanza = event.session, event.element
-        if not allow:
+        if not self.allow:
             return reply_error(session, stanza, StanzaError("service-unavailable"))
-        if require_tls and not session.secure:
+        if self.require_tls and not session.secure:
             return reply_error(session, stanza, StanzaError(
                 "policy-violation", "Encryption is required", type="modify"))
         if stanza.get("type") == "get":
             reply = stanza.reply()
-            reply.append(registration_form(instructions))
+            reply.append(registration_form(self.instructions))
             session.send(reply)
             return True
         if stanza.get("type") != "set":
@@ -211,31 +217,31 @@ def load_creation(module: ModuleApi) -> None:
         assert query is not None
         if query.find("remove", NS_REGISTER) is not None:
             return reply_error(session, stanza, StanzaError("registration-required"))
-        return create(session, stanza, form_values(query))
+        return self.create(session, stanza, form_values(query))
 
-    async def create(session: ClientSession, stanza: Element, values: dict[str, str]) -> bool:
-        checked = check_credentials(values, profile)
+    async def create(self, session: ClientSession, stanza: Element, values: dict[str, str]) -> bool:
+        checked = check_credentials(values, self.profile)
         if isinstance(checked, StanzaError):
             return reply_error(session, stanza, checked)
         username, password = checked
         ip = session.peer
-        refusal = ip_refusal(ip) or await module.fire_async(
-            "user-registering", RegistrationAttempt(username, module.host, ip, session))
+        refusal = self.ip_refusal(ip) or await self.module.fire_async(
+            "user-registering", RegistrationAttempt(username, self.module.host, ip, session))
         if isinstance(refusal, StanzaError):
             session.log.info("registration of %s refused: %s", username, refusal.condition)
             return reply_error(session, stanza, refusal)
-        error = await create_account(username, password)
+        error = await self.create_account(username, password)
         if error is not None:
             return reply_error(session, stanza, error)
-        if not ip_in(ip, allowlist):
-            throttle.record(ip)
+        if not ip_in(ip, self.allowlist):
+            self.throttle.record(ip)
         session.send(stanza.reply())
-        session.log.info("registered %s@%s from %s", username, module.host, ip)
-        await module.fire_async("user-registered", Registered(username, module.host, ip))
+        session.log.info("registered %s@%s from %s", username, self.module.host, ip)
+        await self.module.fire_async("user-registered", Registered(username, self.module.host, ip))
         return True
 
-    async def create_account(username: str, password: str) -> StanzaError | None:
-        auth = module.auth
+    async def create_account(self, username: str, password: str) -> StanzaError | None:
+        auth = self.module.auth
         if auth is None:
             return StanzaError("service-unavailable")
         if await auth.user_exists(username):
@@ -248,19 +254,26 @@ def load_creation(module: ModuleApi) -> None:
         except Exception:
             if await auth.user_exists(username):  # created by a concurrent request
                 return StanzaError("conflict", "The requested username already exists.")
-            module.log.exception("could not create %s", username)
+            self.module.log.exception("could not create %s", username)
             return StanzaError("internal-server-error", type="wait")
         return None
 
-    module.hook("stream-features", features, 5)
-    module.hook(f"unauthenticated-iq/{NS_REGISTER}:query", on_query)
+
+def load_creation(module: ModuleApi) -> None:
+    """Account creation on unauthenticated streams."""
+    creation = _Creation(module)
+    module.hook("stream-features", creation.features, 5)
+    module.hook(f"unauthenticated-iq/{NS_REGISTER}:query", creation.on_query)
 
 
-def load_account_management(module: ModuleApi) -> None:
+class _AccountManagement:
     """Registration info, password change and cancellation for logged-in users."""
-    profile = module.global_option("jid_profile")
 
-    def on_query(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.profile: str = module.global_option("jid_profile")
+
+    def on_query(self, event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         origin, stanza = event.origin, event.stanza
         username = origin.username if isinstance(origin, ClientSession) else None
         if username is None:
@@ -276,25 +289,25 @@ def load_account_management(module: ModuleApi) -> None:
         payload = stanza.iq_payload()
         assert payload is not None
         if payload.find("remove", NS_REGISTER) is not None:
-            return cancel(origin, username, stanza)
-        return change_password(origin, username, stanza, form_values(payload))
+            return self.cancel(origin, username, stanza)
+        return self.change_password(origin, username, stanza, form_values(payload))
 
-    def on_host_query(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
+    def on_host_query(self, event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         # COMPAT: clients that address the server instead of their own account.
-        if not module.is_host_client(event.origin):
+        if not self.module.is_host_client(event.origin):
             return None
-        return on_query(event)
+        return self.on_query(event)
 
-    async def cancel(origin: Session, username: str, stanza: Element) -> bool:
+    async def cancel(self, origin: Session, username: str, stanza: Element) -> bool:
         answered: list[bool] = []
 
         def answer() -> None:  # XEP-0077 §3.2: after the removal, before the stream error
             answered.append(True)
             origin.send(stanza.reply())
         try:
-            deleted = await module.delete_account(username, before_close=answer)
+            deleted = await self.module.delete_account(username, before_close=answer)
         except Exception:
-            module.log.exception("could not delete %s", username)
+            self.module.log.exception("could not delete %s", username)
             if not answered:
                 origin.send(stanza.error_reply(StanzaError("internal-server-error",
                                                            type="wait")))
@@ -302,12 +315,12 @@ def load_account_management(module: ModuleApi) -> None:
         if not deleted:
             origin.send(stanza.error_reply(StanzaError("item-not-found")))
         else:
-            module.log.info("%s@%s removed their account", username, module.host)
+            self.module.log.info("%s@%s removed their account", username, self.module.host)
         return True
 
-    async def change_password(origin: Session, own: str, stanza: Element,
+    async def change_password(self, origin: Session, own: str, stanza: Element,
                               values: dict[str, str]) -> bool | None:
-        checked = check_credentials(values, profile)
+        checked = check_credentials(values, self.profile)
         if isinstance(checked, StanzaError):
             origin.send(stanza.error_reply(checked))
             return True
@@ -315,7 +328,7 @@ def load_account_management(module: ModuleApi) -> None:
         if username != own:
             origin.send(stanza.error_reply(StanzaError("bad-request")))
             return True
-        auth = module.auth
+        auth = self.module.auth
         if auth is None:
             return None  # no account service: the router answers service-unavailable
         try:
@@ -328,8 +341,12 @@ def load_account_management(module: ModuleApi) -> None:
         origin.send(stanza.reply())
         return True
 
-    module.hook(f"iq/self/{NS_REGISTER}:query", on_query)
-    module.hook(f"iq/host/{NS_REGISTER}:query", on_host_query)
+
+def load_account_management(module: ModuleApi) -> None:
+    """Registration info, password change and cancellation for logged-in users."""
+    management = _AccountManagement(module)
+    module.hook(f"iq/self/{NS_REGISTER}:query", management.on_query)
+    module.hook(f"iq/host/{NS_REGISTER}:query", management.on_host_query)
 
 
 def reply_error(session: ClientSession, stanza: Element, error: StanzaError) -> bool:

@@ -52,35 +52,36 @@ class RosterSetError(Exception):
         self.error = error
 
 
-def load(module: ModuleApi) -> None:
-    max_items = module.option("max_roster_size")
-    service = RosterService(module, module.open_keyval("roster"), max_items)
-    module.provides("roster", service)
-    load_cache_hooks(module, service)
-    module.add_feature(NS_ROSTER)
+class _RosterQueries:
+    """Answers to ``jabber:iq:roster`` queries (RFC 6121 §2) over the host's ``service``."""
 
-    def features(event: StreamFeaturesEvent) -> None:
+    def __init__(self, module: ModuleApi, service: RosterService, max_items: int) -> None:
+        self.module = module
+        self.service = service
+        self.max_items = max_items
+
+    def features(self, event: StreamFeaturesEvent) -> None:
         if event.session.authenticated:
             event.features.tag("ver", NS_ROSTERVER)  # XEP-0237 §2.1
 
-    async def on_query(event: StanzaEvent) -> bool | None:
+    async def on_query(self, event: StanzaEvent) -> bool | None:
         stanza, session = event.stanza, event.origin
         if not isinstance(session, ClientSession) or session.username is None:
             return None  # "self" is a local client asking about its own account
         try:
             if stanza.get("type") == "get":
-                await roster_get(session, session.username, stanza)
+                await self.roster_get(session, session.username, stanza)
             else:
-                await roster_set(session, session.username, stanza)
+                await self.roster_set(session, session.username, stanza)
         except RosterSetError as err:
             session.send(stanza.error_reply(err.error))
         except StorageError:
-            module.log.exception("roster storage failed for %s", session.username)
+            self.module.log.exception("roster storage failed for %s", session.username)
             session.send(stanza.error_reply(StanzaError("internal-server-error")))
         return True
 
-    async def roster_get(session: ClientSession, username: str, stanza: Element) -> None:
-        record = await service.load(username)
+    async def roster_get(self, session: ClientSession, username: str, stanza: Element) -> None:
+        record = await self.service.load(username)
         session.interested = True
         reply = stanza.reply()
         query = stanza.iq_payload()
@@ -89,10 +90,10 @@ def load(module: ModuleApi) -> None:
             reply.append(roster_query(record))
         session.send(reply)
 
-    async def roster_set(session: ClientSession, username: str, stanza: Element) -> None:
-        jid, item = parse_set(stanza, f"{username}@{module.host}")
+    async def roster_set(self, session: ClientSession, username: str, stanza: Element) -> None:
+        jid, item = parse_set(stanza, f"{username}@{self.module.host}")
         if item.get("subscription") == "remove":
-            removed = await service.remove_contact(
+            removed = await self.service.remove_contact(
                 username, jid, before_push=lambda: session.send(stanza.reply()))
             if not removed:  # RFC 6121 §2.5.3
                 raise RosterSetError(StanzaError("item-not-found"))
@@ -101,10 +102,10 @@ def load(module: ModuleApi) -> None:
 
         def apply(rec: RosterRecord) -> None:
             try:
-                entry = rec.ensure_item(jid, max_items)
+                entry = rec.ensure_item(jid, self.max_items)
             except RosterFull:
                 raise RosterSetError(StanzaError(
-                    "not-allowed", f"the roster is full ({max_items} contacts)")) from None
+                    "not-allowed", f"the roster is full ({self.max_items} contacts)")) from None
             # §2.1.2.5: subscription, ask and approved in a set are ignored; only the
             # user-editable fields change.
             entry["groups"] = groups
@@ -112,27 +113,35 @@ def load(module: ModuleApi) -> None:
                 entry["name"] = name
             else:
                 entry.pop("name", None)
-        _, record, changed = await service.update(username, apply)
+        _, record, changed = await self.service.update(username, apply)
         session.send(stanza.reply())
-        service.push(username, changed or [jid], record)
+        self.service.push(username, changed or [jid], record)
 
-    def forbidden(event: StanzaEvent) -> Awaitable[bool] | bool:
+    def forbidden(self, event: StanzaEvent) -> Awaitable[bool] | bool:
         # §2.1.5 / §2.3.3: only the account itself may read or change its roster.
         if event.stanza.get("type") not in ("get", "set"):
             return True
         reply = event.stanza.error_reply(StanzaError("forbidden"))
         if event.origin.kind != "c2s":
-            return send_reply(reply)
+            return self.send_reply(reply)
         event.origin.send(reply)
         return True
 
-    async def send_reply(reply: Element) -> bool:
-        await module.send(reply)
+    async def send_reply(self, reply: Element) -> bool:
+        await self.module.send(reply)
         return True
 
-    module.hook("stream-features", features, 5)
-    module.hook(f"iq/self/{NS_ROSTER}:query", on_query)
-    module.hook(f"iq/bare/{NS_ROSTER}:query", forbidden, -1)
+
+def load(module: ModuleApi) -> None:
+    max_items = module.option("max_roster_size")
+    service = RosterService(module, module.open_keyval("roster"), max_items)
+    module.provides("roster", service)
+    load_cache_hooks(module, service)
+    module.add_feature(NS_ROSTER)
+    queries = _RosterQueries(module, service, max_items)
+    module.hook("stream-features", queries.features, 5)
+    module.hook(f"iq/self/{NS_ROSTER}:query", queries.on_query)
+    module.hook(f"iq/bare/{NS_ROSTER}:query", queries.forbidden, -1)
 
 
 def load_cache_hooks(module: ModuleApi, service: RosterService) -> None:

@@ -52,24 +52,28 @@ OPTIONS: list[Option[Any]] = [
 ]
 
 
-def load(module: ModuleApi) -> None:
-    require_tls = module.option("c2s_require_encryption")
-    allow_plain = module.option("allow_unencrypted_plain_auth")
-    anonymous = module.option("authentication") == "anonymous"
-    iterations = module.option("scram_iterations")
-    max_failures = module.option("sasl_max_failures")
+class _Sasl:
+    """SASL negotiation for one host's client streams, with the options read at load."""
 
-    def context(session: ClientSession) -> SaslContext:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.require_tls: bool = module.option("c2s_require_encryption")
+        self.allow_plain: bool = module.option("allow_unencrypted_plain_auth")
+        self.anonymous = module.option("authentication") == "anonymous"
+        self.iterations: int = module.option("scram_iterations")
+        self.max_failures: int = module.option("sasl_max_failures")
+
+    def context(self, session: ClientSession) -> SaslContext:
         bindings = session.tls_info.get("channel_bindings", {}) if session.secure else {}
         return SaslContext(channel_bindings=dict(bindings), secure=session.secure,
-                           allow_plain_insecure=allow_plain, anonymous=anonymous,
-                           scram_iterations=iterations)
+                           allow_plain_insecure=self.allow_plain, anonymous=self.anonymous,
+                           scram_iterations=self.iterations)
 
-    def features(event: StreamFeaturesEvent) -> None:
+    def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session
-        if session.authenticated or (require_tls and not session.secure):
+        if session.authenticated or (self.require_tls and not session.secure):
             return None
-        ctx = context(session)
+        ctx = self.context(session)
         mechs = event.features.tag("mechanisms", NS_SASL)
         for name in offered_mechanisms(ctx):
             mechs.text_tag("mechanism", name)
@@ -80,59 +84,42 @@ def load(module: ModuleApi) -> None:
                 cb.tag("channel-binding", NS_SASL_CB, {"type": cb_type})
         return None
 
-    def send(session: ClientSession, name: str, data: bytes | None = None,
-             condition: str | None = None) -> None:
-        el = Element(name, NS_SASL)
-        if condition:
-            el.tag(condition, NS_SASL)
-        elif data is not None:
-            el.append(base64.b64encode(data).decode() if data else "=")
-        session.send_element(el)
 
-    def decode(el: Element) -> bytes | None:
-        text = el.text.strip()
-        if not text:
-            return None
-        if text == "=":
-            return b""
-        if len(text) > MAX_SASL_DATA:
-            raise ValueError("too large")
-        return base64.b64decode(text, validate=True)
 
-    async def drive(session: ClientSession, step: Step) -> None:
+    async def drive(self, session: ClientSession, step: Step) -> None:
         mech: ServerMechanism = session.sasl
         while isinstance(step, NeedCredentials):
             creds = None
             username = _nodeprep(step.username)
-            if module.auth is not None and username is not None:
-                creds = await module.auth.get_credentials(username)
+            if self.module.auth is not None and username is not None:
+                creds = await self.module.auth.get_credentials(username)
             step = mech.credentials(creds)
         if isinstance(step, Challenge):
-            send(session, "challenge", step.data)
+            _send(session, "challenge", step.data)
         elif isinstance(step, Success):
-            succeed(session, step)
+            self.succeed(session, step)
         elif isinstance(step, Failure):
-            fail(session, step.condition, step.text)
+            self.fail(session, step.condition, step.text)
 
-    def succeed(session: ClientSession, step: Success) -> None:
+    def succeed(self, session: ClientSession, step: Success) -> None:
         # Accounts are stored under their nodeprep'd name (RFC 6122 §A), SASL names are
         # only SASLprep'd (RFC 4013): compare and bind on the prepared form.
         username = _nodeprep(step.username)
         if username is None:
-            fail(session, "not-authorized")
+            self.fail(session, "not-authorized")
             return
         authzid = step.authzid
-        if authzid and prep_jid(authzid) not in (username, f"{username}@{module.host}"):
-            fail(session, "invalid-authzid")
+        if authzid and prep_jid(authzid) not in (username, f"{username}@{self.module.host}"):
+            self.fail(session, "invalid-authzid")
             return
         session.sasl = None
         session.set_authenticated(username)
-        send(session, "success", step.additional_data)
+        _send(session, "success", step.additional_data)
         session.restart_stream()
-        session.log.info("authenticated as %s@%s", username, module.host)
-        module.fire_detached("authentication-success", session)
+        session.log.info("authenticated as %s@%s", username, self.module.host)
+        self.module.fire_detached("authentication-success", session)
 
-    def fail(session: ClientSession, condition: str, text: str | None = None) -> None:
+    def fail(self, session: ClientSession, condition: str, text: str | None = None) -> None:
         session.sasl = None
         session.auth_failures += 1
         el = Element("failure", NS_SASL)
@@ -140,51 +127,77 @@ def load(module: ModuleApi) -> None:
         if text:
             el.text_tag("text", text, NS_SASL)
         session.send_element(el)
-        module.fire_detached("authentication-failure", session)
-        if session.auth_failures >= max_failures:
+        self.module.fire_detached("authentication-failure", session)
+        if session.auth_failures >= self.max_failures:
             session.close(StreamError("policy-violation", "too many failed authentications"))
 
-    def on_auth(event: StreamElementEvent) -> Awaitable[None] | bool:
+    def on_auth(self, event: StreamElementEvent) -> Awaitable[None] | bool:
         session = event.session
         if session.authenticated:
             raise StreamError("policy-violation", "already authenticated")
-        if require_tls and not session.secure:
-            fail(session, "encryption-required")
+        if self.require_tls and not session.secure:
+            self.fail(session, "encryption-required")
             return True
         name = event.element.get("mechanism") or ""
-        ctx = context(session)
+        ctx = self.context(session)
         mech = server_mechanism(name, ctx) if name in offered_mechanisms(ctx) else None
         if mech is None:
-            fail(session, "invalid-mechanism")
+            self.fail(session, "invalid-mechanism")
             return True
         try:
-            initial = decode(event.element)
+            initial = _decode(event.element)
         except (ValueError, binascii.Error):
-            fail(session, "incorrect-encoding")
+            self.fail(session, "incorrect-encoding")
             return True
         session.sasl = mech
-        return drive(session, mech.start(initial))
+        return self.drive(session, mech.start(initial))
 
-    def on_response(event: StreamElementEvent) -> Awaitable[None] | bool:
+    def on_response(self, event: StreamElementEvent) -> Awaitable[None] | bool:
         session = event.session
         if session.sasl is None:
-            fail(session, "malformed-request")
+            self.fail(session, "malformed-request")
             return True
         try:
-            data = decode(event.element) or b""
+            data = _decode(event.element) or b""
         except (ValueError, binascii.Error):
-            fail(session, "incorrect-encoding")
+            self.fail(session, "incorrect-encoding")
             return True
-        return drive(session, session.sasl.step(data))
+        return self.drive(session, session.sasl.step(data))
 
-    def on_abort(event: StreamElementEvent) -> bool:
-        fail(event.session, "aborted")
+    def on_abort(self, event: StreamElementEvent) -> bool:
+        self.fail(event.session, "aborted")
         return True
 
-    module.hook("stream-features", features, 50)
-    module.hook(f"stream/{NS_SASL}:auth", on_auth)
-    module.hook(f"stream/{NS_SASL}:response", on_response)
-    module.hook(f"stream/{NS_SASL}:abort", on_abort)
+
+def load(module: ModuleApi) -> None:
+    sasl = _Sasl(module)
+    module.hook("stream-features", sasl.features, 50)
+    module.hook(f"stream/{NS_SASL}:auth", sasl.on_auth)
+    module.hook(f"stream/{NS_SASL}:response", sasl.on_response)
+    module.hook(f"stream/{NS_SASL}:abort", sasl.on_abort)
+
+
+def _send(session: ClientSession, name: str, data: bytes | None = None,
+          condition: str | None = None) -> None:
+    """Send a SASL element (RFC 6120 §6.4) carrying base64 ``data`` or a ``condition``."""
+    el = Element(name, NS_SASL)
+    if condition:
+        el.tag(condition, NS_SASL)
+    elif data is not None:
+        el.append(base64.b64encode(data).decode() if data else "=")
+    session.send_element(el)
+
+
+def _decode(el: Element) -> bytes | None:
+    """The base64 payload of ``el``: None when absent, b"" for "=" (RFC 6120 §6.4.2)."""
+    text = el.text.strip()
+    if not text:
+        return None
+    if text == "=":
+        return b""
+    if len(text) > MAX_SASL_DATA:
+        raise ValueError("too large")
+    return base64.b64decode(text, validate=True)
 
 
 def _nodeprep(username: str) -> str | None:

@@ -41,72 +41,84 @@ class VCardUpdated:
         self.vcard = vcard
 
 
-def load(module: ModuleApi) -> None:
-    store = module.open_keyval("vcard")
-    max_size = module.option("vcard_max_size")
+class _VCards:
+    """vcard-temp get and set over the ``vcard`` store, with the size limit read at load."""
 
-    async def stored(user: str | None) -> Element | None:
-        text = await store.get(user)
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.store = module.open_keyval("vcard")
+        self.max_size: int = module.option("vcard_max_size")
+
+    async def stored(self, user: str | None) -> Element | None:
+        text = await self.store.get(user)
         if not isinstance(text, str):
             return None
         try:
             return parse_fragment(text, max_size=MAX_MAX_SIZE)
         except StreamError:
-            module.log.error("the stored vCard of %s is not valid XML; ignoring it", user)
+            self.module.log.error("the stored vCard of %s is not valid XML; ignoring it", user)
             return None
 
-    async def on_get(event: StanzaEvent) -> bool | None:
+    async def on_get(self, event: StanzaEvent) -> bool | None:
         user: str | None
         if event.to_type == "host":
             user = None
         elif event.to_type == "self":
-            user = own_account(event)
+            user = _own_account(event)
             if user is None:
                 return None
         else:
             user = event.to.node if event.to is not None else None
-            if not await module.account_exists(user):
+            if not await self.module.account_exists(user):
                 return None  # the router answers service-unavailable
         reply = event.stanza.reply()
-        reply.append(await stored(user) or Element("vCard", NS_VCARD))
+        reply.append(await self.stored(user) or Element("vCard", NS_VCARD))
         event.origin.send(reply)
         return True
 
-    async def on_set(event: StanzaEvent) -> bool | None:
+    async def on_set(self, event: StanzaEvent) -> bool | None:
         stanza = event.stanza
         if event.to_type != "self":
             event.origin.send(stanza.error_reply(StanzaError("forbidden")))
             return True
         card = stanza.iq_payload()
         assert card is not None  # the event is named after the payload
-        username = own_account(event)
+        username = _own_account(event)
         if username is None:
             return None
         if not any(True for _ in card.elements()):
-            await store.set(username, None)
+            await self.store.set(username, None)
             card = None
         else:
             text = card.to_xml(None)
-            if len(text.encode()) > max_size:
+            if len(text.encode()) > self.max_size:
                 event.origin.send(stanza.error_reply(StanzaError(
-                    "not-acceptable", f"vCard larger than {max_size} bytes")))
+                    "not-acceptable", f"vCard larger than {self.max_size} bytes")))
                 return True
-            await store.set(username, text)
+            await self.store.set(username, text)
         event.origin.send(stanza.reply())
-        await module.fire_async("vcard-updated", VCardUpdated(username, card))
+        await self.module.fire_async("vcard-updated", VCardUpdated(username, card))
         return True
 
-    def forbidden(event: StanzaEvent) -> bool:
-        event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
-        return True
 
-    def own_account(event: StanzaEvent) -> str | None:
-        """The account a "self" request is about: its sender's (a local client)."""
-        origin = event.origin
-        return origin.username if isinstance(origin, ClientSession) else None
 
+
+def load(module: ModuleApi) -> None:
+    vcards = _VCards(module)
     module.add_feature(NS_VCARD)
-    module.hook(f"iq-get/bare/{NS_VCARD}:vCard", on_get)
-    module.hook(f"iq-get/host/{NS_VCARD}:vCard", on_get)
-    module.hook(f"iq-set/bare/{NS_VCARD}:vCard", on_set)
-    module.hook(f"iq-set/host/{NS_VCARD}:vCard", forbidden)
+    module.hook(f"iq-get/bare/{NS_VCARD}:vCard", vcards.on_get)
+    module.hook(f"iq-get/host/{NS_VCARD}:vCard", vcards.on_get)
+    module.hook(f"iq-set/bare/{NS_VCARD}:vCard", vcards.on_set)
+    module.hook(f"iq-set/host/{NS_VCARD}:vCard", _forbidden)
+
+
+def _forbidden(event: StanzaEvent) -> bool:
+    """The server's own vCard is not editable over XMPP."""
+    event.origin.send(event.stanza.error_reply(StanzaError("forbidden")))
+    return True
+
+
+def _own_account(event: StanzaEvent) -> str | None:
+    """The account a "self" request is about: its sender's (a local client)."""
+    origin = event.origin
+    return origin.username if isinstance(origin, ClientSession) else None
