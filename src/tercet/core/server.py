@@ -172,9 +172,14 @@ class Server:
         log.info("configuration reloaded from %s", new.path)
 
     # -- sessions -------------------------------------------------------------------------
-    def session_closed(self, session: C2SSession) -> None:
+    def session_closed(self, session: C2SSession, *, lost: bool = False) -> None:
+        """A session ended; ``lost``: its connection went without a stream close, and a
+        ``connection-lost`` handler returning True keeps it (XEP-0198 hibernation)."""
         host = session.host
         if host is None or session.data.get("core.closed"):
+            return
+        if lost and session.bound and self.fire_sync_or_log(
+                host.events, "connection-lost", session):
             return
         session.data["core.closed"] = True
         if session.bound and host.remove_session(session):

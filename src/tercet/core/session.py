@@ -42,6 +42,46 @@ class Connection(Protocol):
     def authenticated(self) -> None:
         """Authentication succeeded: stop the auth timeout and the unauthenticated count."""
         ...
+    def adopt(self, session: C2SSession) -> None:
+        """Carry ``session`` from now on (stream management resumption, XEP-0198 §5)."""
+        ...
+    def release(self) -> None:
+        """The session moved to another connection: drop it and close the transport
+        without ending the session."""
+        ...
+
+
+class _Detached:
+    """The connection of a session that has none (XEP-0198 hibernation): writes go
+    nowhere, and closing the session calls ``on_close`` so its owner can end it."""
+
+    __slots__ = ("_on_close", "peer", "secure")
+
+    def __init__(self, peer: str, secure: bool, on_close: Callable[[], None]) -> None:
+        self.peer = peer
+        self.secure = secure
+        self._on_close = on_close
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    def close_stream(self, error: StreamError | None = None) -> None:
+        self._on_close()
+
+    async def start_tls(self) -> None:
+        return None
+
+    def restart_stream(self) -> None:
+        return None
+
+    def authenticated(self) -> None:
+        return None
+
+    def adopt(self, session: C2SSession) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
 
 
 class ComponentTransport(Protocol):
@@ -162,7 +202,7 @@ class C2SSession(Session):
         "conn", "username", "resource", "full_jid", "bare_jid", "authenticated", "bound",
         "priority", "presence", "available", "interested", "directed", "stream_id",
         "lang", "sasl", "auth_failures", "stream_version", "secure_tls", "tls_info",
-        "_filters",
+        "_filters", "stanzas_in",
     )
 
     def __init__(self, host: Host | None, conn: Connection) -> None:
@@ -189,10 +229,17 @@ class C2SSession(Session):
         # (priority, filter) pairs, highest priority first; None until a module adds one,
         # so sessions nobody filters pay one attribute test per stanza.
         self._filters: list[tuple[float, SendFilter]] | None = None
+        # Stanzas received from the client, counted by the connection (XEP-0198 §4).
+        self.stanzas_in = 0
 
     @property
     def secure(self) -> bool:
         return self.conn.secure
+
+    @property
+    def detached(self) -> bool:
+        """Whether the session has no connection (hibernated, XEP-0198 §5)."""
+        return isinstance(self.conn, _Detached)
 
     def send(self, stanza: Element) -> None:
         """Deliver ``stanza`` to the client, through the send filters if any."""
@@ -276,6 +323,25 @@ class C2SSession(Session):
         self.full_jid = f"{self.bare_jid}/{resource}"
         self.bound = True
         self.host.add_session(self)
+
+    # -- stream management (XEP-0198): a session outliving its connection --------------
+    def detach(self, on_close: Callable[[], None]) -> None:
+        """Keep this session without a connection (hibernation, XEP-0198 §5): it stays
+        bound and open, send filters still run, writes go nowhere. Closing it then calls
+        ``on_close`` (the owner ends it with ``close_session``)."""
+        previous = self.conn
+        self.conn = _Detached(previous.peer, previous.secure, on_close)
+        self.closed = False
+        previous.release()
+
+    def attach(self, conn: Connection) -> None:
+        """Move this session onto ``conn`` (resumption, XEP-0198 §5), which adopts it;
+        a connection it still had is released first."""
+        previous = self.conn
+        self.conn = conn
+        self.closed = False
+        previous.release()
+        conn.adopt(self)
 
     def close(self, error: StreamError | None = None) -> None:
         if self.closed:

@@ -50,7 +50,8 @@ class C2SConnection(asyncio.Protocol):
     # One of these per connected client: slots keep idle sessions small.
     __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent", "_out",
                  "_out_size", "_peer", "_reader", "_secure", "_send_limit", "_sent_size",
-                 "_timeout", "listener", "net", "server", "session", "transport")
+                 "_stream_lang", "_timeout", "listener", "net", "server", "session",
+                 "transport")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         self.server = server
@@ -61,6 +62,7 @@ class C2SConnection(asyncio.Protocol):
         self._peer = "?"
         self._secure = listener.direct_tls
         self._reader = StreamReader(listener.limits.stanza_size)
+        self._stream_lang: str | None = None
         # Events parsed but not handled yet (a handler is awaiting); made when needed.
         self._backlog: deque[StreamEvent] | None = None
         self._busy = False
@@ -157,6 +159,9 @@ class C2SConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.net.connections.discard(self)
+        # Gone without a stream close (ours or the client's): stream management may keep
+        # the session for a resumption (XEP-0198 §5).
+        lost = not self._closing
         self._closing = True
         self._out = None
         self.session.closed = True
@@ -164,7 +169,7 @@ class C2SConnection(asyncio.Protocol):
             self._timeout.cancel()
         self._release_unauth()
         self.transport = None
-        self.server.session_closed(self.session)
+        self.server.session_closed(self.session, lost=lost)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -246,7 +251,9 @@ class C2SConnection(asyncio.Protocol):
             raise StreamError("host-unknown", "the stream changed host")
         else:
             self._send_header(session.host.name)
-        session.lang = event.attrs.get("xml:lang", "en")
+        # RFC 6120 §4.7.4: the stream's language, stamped on stanzas that carry none.
+        self._stream_lang = event.attrs.get("xml:lang")
+        session.lang = self._stream_lang or "en"
         version = event.attrs.get("version", "0.9")
         if not version.startswith("1."):
             raise StreamError("unsupported-version")
@@ -264,6 +271,7 @@ class C2SConnection(asyncio.Protocol):
     def _handle_element(self, el: Element) -> Any:
         session = self.session
         if el.name in STANZA_NAMES and el.xmlns == NS_CLIENT:
+            session.stanzas_in += 1
             if session.bound:
                 return self._route(el)
             if session.host is None:
@@ -294,6 +302,8 @@ class C2SConnection(asyncio.Protocol):
         elif from_ != session.full_jid and from_ != session.bare_jid:
             # RFC 6120 §8.1.2.1: a client may not claim another address.
             raise StreamError("invalid-from")
+        if self._stream_lang is not None and "xml:lang" not in el.attrs:
+            el.attrs["xml:lang"] = self._stream_lang  # RFC 6120 §4.7.4 (SHOULD)
         return self.server.router.route(session, el)
 
     # -- hooks used by negotiation modules ------------------------------------------------
@@ -301,6 +311,27 @@ class C2SConnection(asyncio.Protocol):
         """After SASL success (RFC 6120 §6.4.6): a fresh parser, a fresh header expected."""
         self._reader.reset()
         self._drop_backlog()
+
+    def adopt(self, session: C2SSession) -> None:
+        """Carry ``session`` (resumed, XEP-0198 §5) instead of the one this stream
+        negotiated; the stream's own facts (id, TLS, language) go with it."""
+        fresh = self.session
+        session.stream_id = fresh.stream_id
+        session.secure_tls = fresh.secure_tls
+        session.tls_info = fresh.tls_info
+        session.lang = fresh.lang
+        fresh.closed = True
+        self.session = session
+
+    def release(self) -> None:
+        """The session moved to another connection: forget it and drop this transport
+        without a stream close, so nothing here ends the session."""
+        self.session = C2SSession(None, self)
+        self.session.closed = True
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self._out = None
+            self.transport.abort()
 
     def _drop_backlog(self) -> None:
         # Cleared in place: _drain may be iterating over this very deque right now.

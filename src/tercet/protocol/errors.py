@@ -39,19 +39,25 @@ STANZA_CONDITIONS: dict[str, str] = {
 class StreamError(Exception):
     """A condition that ends the stream (RFC 6120 §4.9)."""
 
-    def __init__(self, condition: str, text: str | None = None, *, remote: bool = True) -> None:
+    def __init__(self, condition: str, text: str | None = None, *, remote: bool = True,
+                 extra: Element | None = None) -> None:
         if condition not in STREAM_CONDITIONS:
             raise ValueError(f"unknown stream error condition {condition!r}")
         super().__init__(condition if text is None else f"{condition}: {text}")
         self.condition = condition
         self.text = text
         self.remote = remote
+        # An application-specific condition (RFC 6120 §4.9.4), e.g. XEP-0198's
+        # <handled-count-too-high/>.
+        self.extra = extra
 
     def to_element(self) -> Element:
         el = Element("error", "http://etherx.jabber.org/streams")
         el.tag(self.condition, NS_STREAMS)
         if self.text:
             el.tag("text", NS_STREAMS, {"xml:lang": "en"}).append(self.text)
+        if self.extra is not None:
+            el.append(self.extra)
         return el
 
 

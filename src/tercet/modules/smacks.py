@@ -1,0 +1,294 @@
+"""Stream Management (XEP-0198, ``urn:xmpp:sm:3``): acks and resumption.
+
+Counting (§4): ``h`` of our ``<a/>`` is the number of stanzas received from the client
+since ``<enable/>`` (the connection counts them in ``session.stanzas_in``); what we send
+is counted and kept by a send filter that runs last (priority -100), so stanzas a filter
+holds back (client state indication) count only when they leave. The client's ``<a h/>``
+drops what it acknowledges. All counters wrap at 2^32 (§4).
+
+Resumption (§5): a session enabled with ``resume='true'`` whose connection goes without
+a stream close *hibernates* for ``smacks_hibernation_time``: it stays bound and
+available, stanzas to it are kept in its queue. ``<resume previd h/>`` on a new stream of
+the same account moves it there (``session.attach``), answers ``<resumed/>`` and resends
+what the client did not acknowledge. When a session with unacknowledged messages ends
+for good (hibernation expired, closed, replaced), those messages are routed again to the
+account's bare JID: another resource or offline storage takes them, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tercet.module import (
+    ClientSession,
+    Element,
+    ModuleApi,
+    Option,
+    StreamElementEvent,
+    StreamError,
+    StreamFeaturesEvent,
+)
+
+NS_SM = "urn:xmpp:sm:3"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+MOD = 2**32  # XEP-0198 §4: h is an unsigned 32-bit integer that wraps
+KEY = "smacks"
+META = {"summary": "Stream Management", "stage": "beta", "xeps": ["XEP-0198"]}
+
+OPTIONS: list[Option[Any]] = [
+    Option("smacks_hibernation_time", int, 600,
+           "Seconds a session whose connection was lost waits for a resumption "
+           "(0: no resumption).", min=0, max=86400, cite="XEP-0198 §5"),
+    Option("smacks_max_unacked_stanzas", int, 0,
+           "Unacknowledged stanzas beyond which the server asks the client for an ack.",
+           min=0, max=10000, cite="XEP-0198 §4"),
+    Option("smacks_max_queue_size", int, 500,
+           "Unacknowledged stanzas kept per session; beyond it the session is closed "
+           "(policy-violation) and what it kept goes to offline storage.",
+           min=1, max=100000, cite="XEP-0198 §4"),
+    Option("smacks_max_hibernated_sessions", int, 10,
+           "Hibernated sessions one account may have; the oldest ends first.",
+           min=0, max=1000, cite="XEP-0198 §5"),
+]
+
+
+class SmState:
+    """One session's stream management state."""
+
+    __slots__ = ("acked", "awaiting", "ended", "filter", "in_base", "queue", "resume_id",
+                 "sent", "timer")
+
+    def __init__(self, in_base: int, filter_: Callable[[Element], Element | None]) -> None:
+        self.in_base = in_base  # session.stanzas_in at <enable/>
+        self.filter = filter_
+        self.queue: deque[Element] = deque()  # sent, not acknowledged yet
+        self.sent = 0  # stanzas sent since <enable/> (not wrapped)
+        self.acked = 0  # of which acknowledged
+        self.awaiting = False  # an <r/> is out
+        self.resume_id: str | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.ended = False
+
+    def handled(self, session: ClientSession) -> int:
+        return (session.stanzas_in - self.in_base) % MOD
+
+
+class StreamManagement:
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.hibernation_time = module.option("smacks_hibernation_time")
+        self.max_unacked = module.option("smacks_max_unacked_stanzas")
+        self.max_queue = module.option("smacks_max_queue_size")
+        self.max_hibernated = module.option("smacks_max_hibernated_sessions")
+        self.resumable: dict[str, ClientSession] = {}  # resumption id -> session
+        self.hibernated: dict[str, list[ClientSession]] = {}  # username -> oldest first
+
+    # -- stream elements ------------------------------------------------------------------
+    def features(self, event: StreamFeaturesEvent) -> None:
+        if event.session.authenticated:
+            event.features.tag("sm", NS_SM)
+
+    def enable(self, event: StreamElementEvent) -> bool:
+        session = event.session
+        if not session.authenticated or KEY in session.data:
+            return failed(session, "unexpected-request")
+        state = SmState(session.stanzas_in, lambda stanza: self.outgoing(session, stanza))
+        session.data[KEY] = state
+        session.add_send_filter(state.filter, -100)
+        attrs: dict[str, str] = {}
+        if event.element.get("resume") in ("true", "1") and self.hibernation_time > 0:
+            state.resume_id = secrets.token_urlsafe(18)
+            self.resumable[state.resume_id] = session
+            attrs = {"id": state.resume_id, "resume": "true",
+                     "max": str(self.hibernation_time)}
+        session.send_element(Element("enabled", NS_SM, attrs))
+        return True
+
+    def request(self, event: StreamElementEvent) -> bool | None:
+        state = event.session.data.get(KEY)
+        if state is None:
+            return None  # unsupported-stanza-type: not enabled
+        event.session.send_element(Element("a", NS_SM, {"h": str(state.handled(event.session))}))
+        return True
+
+    def answer(self, event: StreamElementEvent) -> bool | None:
+        state = event.session.data.get(KEY)
+        if state is None:
+            return None
+        error = acknowledge(state, event.element.get("h"))
+        if error is not None:
+            event.session.close(error)
+        elif len(state.queue) > self.max_unacked:
+            self.ask(event.session, state)  # more left while the <r/> was out
+        return True
+
+    def resume(self, event: StreamElementEvent) -> bool:
+        session = event.session
+        if not session.authenticated or session.bound or KEY in session.data:
+            return failed(session, "unexpected-request")
+        old = self.resumable.get(event.element.get("previd") or "")
+        # Another account's id is as unknown as an expired one (no oracle for ids).
+        if old is None or old.username != session.username or old.host is not session.host:
+            return failed(session, "item-not-found")
+        state: SmState = old.data[KEY]
+        error = acknowledge(state, event.element.get("h"))
+        if error is not None:
+            session.close(error)
+            return True
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        self._unlist(old)
+        if not old.detached:  # the client noticed the loss before we did
+            old.detach(lambda: self.end(old))
+        old.attach(session.conn)
+        old.log.info("resumed on a new connection (%d stanzas to resend)", len(state.queue))
+        old.send_element(Element("resumed", NS_SM, {"previd": state.resume_id or "",
+                                                     "h": str(state.handled(old))}))
+        for stanza in list(state.queue):  # still unacknowledged: they stay queued
+            old.send_after(state.filter, stanza)
+        state.awaiting = False
+        if state.queue:
+            self.ask(old, state)
+        return True
+
+    # -- what leaves ----------------------------------------------------------------------
+    def outgoing(self, session: ClientSession, stanza: Element) -> Element | None:
+        state: SmState = session.data[KEY]
+        state.queue.append(stanza)
+        state.sent += 1
+        if len(state.queue) > self.max_queue:
+            session.log.info("%d stanzas unacknowledged, closing", len(state.queue))
+            if session.detached:
+                self.end(session)
+            else:
+                # Unbound at once, not when the transport is gone: what comes meanwhile
+                # is routed elsewhere rather than written to a closing stream.
+                self.module.close_session(session, StreamError(
+                    "policy-violation", "too many unacknowledged stanzas"))
+            return None
+        if not state.awaiting and len(state.queue) > self.max_unacked:
+            self.ask(session, state)
+        return stanza
+
+    def ask(self, session: ClientSession, state: SmState) -> None:
+        """Send <r/> after what is being written now (one per batch)."""
+        state.awaiting = True
+
+        def send_r() -> None:
+            if not session.closed and not session.detached:
+                session.send_element(Element("r", NS_SM))
+        asyncio.get_running_loop().call_soon(send_r)
+
+    # -- hibernation and the end ----------------------------------------------------------
+    def connection_lost(self, session: ClientSession) -> bool | None:
+        state: SmState | None = session.data.get(KEY)
+        if state is None or state.resume_id is None or state.ended:
+            return None
+        session.detach(lambda: self.end(session))
+        session.log.info("connection lost, hibernating for %d s", self.hibernation_time)
+        state.timer = asyncio.get_running_loop().call_later(
+            self.hibernation_time, self.end, session)
+        assert session.username is not None  # bound
+        sessions = self.hibernated.setdefault(session.username, [])
+        sessions.append(session)
+        while len(sessions) > self.max_hibernated:
+            self.end(sessions[0])
+        return True
+
+    def end(self, session: ClientSession) -> None:
+        """End a hibernated session for good (expired, replaced, closed)."""
+        state: SmState | None = session.data.get(KEY)
+        if state is None or state.ended:
+            return
+        state.ended = True
+        self._forget(session, state)
+        session.log.info("hibernation over, closing")
+        self.module.close_session(session)
+
+    def unbind(self, session: ClientSession) -> None:
+        """The session ended: route its unacknowledged messages again (XEP-0198 §5)."""
+        state: SmState | None = session.data.get(KEY)
+        if state is None:
+            return
+        state.ended = True
+        self._forget(session, state)
+        session.remove_send_filter(state.filter)
+        queue, state.queue = state.queue, deque()
+        for stanza in queue:
+            if (stanza.name == "message" and stanza.get("type", "normal") in ("chat", "normal")
+                    and stanza.find("body") is not None and session.bare_jid is not None):
+                copy = stanza.copy()
+                copy.attrs["to"] = session.bare_jid
+                self.module.send_detached(copy)
+
+    def closed(self, session: ClientSession) -> None:
+        state: SmState | None = session.data.get(KEY)
+        if state is not None:
+            state.ended = True
+            self._forget(session, state)
+
+    def _forget(self, session: ClientSession, state: SmState) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if state.resume_id is not None:
+            self.resumable.pop(state.resume_id, None)
+        self._unlist(session)
+
+    def _unlist(self, session: ClientSession) -> None:
+        sessions = self.hibernated.get(session.username or "")
+        if sessions is not None and session in sessions:
+            sessions.remove(session)
+            if not sessions:
+                del self.hibernated[session.username or ""]
+
+    def unload(self) -> None:
+        for sessions in list(self.hibernated.values()):
+            for session in list(sessions):
+                self.end(session)
+
+
+def acknowledge(state: SmState, text: str | None) -> StreamError | None:
+    """Drop what the peer's ``h`` acknowledges; an ``h`` beyond what was sent is the
+    stream error returned (XEP-0198 §4, handled-count-too-high)."""
+    try:
+        h = int(text or "")
+    except ValueError:
+        return StreamError("invalid-xml", "h is not a number")
+    if not 0 <= h < MOD:
+        return StreamError("invalid-xml", "h out of range")
+    count = (h - state.acked) % MOD
+    if count > len(state.queue):
+        return StreamError("undefined-condition", "h acknowledges more than was sent",
+                          extra=Element("handled-count-too-high", NS_SM, {
+                              "h": str(h), "send-count": str(state.sent % MOD)}))
+    for _ in range(count):
+        state.queue.popleft()
+    state.acked += count
+    state.awaiting = False
+    return None
+
+
+def failed(session: ClientSession, condition: str) -> bool:
+    reply = Element("failed", NS_SM)
+    reply.tag(condition, NS_STANZAS)
+    session.send_element(reply)
+    return True
+
+
+def load(module: ModuleApi) -> None:
+    sm = StreamManagement(module)
+    module.hook("stream-features", sm.features)
+    module.hook(f"stream/{NS_SM}:enable", sm.enable)
+    module.hook(f"stream/{NS_SM}:r", sm.request)
+    module.hook(f"stream/{NS_SM}:a", sm.answer)
+    module.hook(f"stream/{NS_SM}:resume", sm.resume)
+    module.hook("connection-lost", sm.connection_lost)
+    module.hook("resource-unbind", sm.unbind, 100)
+    module.hook("session-closed", sm.closed)
+    module.on_unload(sm.unload)
