@@ -1,0 +1,160 @@
+"""Client State Indication (XEP-0352): hold back what is not urgent while a client says it
+is inactive (a phone in a pocket), and send it all at once when something urgent comes or
+the client is active again.
+
+The feature ``<csi xmlns='urn:xmpp:csi:0'/>`` is offered once a client has authenticated
+(XEP-0352 "Discovering support"). ``<inactive/>`` puts a send filter on the session; it
+runs before stream management's (which filters last), so stream management counts only
+what actually leaves. While inactive, the filter holds back (:func:`urgent` says what is
+not held):
+
+* available and unavailable presence, keeping only the latest from each full JID
+  ("Server behaviour": "push the latest presence from each contact");
+* messages without a body (chat states, receipts, markers), unless they are pubsub
+  events from the user's own account (bookmarks, OMEMO device lists, ...);
+* pubsub events from anyone else.
+
+Anything else (a message with a body, also inside a carbon; an iq; subscription
+requests; errors) is urgent: everything held goes first, in order, then the urgent
+stanza. ``<active/>`` sends everything held, and so does a full buffer
+(``csi_queue_size``). The CSI state is separate from presence (XEP-0352 "Business Rules").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tercet.module import (
+    NS_CLIENT,
+    ClientSession,
+    Element,
+    ModuleApi,
+    Option,
+    StreamElementEvent,
+    StreamFeaturesEvent,
+)
+
+NS = "urn:xmpp:csi:0"
+NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+NS_CARBONS = "urn:xmpp:carbons:2"
+NS_FORWARD = "urn:xmpp:forward:0"
+
+META = {"summary": "Client State Indication: hold back presence and notifications "
+                   "for inactive clients", "stage": "beta", "xeps": ["XEP-0352"]}
+QUEUE_SIZE = Option(
+    "csi_queue_size", int, 256,
+    "Stanzas held back for one inactive client; when full, all of them are sent.",
+    min=1, max=10_000, cite="XEP-0352 'Server behaviour'; RFC 6120 §13.12 (bounded buffers)")
+OPTIONS: list[Option[Any]] = [QUEUE_SIZE]
+
+# Before stream management (-100) and other filters that record what leaves.
+FILTER_PRIORITY = 100
+
+
+def load(module: ModuleApi) -> None:
+    limit = module.option(QUEUE_SIZE)
+    key = module.name
+
+    def features(event: StreamFeaturesEvent) -> None:
+        if event.session.authenticated:
+            event.features.tag("csi", NS)
+
+    def inactive(event: StreamElementEvent) -> bool | None:
+        session = event.session
+        if not session.authenticated:
+            return None  # the stream is closed: nothing to indicate before that
+        if key not in session.data:
+            held = Held(session, limit)
+            session.data[key] = held
+            session.add_send_filter(held.fn, FILTER_PRIORITY)
+        return True
+
+    def active(event: StreamElementEvent) -> bool | None:
+        session = event.session
+        if not session.authenticated:
+            return None
+        stop(session)
+        return True
+
+    def stop(session: ClientSession) -> None:
+        held = session.data.pop(key, None)
+        if isinstance(held, Held):
+            held.flush()  # XEP-0352 §3.1: before anything the client sends next is handled
+            session.remove_send_filter(held.fn)
+
+    def unload() -> None:
+        for session in module.all_sessions():
+            stop(session)
+
+    module.hook("stream-features", features)
+    module.hook(f"stream/{NS}:inactive", inactive)
+    module.hook(f"stream/{NS}:active", active)
+    module.on_unload(unload)
+
+
+def urgent(stanza: Element, own: str | None) -> bool:
+    """Whether ``stanza`` must reach an inactive client now; ``own`` is its bare JID."""
+    if stanza.name == "presence":
+        return stanza.get("type") not in (None, "unavailable")
+    if stanza.name != "message":
+        return True
+    if stanza.find("body") is not None:
+        return True
+    for name in ("received", "sent"):  # a carbon is as urgent as what it carries
+        wrapper = stanza.find(name, NS_CARBONS)
+        forwarded = wrapper.find("forwarded", NS_FORWARD) if wrapper is not None else None
+        inner = forwarded.find("message", NS_CLIENT) if forwarded is not None else None
+        if inner is not None and inner.find("body") is not None:
+            return True
+    if stanza.find("event", NS_PUBSUB_EVENT) is not None:
+        return own is not None and stanza.get("from") == own
+    if stanza.get("type") == "error":
+        return True
+    return False
+
+
+class Held:
+    """What one inactive session holds back, in order; presence keyed by its sender so
+    that a newer one replaces the older."""
+
+    __slots__ = ("count", "fn", "limit", "presence", "session", "stanzas")
+
+    def __init__(self, session: ClientSession, limit: int) -> None:
+        self.session = session
+        self.limit = limit
+        self.stanzas: list[Element | None] = []  # None: replaced by a newer presence
+        self.presence: dict[str, int] = {}  # sender -> its index in stanzas
+        self.count = 0  # stanzas held (not counting the replaced ones)
+        # One bound method, kept: the session finds its filters by identity.
+        self.fn = self.filter
+
+    def filter(self, stanza: Element) -> Element | None:
+        if urgent(stanza, self.session.bare_jid):
+            self.flush()
+            return stanza
+        if stanza.name == "presence":
+            sender = stanza.get("from") or ""
+            old = self.presence.pop(sender, None)
+            if old is not None:
+                self.stanzas[old] = None
+                self.count -= 1
+            self.presence[sender] = len(self.stanzas)
+        self.stanzas.append(stanza)
+        self.count += 1
+        if self.count >= self.limit:
+            self.flush()
+        elif len(self.stanzas) >= 2 * self.limit:
+            self.compact()  # replaced presences never make the list longer than that
+        return None
+
+    def compact(self) -> None:
+        live: list[Element | None] = [s for s in self.stanzas if s is not None]
+        self.stanzas = live
+        self.presence = {s.get("from") or "": i for i, s in enumerate(live)
+                         if s is not None and s.name == "presence"}
+
+    def flush(self) -> None:
+        stanzas, self.stanzas, self.presence, self.count = self.stanzas, [], {}, 0
+        for stanza in stanzas:
+            if stanza is not None:
+                self.session.send_after(self.fn, stanza)
