@@ -61,6 +61,7 @@ from tercet.protocol.stanza import NS_CLIENT, NS_DELAY, Element, iq, message, pr
 from tercet.storage.base import (
     MAX_ARCHIVE_PAGE,
     ArchiveItem,
+    ArchiveKeyNotFound,
     ArchiveQuery,
     ArchiveStore,
     KeyValStore,
@@ -76,6 +77,7 @@ __all__ = [
     "AdminCommandError",
     "AdminRequest",
     "ArchiveItem",
+    "ArchiveKeyNotFound",
     "ArchiveQuery",
     "ArchiveStore",
     "AuthError",

@@ -39,6 +39,7 @@ REQUIRED = [
     "basic", "basic_message", "basic_roster", "blocking", "disco_self", "issue1121",
     "keep_full_sub_req", "presence_preapproval", "lastactivity", "uptime", "vcard_temp",
     "server_contact_info", "tombstones", "extdisco", "version",
+    "mam_prefs_prep", "mam_extended",
 ]
 
 # Prosody module name -> Tercet module name, where they differ.

@@ -25,6 +25,12 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
     "lastactivity", "private", "vcard", "blocklist", "offline", "register",
     "server_contact_info", "c2s", "bind", "iq", "message", "presence",
+    # Stream management (XEP-0198) on by default: mobile clients lose messages without
+    # it, and it costs nothing to a client that does not enable it (docs/smacks.md).
+    "smacks",
+    # Message carbons (XEP-0280) on by default, as in Prosody: only resources that enable
+    # them get copies (docs/carbons.md). csi_simple stays opt-in, as in Prosody.
+    "carbons",
 )
 
 _STORAGE_DRIVERS = ("sqlite", "memory", "postgresql")

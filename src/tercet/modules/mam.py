@@ -1,0 +1,374 @@
+"""Message Archive Management (XEP-0313 ``urn:xmpp:mam:2`` and ``#extended``) with stanza
+IDs (XEP-0359).
+
+Every 1:1 message a local user sends (``pre-message/*``, after policy modules) or receives
+(``message/bare``, ``message/full``, before delivery and before offline storage) goes into
+the user's archive store ``archive`` when :func:`_mamlib.archivable` and the user's
+preferences say so. An archived incoming message is delivered with
+``<stanza-id by='user@host' id='<archive id>'/>``; stanza-ids with that ``by`` put in by
+anyone else are removed first (XEP-0359 §4). Offline messages carry the stanza-id too,
+since offline storage runs after this module.
+
+Queries (§4), the query form (§5.1.1), the metadata query (§5.1.2 of 0313 1.1) and
+preferences (§6) are iqs to the user's own account. Pages are RSM (XEP-0059) pages: results
+are sent before the iq result, which carries ``<fin/>`` with first (index), last and count.
+Old items are deleted by a timer, in bounded batches (``archive_expires_after``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from tercet.module import (
+    MAX_ARCHIVE_PAGE,
+    ArchiveItem,
+    ArchiveKeyNotFound,
+    ArchiveQuery,
+    ClientSession,
+    Invalid,
+    InvalidJID,
+    ModuleApi,
+    Option,
+    StanzaError,
+    StanzaEvent,
+    StorageError,
+)
+from tercet.modules._mamlib import (
+    NS_MAM,
+    NS_MAM_EXTENDED,
+    MamQuery,
+    Page,
+    Prefs,
+    QueryError,
+    add_stanza_id,
+    archivable,
+    expiry_seconds,
+    fields_form,
+    fin,
+    parse_prefs,
+    parse_query,
+    result_message,
+    stamp,
+    strip_stanza_ids,
+)
+from tercet.modules._rosterlib import RosterService
+from tercet.protocol.stanza import Element
+
+META = {"summary": "Message Archive Management", "stage": "beta",
+        "xeps": ["XEP-0313", "XEP-0359", "XEP-0059", "XEP-0297"]}
+
+# Runs after policy (blocking 200, filters 50-100) and before delivery and offline
+# storage (-1), so it archives what is delivered and offline messages get the stanza-id.
+INCOMING_PRIORITY = 1
+# pre-message: after every policy module, which may still refuse the message.
+OUTGOING_PRIORITY = -10
+# Expiry deletes at most this many items per store call, and at most CLEANUP_BATCHES
+# calls per run, then comes back after CLEANUP_CONTINUE seconds: a large backlog never
+# holds the storage for long.
+CLEANUP_BATCH = 500
+CLEANUP_BATCHES = 100
+CLEANUP_CONTINUE = 1.0
+
+
+def _policy_ok(value: Any) -> list[Invalid]:
+    if isinstance(value, bool) or value in ("always", "never", "roster"):
+        return []
+    return [Invalid('true, false, "always", "never" or "roster"', repr(value))]
+
+
+def _expiry_ok(value: Any) -> list[Invalid]:
+    try:
+        expiry_seconds(value)
+    except ValueError:
+        return [Invalid('a duration: seconds, "never", or like "1d", "1w", "2m", "1y"',
+                        repr(value), 'archive_expires_after = "1w"')]
+    return []
+
+
+DEFAULT_POLICY = Option[bool | str](
+    "default_archive_policy", bool | str, True,
+    "Archive messages of users who set no preference: true (always), false (never) or "
+    '"roster" (only with contacts in the roster).', validate=_policy_ok,
+    cite="XEP-0313 §6")
+SMART_ENABLE = Option("mam_smart_enable", bool, False,
+                      "Archive only for users who have used MAM once (queried or set "
+                      "preferences); before that, nothing is archived for them.")
+MAX_RESULTS = Option("max_archive_query_results", int, 50,
+                     "Most results in one page of a query; larger RSM max values are "
+                     "capped to it.", min=1, max=MAX_ARCHIVE_PAGE, cite="XEP-0313 §5.1")
+EXPIRES_AFTER = Option[int | str](
+    "archive_expires_after", int | str, "1w",
+    'Delete archived messages older than this: seconds, "never", or a number with d '
+    "(days), w (weeks), m (months), y (years).", validate=_expiry_ok)
+CLEANUP_INTERVAL = Option("archive_cleanup_interval", float, 4 * 3600.0,
+                          "Seconds between two runs of the expiry job.",
+                          min=0.01, max=7 * 86400)
+ITEM_LIMIT = Option[int | None](
+    "archive_item_limit", int | None, None,
+    "Most messages kept per user; when full, new messages are not archived (and not "
+    "marked with a stanza-id) and a warning is logged. None: no limit.", min=1)
+OPTIONS: list[Option[Any]] = [DEFAULT_POLICY, SMART_ENABLE, MAX_RESULTS, EXPIRES_AFTER,
+                              CLEANUP_INTERVAL, ITEM_LIMIT]
+
+
+def load(module: ModuleApi) -> None:
+    mam = Mam(module)
+    module.provides("account-feature", NS_MAM)
+    module.provides("account-feature", NS_MAM_EXTENDED)
+    for to_type in ("bare", "full"):
+        module.hook(f"pre-message/{to_type}", mam.on_outgoing, OUTGOING_PRIORITY)
+        module.hook(f"message/{to_type}", mam.on_incoming, INCOMING_PRIORITY)
+    module.hook(f"iq-set/self/{NS_MAM}:query", mam.on_query)
+    module.hook(f"iq-get/self/{NS_MAM}:query", mam.on_form)
+    module.hook(f"iq-get/self/{NS_MAM}:metadata", mam.on_metadata)
+    module.hook(f"iq-get/self/{NS_MAM}:prefs", mam.on_prefs_get)
+    module.hook(f"iq-set/self/{NS_MAM}:prefs", mam.on_prefs_set)
+    if mam.expires_after is not None:
+        module.add_timer(mam.cleanup_interval, mam.cleanup)
+
+
+class Mam:
+    """The module on one host: options, the archive and preference stores, handlers."""
+
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        policy = module.option(DEFAULT_POLICY)
+        self.default_policy = policy if isinstance(policy, str) else (
+            "always" if policy else "never")
+        self.smart_enable = module.option(SMART_ENABLE)
+        self.max_results = module.option(MAX_RESULTS)
+        self.expires_after = expiry_seconds(module.option(EXPIRES_AFTER))
+        self.cleanup_interval = module.option(CLEANUP_INTERVAL)
+        self.item_limit = module.option(ITEM_LIMIT)
+        self.store = module.open_archive("archive")
+        self.prefs_store = module.open_keyval("archive_prefs")
+
+    # -- archiving -------------------------------------------------------------------------
+
+    async def on_outgoing(self, event: StanzaEvent) -> None:
+        """A local client sends a message: into the sender's archive."""
+        origin, stanza = event.origin, event.stanza
+        if not self.module.is_host_client(origin) or origin.username is None:
+            return
+        if not archivable(stanza):
+            return
+        to = event.to
+        if to is None or (to.node == origin.username and to.domain == self.module.host):
+            return  # to one's own account: archived once, as incoming
+        await self.archive(origin.username, stanza.copy(), str(to))
+
+    async def on_incoming(self, event: StanzaEvent) -> None:
+        """A message for a local user: into the recipient's archive, stanza-id added."""
+        to, stanza = event.to, event.stanza
+        if to is None or to.node is None:
+            return
+        by = f"{to.node}@{to.domain}"
+        strip_stanza_ids(stanza, by)
+        if not archivable(stanza):
+            return
+        if not self.module.sessions(to.node) and not await self.module.account_exists(to.node):
+            return
+        key = await self.archive(to.node, stanza.copy(), stanza.get("from") or "")
+        if key is not None:
+            add_stanza_id(stanza, key, by)
+
+    async def archive(self, username: str, stanza: Element, with_jid: str) -> str | None:
+        """Append if the preferences allow; the archive id, or None when not archived."""
+        try:
+            if not await self.wanted(username, with_jid.partition("/")[0]):
+                return None
+            if self.item_limit is not None and await self.store.count(
+                    username, ArchiveQuery()) >= self.item_limit:
+                self.module.log.warning("archive of %s is full (%d items): message not "
+                                        "archived", username, self.item_limit)
+                return None
+            return await self.store.append(username, stanza, when=self.module.now(),
+                                           with_jid=with_jid)
+        except StorageError:
+            self.module.log.exception("could not archive a message of %s", username)
+            return None
+
+    async def wanted(self, username: str, contact: str) -> bool:
+        stored = await self.prefs_store.get(username)
+        if stored is None and self.smart_enable:
+            return False
+        prefs = Prefs.from_json(stored, self.default_policy)
+        decided = prefs.decide(contact)
+        if decided is not None:
+            return decided
+        if prefs.default == "roster":
+            roster = self.module.find("roster", RosterService)
+            return roster is not None and await roster.item(username, contact) is not None
+        return prefs.default == "always"
+
+    async def prefs(self, username: str) -> Prefs:
+        """The user's preferences; with mam_smart_enable, using MAM enables archiving."""
+        stored = await self.prefs_store.get(username)
+        prefs = Prefs.from_json(stored, self.default_policy)
+        if stored is None and self.smart_enable:
+            await self.prefs_store.set(username, prefs.to_json())
+        return prefs
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def owner(self, event: StanzaEvent) -> ClientSession | None:
+        origin = event.origin
+        if self.module.is_host_client(origin) and origin.username is not None:
+            return origin
+        return None
+
+    async def on_query(self, event: StanzaEvent) -> bool | None:
+        session = self.owner(event)
+        payload = event.stanza.iq_payload()
+        if session is None or session.username is None or payload is None:
+            return None
+        try:
+            query = parse_query(payload)
+            await self.prefs(session.username)
+            items, page = await self.run_query(session.username, query)
+        except QueryError as exc:
+            session.send(event.stanza.error_reply(StanzaError(exc.condition, exc.text)))
+            return True
+        except ArchiveKeyNotFound:
+            session.send(event.stanza.error_reply(StanzaError(
+                "item-not-found", "no such item in the archive")))
+            return True
+        except StorageError:
+            self.module.log.exception("archive query of %s failed", session.username)
+            session.send(event.stanza.error_reply(StanzaError("internal-server-error")))
+            return True
+        to = str(event.from_) if event.from_ is not None else session.full_jid or ""
+        for item in (reversed(items) if query.flip else items):
+            session.send(result_message(to, query.queryid, item.key, item.when, item.value))
+        reply = event.stanza.reply()
+        reply.append(fin(page))
+        session.send(reply)
+        return True
+
+    async def run_query(self, username: str, q: MamQuery) -> tuple[list[ArchiveItem], Page]:
+        limit = self.max_results if q.max is None else min(q.max, self.max_results)
+        with_jid = None
+        if q.with_jid is not None:
+            try:
+                with_jid = str(self.module.parse_jid(q.with_jid))
+            except InvalidJID:
+                raise QueryError("jid-malformed", "the with field is not a JID") from None
+        if q.start is not None and q.end is not None and q.start > q.end:
+            raise QueryError("bad-request", "start is after end")
+        # The result set: the form's filters (before-id/after-id are bounds of the set).
+        whole = ArchiveQuery(start=q.start, end=q.end, with_jid=with_jid, ids=q.ids,
+                             after=q.after_id, before=q.before_id)
+        count = await self.store.count(username, whole)
+        if q.before is not None:  # backwards: the page ending just before <before/>
+            bound = q.before or q.before_id
+            page_q = dataclasses.replace(whole, before=bound, after=q.after or q.after_id,
+                                         limit=limit, reverse=True)
+            items = list(reversed(await self.store.find(username, page_q))) if limit else []
+            upto = items[0].key if items else bound
+            index = await self.store.count(username, dataclasses.replace(whole, before=upto))
+            return items, Page([i.key for i in items], index, count, complete=index == 0)
+        after = q.after or q.after_id
+        page_q = dataclasses.replace(whole, after=after, limit=limit)
+        items = await self.store.find(username, page_q) if limit else []
+        remaining = await self.store.count(username, dataclasses.replace(whole, after=after))
+        return items, Page([i.key for i in items], count - remaining, count,
+                           complete=len(items) >= remaining)
+
+    async def on_form(self, event: StanzaEvent) -> bool | None:
+        if self.owner(event) is None:
+            return None
+        reply = event.stanza.reply()
+        reply.tag("query", NS_MAM).append(fields_form())
+        event.origin.send(reply)
+        return True
+
+    async def on_metadata(self, event: StanzaEvent) -> bool | None:
+        session = self.owner(event)
+        if session is None or session.username is None:
+            return None
+        try:
+            first = await self.store.find(session.username, ArchiveQuery(limit=1))
+            last = await self.store.find(session.username, ArchiveQuery(limit=1, reverse=True))
+        except StorageError:
+            self.module.log.exception("archive metadata of %s failed", session.username)
+            session.send(event.stanza.error_reply(StanzaError("internal-server-error")))
+            return True
+        reply = event.stanza.reply()
+        meta = reply.tag("metadata", NS_MAM)
+        for name, found in (("start", first), ("end", last)):
+            if found:
+                meta.tag(name, NS_MAM, {"id": found[0].key, "timestamp": stamp(found[0].when)})
+        session.send(reply)
+        return True
+
+    # -- preferences (XEP-0313 §6) ----------------------------------------------------------
+
+    async def on_prefs_get(self, event: StanzaEvent) -> bool | None:
+        session = self.owner(event)
+        if session is None or session.username is None:
+            return None
+        prefs = await self.prefs(session.username)
+        reply = event.stanza.reply()
+        reply.append(prefs.to_element())
+        session.send(reply)
+        return True
+
+    async def on_prefs_set(self, event: StanzaEvent) -> bool | None:
+        session = self.owner(event)
+        payload = event.stanza.iq_payload()
+        if session is None or session.username is None or payload is None:
+            return None
+        try:
+            default, always, never = parse_prefs(payload)
+            current = Prefs.from_json(await self.prefs_store.get(session.username),
+                                      self.default_policy)
+            prefs = Prefs(default or current.default,
+                          tuple(dict.fromkeys(self.prep(j) for j in always)),
+                          tuple(dict.fromkeys(self.prep(j) for j in never)))
+        except QueryError as exc:
+            session.send(event.stanza.error_reply(StanzaError(exc.condition, exc.text)))
+            return True
+        await self.prefs_store.set(session.username, prefs.to_json())
+        reply = event.stanza.reply()
+        reply.append(prefs.to_element())
+        session.send(reply)
+        return True
+
+    def prep(self, text: str) -> str:
+        try:
+            return str(self.module.parse_jid(text))
+        except InvalidJID:
+            raise QueryError("jid-malformed", "not a JID in the preferences") from None
+
+    # -- expiry ------------------------------------------------------------------------------
+
+    async def cleanup(self) -> float:
+        """Delete items older than archive_expires_after, CLEANUP_BATCH at a time."""
+        if self.expires_after is None:
+            return self.cleanup_interval
+        cutoff = self.module.now() - self.expires_after
+        batches = deleted = 0
+        try:
+            for user in await self.store.users():
+                while True:
+                    old = await self.store.find(user, ArchiveQuery(end=cutoff,
+                                                                   limit=CLEANUP_BATCH))
+                    if not old:
+                        break
+                    deleted += await self.store.delete(user, ArchiveQuery(
+                        end=cutoff, ids=[i.key for i in old]))
+                    batches += 1
+                    if batches >= CLEANUP_BATCHES:
+                        self.module.log.info("expired %d archived messages; more to do",
+                                             deleted)
+                        return CLEANUP_CONTINUE
+                    if len(old) < CLEANUP_BATCH:
+                        break
+                    await asyncio.sleep(0)  # let stanzas through between batches
+        except StorageError:
+            self.module.log.exception("archive expiry failed")
+        if deleted:
+            self.module.log.info("expired %d archived messages", deleted)
+        return self.cleanup_interval

@@ -1,0 +1,188 @@
+"""Message Archive Management (XEP-0313) and stanza IDs (XEP-0359), XML in and XML out."""
+
+from __future__ import annotations
+
+from helpers import run
+from moduletest import ModuleTestServer, TestClient
+
+from tercet.modules._mamlib import NS_MAM, NS_RSM, NS_SID, expiry_seconds
+from tercet.protocol.stanza import Element
+from tercet.storage.base import ArchiveQuery
+
+CONFIG = "archive_cleanup_interval = 0.05"
+HOST = 'modules_enabled = ["mam"]'
+
+
+def archive(srv: ModuleTestServer):  # type: ignore[no-untyped-def]
+    return srv.server.storage.open("localhost", "archive", "archive")
+
+
+async def chat(sender: TestClient, to: str, body: str, extra: str = "") -> None:
+    await sender.send(f"<message xmlns='jabber:client' to='{to}' type='chat'>"
+                      f"<body>{body}</body>{extra}</message>")
+
+
+async def query(client: TestClient, rsm: str = "", form: str = "",
+                extra: str = "") -> tuple[list[Element], Element]:
+    x = (f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+         f"<value>{NS_MAM}</value></field>{form}</x>") if form else ""
+    await client.send(f"<iq xmlns='jabber:client' type='set' id='q'><query xmlns='{NS_MAM}' "
+                      f"queryid='f'>{x}{extra}<set xmlns='{NS_RSM}'>{rsm}</set></query></iq>")
+    got = client.received()
+    assert got and got[-1].name == "iq", got
+    return got[:-1], got[-1]
+
+
+def bodies(results: list[Element]) -> list[str]:
+    out = []
+    for msg in results:
+        res = msg.find("result", NS_MAM)
+        assert res is not None and res.get("queryid") == "f"
+        fwd = next(res.elements())
+        inner = fwd.find("message", "jabber:client")
+        assert inner is not None
+        out.append(inner.child_text("body") or "")
+    return out
+
+
+def test_live_messages_archived_with_stanza_id_and_forged_ids_removed() -> None:
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            juliet = await srv.connect("juliet@localhost/b")
+            await juliet.send("<presence xmlns='jabber:client'/>")
+            juliet.received()
+            await chat(romeo, "juliet@localhost", "hi",
+                       f"<stanza-id xmlns='{NS_SID}' by='juliet@localhost' id='forged'/>"
+                       f"<stanza-id xmlns='{NS_SID}' by='other@x' id='kept'/>"
+                       "<origin-id xmlns='urn:xmpp:sid:0' id='o1'/>")
+            got = juliet.expect("message")
+            ids = [(s.get("by"), s.get("id")) for s in got.find_all("stanza-id", NS_SID)]
+            theirs = [i for i in await archive(srv).find("juliet", ArchiveQuery())]
+            assert ids == [("other@x", "kept"), ("juliet@localhost", theirs[0].key)]
+            assert got.find("origin-id", NS_SID) is not None
+            mine = await archive(srv).find("romeo", ArchiveQuery())
+            assert [i.with_jid for i in mine] == ["juliet@localhost"]
+            # Not archived: no body, no-store hint, groupchat, error.
+            await romeo.send("<message xmlns='jabber:client' to='juliet@localhost' "
+                             "type='chat'><active xmlns='http://jabber.org/protocol/"
+                             "chatstates'/></message>")
+            await chat(romeo, "juliet@localhost", "x", "<no-store xmlns='urn:xmpp:hints'/>")
+            juliet.received()
+            assert await archive(srv).count("juliet", ArchiveQuery()) == 1
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 1
+    run(main())
+
+
+def test_offline_messages_archived_and_delivered() -> None:
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await srv.create_user("juliet")
+            await chat(romeo, "juliet@localhost", "while away")
+            assert await archive(srv).count("juliet", ArchiveQuery()) == 1
+            juliet = await srv.connect("juliet@localhost/b")
+            await juliet.send("<presence xmlns='jabber:client'/>")
+            msgs = [m for m in juliet.received() if m.name == "message"]
+            assert [m.child_text("body") for m in msgs] == ["while away"]
+            assert msgs[0].find("stanza-id", NS_SID) is not None
+    run(main())
+
+
+def test_paging_forwards_backwards_flip_and_errors() -> None:
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            for n in range(120):
+                await archive(srv).append("romeo", Element("message", attrs={
+                    "to": "juliet@localhost", "type": "chat"}).text_tag("body", str(n)),
+                    when=1_700_000_000 + n, with_jid="juliet@localhost")
+            seen: list[str] = []
+            after = ""
+            while True:
+                results, iq = await query(romeo, f"<max>50</max>{after}")
+                fin = iq.find("fin", NS_MAM)
+                assert fin is not None
+                seen += bodies(results)
+                rsm = fin.find("set", NS_RSM)
+                assert rsm is not None and rsm.child_text("count", NS_RSM) == "120"
+                if fin.get("complete") == "true":
+                    break
+                after = f"<after>{rsm.child_text('last', NS_RSM)}</after>"
+            assert seen == [str(n) for n in range(120)]
+            back: list[str] = []
+            before = "<before/>"
+            while True:
+                results, iq = await query(romeo, f"<max>50</max>{before}")
+                fin = iq.find("fin", NS_MAM)
+                assert fin is not None
+                rsm = fin.find("set", NS_RSM)
+                assert rsm is not None
+                page = bodies(results)
+                first = rsm.find("first", NS_RSM)
+                assert first is not None and first.get("index") == str(int(page[0]))
+                back = page + back
+                if fin.get("complete") == "true":
+                    break
+                before = f"<before>{first.text}</before>"
+            assert back == seen
+            results, _ = await query(romeo, "<max>3</max>", extra="<flip-page/>")
+            assert bodies(results) == ["2", "1", "0"]
+            results, iq = await query(romeo, "<after>nope</after>")
+            assert iq.get("type") == "error" and iq.find("error") is not None
+            # with / start / end / ids filters
+            results, _ = await query(romeo, "<max>5</max>", form=(
+                "<field var='start'><value>2023-11-14T22:14:00Z</value></field>"))
+            assert bodies(results) == [str(n) for n in range(40, 45)]
+            results, iq = await query(romeo, "", form=(
+                "<field var='with'><value>nobody@localhost</value></field>"))
+            assert results == [] and iq.get("type") == "result"
+    run(main())
+
+
+def test_prefs_never_and_metadata_and_expiry() -> None:
+    async def main() -> None:
+        clock = [1_700_000_000.0]
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            srv.server.clock = lambda: clock[0]
+            romeo = await srv.connect("romeo@localhost/a")
+            await srv.connect("juliet@localhost/b")
+            await romeo.send(f"<iq xmlns='jabber:client' type='set' id='p'><prefs xmlns="
+                             f"'{NS_MAM}' default='always'><always/><never><jid>JULIET@"
+                             "localhost</jid></never></prefs></iq>")
+            prefs = romeo.expect("iq", type="result").find("prefs", NS_MAM)
+            assert prefs is not None and "juliet@localhost" in prefs.to_xml()
+            await chat(romeo, "juliet@localhost", "secret")
+            await chat(romeo, "nurse@localhost", "kept")
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 1
+            await romeo.send(f"<iq xmlns='jabber:client' type='get' id='m'>"
+                             f"<metadata xmlns='{NS_MAM}'/></iq>")
+            meta = romeo.expect("iq", type="result").find("metadata", NS_MAM)
+            assert meta is not None and meta.find("start", NS_MAM) is not None
+            clock[0] += 8 * 86400  # older than the default 1w
+            for _ in range(200):
+                if await archive(srv).count("romeo", ArchiveQuery()) == 0:
+                    break
+                import asyncio
+                await asyncio.sleep(0.02)
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 0
+    run(main())
+
+
+def test_account_deletion_purges_archive() -> None:
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await chat(romeo, "nurse@localhost", "x")
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 1
+            from tercet.core import accounts
+            await accounts.delete_account(srv.server, "localhost", "romeo")
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 0
+    run(main())
+
+
+def test_expiry_syntax() -> None:
+    assert expiry_seconds("1w") == 7 * 86400
+    assert expiry_seconds("2d") == 2 * 86400
+    assert expiry_seconds("never") is None
+    assert expiry_seconds(3600) == 3600
