@@ -7,11 +7,14 @@ import asyncio
 import base64
 import re
 import ssl
+import time
 
 import pytest
 from harness import ServerHarness
 from helpers import run, until
 from xmpp import available, login, logout
+
+from tercet.storage.base import ArchiveQuery
 
 PASSWORD = "s3cret pass"
 NS_SM = "urn:xmpp:sm:3"
@@ -22,10 +25,27 @@ HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
 @pytest.fixture
 def users(make_server) -> ServerHarness:  # noqa: ANN001
     srv: ServerHarness = make_server(host_extra="modules_enabled = ['smacks']\n"
-                                     "smacks_hibernation_time = 2\n")
+                                     "smacks_hibernation_time = 60\n")
     for name in ("romeo", "juliet", "tybalt"):
         srv.create_user(name, PASSWORD)
     return srv
+
+
+class Clock:
+    """A settable server clock (``module.now()``): real time plus an offset."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+async def sweep(srv: ServerHarness) -> None:
+    """Run smacks' hibernation check now, on the server's loop."""
+    async def run_sweep() -> None:
+        srv.server.hosts["localhost"].providers["smacks"][0].sweep()
+    await srv.acall(run_sweep())
 
 
 class Raw:
@@ -232,11 +252,21 @@ def test_killed_connection_then_resumed_gets_all_20_once(users: ServerHarness) -
 
 def test_not_resumed_in_time_goes_to_offline_once(users: ServerHarness) -> None:
     async def main() -> None:
+        clock = Clock()
+        users.server.clock = clock
         await _kill_with_messages_in_flight(users)
         host = users.server.hosts["localhost"]
-        await until(lambda: "phone" not in host.user_sessions("romeo"),
-                    "the hibernation to expire", timeout=10)
-        await asyncio.sleep(0.5)  # the offline writes are detached
+        clock.offset = 59  # smacks_hibernation_time = 60: not yet
+        await sweep(users)
+        assert host.user_sessions("romeo")["phone"].detached
+        clock.offset = 61
+        await sweep(users)
+        assert "phone" not in host.user_sessions("romeo")
+        offline = users.server.storage.open("localhost", "offline", "archive")
+
+        async def stored() -> bool:
+            return await users.acall(offline.count("romeo", ArchiveQuery())) == 20
+        await until(stored, "the offline writes (detached)")
         romeo = await login("romeo@localhost/laptop", PASSWORD, users.port())
         await available(romeo)
         got = []
@@ -247,6 +277,39 @@ def test_not_resumed_in_time_goes_to_offline_once(users: ServerHarness) -> None:
         assert romeo.messages.empty()
         assert sorted(got) == sorted(f"msg{i}" for i in range(20))
         await logout(romeo)
+    run(main())
+
+
+def test_what_csi_held_is_resent_on_resumption(make_server) -> None:  # noqa: ANN001
+    """romeo is inactive (XEP-0352) and juliet's chat state is held back when his
+    connection dies: it goes into the stream management queue, and the resumption
+    delivers it."""
+    srv: ServerHarness = make_server(subdir="csi", host_extra=(
+        "modules_enabled = ['csi_simple']\nsmacks_hibernation_time = 60\n"))
+    for name in ("romeo", "juliet"):
+        srv.create_user(name, PASSWORD)
+
+    async def main() -> None:
+        host = srv.server.hosts["localhost"]
+        romeo = await Raw.login("romeo", srv.port())
+        await romeo.bind("phone")
+        previd = await romeo.enable()
+        romeo.send("<inactive xmlns='urn:xmpp:csi:0'/>")
+        session = host.user_sessions("romeo")["phone"]
+        await until(lambda: "csi_simple" in session.data, "romeo to be inactive")
+        juliet = await Raw.login("juliet", srv.port())
+        await juliet.bind("j")
+        juliet.send("<message to='romeo@localhost/phone' type='chat'><composing "
+                    "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await until(lambda: session.data["csi_simple"].count == 1, "the chat state held")
+        romeo.kill()
+        await until(lambda: session.detached, "hibernation")
+        again = await Raw.login("romeo", srv.port())
+        again.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>")
+        await again.expect(r"<resumed[^>]*/>")
+        await again.expect("composing", timeout=5)
+        await again.close()
+        await juliet.close()
     run(main())
 
 

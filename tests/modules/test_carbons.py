@@ -197,3 +197,27 @@ def test_messages_to_own_account_are_copied_once() -> None:
         desk.nothing()
         phone.nothing()
     run(body)
+
+
+def test_received_carbon_carries_the_archive_stanza_id() -> None:
+    """With mam (priority 1 on message/*) the original gets its stanza-id before carbons
+    (-0.5) copies it: the received carbon carries the same id, by which clients dedupe
+    against the archive (XEP-0313, XEP-0359). mam does not stamp outgoing messages, so a
+    sent carbon carries none."""
+    async def main() -> None:
+        async with ModuleTestServer('modules_enabled = ["carbons", "mam"]') as srv:
+            phone = await online(srv, "romeo@localhost/phone")
+            laptop = await online(srv, "romeo@localhost/laptop", priority=-1)
+            juliet = await online(srv, "juliet@localhost/balcony", carbons=False)
+            quiet(phone, laptop, juliet)
+            await juliet.send(chat("romeo@localhost"))
+            original = phone.expect("message")
+            copy = forwarded(laptop.expect("message"), "received")
+            sid = "urn:xmpp:sid:0"
+            ids = [(s.get("by"), s.get("id")) for s in original.find_all("stanza-id", sid)]
+            assert len(ids) == 1 and ids[0][0] == "romeo@localhost"
+            assert [(s.get("by"), s.get("id")) for s in copy.find_all("stanza-id", sid)] == ids
+            await phone.send(chat("juliet@localhost/balcony"))
+            sent = forwarded(laptop.expect("message"), "sent")
+            assert sent.find("stanza-id", sid) is None
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from helpers import run
+from helpers import idle, run
 from moduletest import ModuleTestServer, TestClient
 
+from tercet.core.streamevents import StreamElementEvent
 from tercet.modules._mamlib import NS_MAM, NS_RSM, NS_SID, expiry_seconds
 from tercet.protocol.stanza import Element
 from tercet.storage.base import ArchiveQuery
@@ -86,6 +87,44 @@ def test_offline_messages_archived_and_delivered() -> None:
             msgs = [m for m in juliet.received() if m.name == "message"]
             assert [m.child_text("body") for m in msgs] == ["while away"]
             assert msgs[0].find("stanza-id", NS_SID) is not None
+    run(main())
+
+
+def test_unacked_message_routed_again_by_smacks_is_archived_once() -> None:
+    """A stream management session ends with a message it never got acknowledged: smacks
+    routes it again to the bare JID (offline storage takes it) with the stanza-id it got;
+    the archive keeps one item, and offline delivery carries the same id."""
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            juliet = await srv.connect("juliet@localhost/phone")
+            enable = Element("enable", "urn:xmpp:sm:3")
+            srv.server.hosts["localhost"].events.fire(
+                "stream/urn:xmpp:sm:3:enable", StreamElementEvent(juliet.session, enable))
+            await juliet.send("<presence xmlns='jabber:client'/>")
+            await chat(romeo, "juliet@localhost", "never acked")
+            [item] = await archive(srv).find("juliet", ArchiveQuery())
+            await juliet.disconnect()  # no <a/>: the message goes back to juliet@localhost
+            offline = srv.server.storage.open("localhost", "offline", "archive")
+            await idle()  # unbind and the re-routing run detached
+            [stored] = await offline.find("juliet", ArchiveQuery())
+            assert await archive(srv).count("juliet", ArchiveQuery()) == 1
+            ids = [(s.get("by"), s.get("id")) for s in stored.value.find_all("stanza-id", NS_SID)]
+            assert ids == [("juliet@localhost", item.key)]
+    run(main())
+
+
+def test_stanza_id_of_the_user_from_a_client_is_not_trusted() -> None:
+    """Only the server's own re-routing is trusted: a client's message with the user's
+    stanza-id is archived, its forged id replaced (XEP-0359 §4)."""
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await srv.connect("juliet@localhost/b")
+            await chat(romeo, "juliet@localhost", "hi",
+                       f"<stanza-id xmlns='{NS_SID}' by='juliet@localhost' id='forged'/>")
+            [item] = await archive(srv).find("juliet", ArchiveQuery())
+            assert item.key != "forged"
     run(main())
 
 

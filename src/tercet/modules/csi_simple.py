@@ -18,10 +18,18 @@ Anything else (a message with a body, also inside a carbon; an iq; subscription
 requests; errors) is urgent: everything held goes first, in order, then the urgent
 stanza. ``<active/>`` sends everything held, and so does a full buffer
 (``csi_queue_size``). The CSI state is separate from presence (XEP-0352 "Business Rules").
+
+When the connection is lost, everything held is released into stream management's queue
+(XEP-0198) before the session hibernates, so a resumption resends it. When a session ends
+for good, what it still holds is dropped: by the rules above that is never a message with a
+body, an iq, a subscription request or an error, only presence updates, bodiless messages
+(chat states, receipts, markers) and other people's pubsub notifications, none of which
+stream management would route again either.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tercet.module import (
@@ -49,6 +57,9 @@ OPTIONS: list[Option[Any]] = [QUEUE_SIZE]
 
 # Before stream management (-100) and other filters that record what leaves.
 FILTER_PRIORITY = 100
+# Before stream management's connection-lost handler (0), which stops the chain when it
+# hibernates the session.
+LOST_PRIORITY = 10
 
 
 def load(module: ModuleApi) -> None:
@@ -82,6 +93,16 @@ def load(module: ModuleApi) -> None:
             held.flush()  # XEP-0352 §3.1: before anything the client sends next is handled
             session.remove_send_filter(held.fn)
 
+    def connection_lost(session: ClientSession) -> None:
+        # Release what is held into stream management's queue, so that a resumption
+        # resends it. Once this event is over: a session whose connection is gone is
+        # closed, and sends nothing, until smacks (a handler after this one) detaches it
+        # to hibernate; if nobody does, the session ends and what was held is dropped.
+        # The session stays inactive: what comes while it hibernates is held as before.
+        held = session.data.get(key)
+        if isinstance(held, Held):
+            asyncio.get_running_loop().call_soon(held.flush)
+
     def unload() -> None:
         for session in module.all_sessions():
             stop(session)
@@ -89,6 +110,7 @@ def load(module: ModuleApi) -> None:
     module.hook("stream-features", features)
     module.hook(f"stream/{NS}:inactive", inactive)
     module.hook(f"stream/{NS}:active", active)
+    module.hook("connection-lost", connection_lost, LOST_PRIORITY)
     module.on_unload(unload)
 
 

@@ -6,8 +6,11 @@ Every 1:1 message a local user sends (``pre-message/*``, after policy modules) o
 the user's archive store ``archive`` when :func:`_mamlib.archivable` and the user's
 preferences say so. An archived incoming message is delivered with
 ``<stanza-id by='user@host' id='<archive id>'/>``; stanza-ids with that ``by`` put in by
-anyone else are removed first (XEP-0359 §4). Offline messages carry the stanza-id too,
-since offline storage runs after this module.
+anyone else are removed first (XEP-0359 §4). The server itself is not anyone else: a
+message it routes again (``module.send``, host origin) that already carries that
+stanza-id was archived when it first arrived, and is not archived twice; that is how the
+unacknowledged messages of an ended stream management session (``smacks``) come back.
+Offline messages carry the stanza-id too, since offline storage runs after this module.
 
 Queries (§4), the query form (§5.1.1), the metadata query (§5.1.2 of 0313 1.1) and
 preferences (§6) are iqs to the user's own account. Pages are RSM (XEP-0059) pages: results
@@ -38,6 +41,7 @@ from tercet.module import (
 from tercet.modules._mamlib import (
     NS_MAM,
     NS_MAM_EXTENDED,
+    NS_SID,
     MamQuery,
     Page,
     Prefs,
@@ -129,6 +133,11 @@ def load(module: ModuleApi) -> None:
         module.add_timer(mam.cleanup_interval, mam.cleanup)
 
 
+def has_stanza_id(stanza: Element, by: str) -> bool:
+    """Whether ``stanza`` carries a ``<stanza-id/>`` of the archive ``by``."""
+    return any(c.get("by") == by for c in stanza.find_all("stanza-id", NS_SID))
+
+
 class Mam:
     """The module on one host: options, the archive and preference stores, handlers."""
 
@@ -165,6 +174,10 @@ class Mam:
         if to is None or to.node is None:
             return
         by = f"{to.node}@{to.domain}"
+        if event.origin is self.module.host_origin and has_stanza_id(stanza, by):
+            # Routed again by this server (stream management re-delivers what a session
+            # that ended never acknowledged): its stanza-id says it is archived already.
+            return
         strip_stanza_ids(stanza, by)
         if not archivable(stanza):
             return

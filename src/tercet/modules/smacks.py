@@ -37,6 +37,9 @@ NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 MOD = 2**32  # XEP-0198 §4: h is an unsigned 32-bit integer that wraps
 KEY = "smacks"
+# Hibernations are ended by a sweep on the server's clock (module.now(), which tests set)
+# at most this many seconds apart: an expiry is at most that late.
+MAX_SWEEP_INTERVAL = 5.0
 META = {"summary": "Stream Management", "stage": "beta", "xeps": ["XEP-0198"]}
 
 OPTIONS: list[Option[Any]] = [
@@ -59,8 +62,8 @@ OPTIONS: list[Option[Any]] = [
 class SmState:
     """One session's stream management state."""
 
-    __slots__ = ("acked", "awaiting", "ended", "filter", "in_base", "queue", "resume_id",
-                 "sent", "timer")
+    __slots__ = ("acked", "awaiting", "deadline", "ended", "filter", "in_base", "queue",
+                 "resume_id", "sent")
 
     def __init__(self, in_base: int, filter_: Callable[[Element], Element | None]) -> None:
         self.in_base = in_base  # session.stanzas_in at <enable/>
@@ -70,7 +73,7 @@ class SmState:
         self.acked = 0  # of which acknowledged
         self.awaiting = False  # an <r/> is out
         self.resume_id: str | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None  # hibernating until then (module.now())
         self.ended = False
 
     def handled(self, session: ClientSession) -> int:
@@ -84,6 +87,7 @@ class StreamManagement:
         self.max_unacked = module.option("smacks_max_unacked_stanzas")
         self.max_queue = module.option("smacks_max_queue_size")
         self.max_hibernated = module.option("smacks_max_hibernated_sessions")
+        self.sweep_every = min(float(self.hibernation_time), MAX_SWEEP_INTERVAL)
         self.resumable: dict[str, ClientSession] = {}  # resumption id -> session
         self.hibernated: dict[str, list[ClientSession]] = {}  # username -> oldest first
 
@@ -139,9 +143,7 @@ class StreamManagement:
         if error is not None:
             session.close(error)
             return True
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        state.deadline = None
         self._unlist(old)
         if not old.detached:  # the client noticed the loss before we did
             old.detach(lambda: self.end(old))
@@ -191,14 +193,24 @@ class StreamManagement:
             return None
         session.detach(lambda: self.end(session))
         session.log.info("connection lost, hibernating for %d s", self.hibernation_time)
-        state.timer = asyncio.get_running_loop().call_later(
-            self.hibernation_time, self.end, session)
+        state.deadline = self.module.now() + self.hibernation_time
         assert session.username is not None  # bound
         sessions = self.hibernated.setdefault(session.username, [])
         sessions.append(session)
         while len(sessions) > self.max_hibernated:
             self.end(sessions[0])
         return True
+
+    def sweep(self) -> float:
+        """End the hibernations whose time is up (by the server's clock); run by a timer
+        every ``sweep_every`` seconds, which is how late an expiry can be."""
+        now = self.module.now()
+        for sessions in list(self.hibernated.values()):
+            for session in list(sessions):
+                state: SmState | None = session.data.get(KEY)
+                if state is not None and state.deadline is not None and state.deadline <= now:
+                    self.end(session)
+        return self.sweep_every
 
     def end(self, session: ClientSession) -> None:
         """End a hibernated session for good (expired, replaced, closed)."""
@@ -233,9 +245,7 @@ class StreamManagement:
             self._forget(session, state)
 
     def _forget(self, session: ClientSession, state: SmState) -> None:
-        if state.timer is not None:
-            state.timer.cancel()
-            state.timer = None
+        state.deadline = None
         if state.resume_id is not None:
             self.resumable.pop(state.resume_id, None)
         self._unlist(session)
@@ -292,3 +302,6 @@ def load(module: ModuleApi) -> None:
     module.hook("resource-unbind", sm.unbind, 100)
     module.hook("session-closed", sm.closed)
     module.on_unload(sm.unload)
+    module.provides("smacks", sm)  # tests run sweep() after moving the clock
+    if sm.hibernation_time > 0:
+        module.add_timer(sm.sweep_every, sm.sweep)
