@@ -23,7 +23,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tercet.module import ClientSession, Element, ModuleApi, Option, StanzaEvent
+from tercet.module import (
+    ClientSession,
+    Element,
+    ModuleApi,
+    Option,
+    StanzaEvent,
+    StreamFeaturesEvent,
+)
+from tercet.modules._sasllib import Bind2Inline
 
 NS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
@@ -53,6 +61,19 @@ def load(module: ModuleApi) -> None:
         module.hook(f"pre-message/{to_type}", carbons.on_sent, COPY_PRIORITY)
     module.hook("pre-message/host", strip_forged, STRIP_PRIORITY)
     module.hook("message/host", strip_forged, STRIP_PRIORITY)
+    # Bind2 (XEP-0386 §4): <enable/> inline in the bind request of a SASL2 login.
+    module.hook("bind2-features", advertise_inline)
+    module.hook(f"bind2-inline/{NS}:enable", enable_inline)
+
+
+def advertise_inline(event: StreamFeaturesEvent) -> None:
+    event.features.tag("feature", attrs={"var": NS})
+    return None
+
+
+def enable_inline(event: Bind2Inline) -> bool:
+    event.session.data["carbons"] = True
+    return True
 
 
 def enabled(session: ClientSession) -> bool:

@@ -18,8 +18,10 @@ from tercet.module import (
     StreamElementEvent,
     StreamFeaturesEvent,
 )
+from tercet.modules._sasllib import decode_payload, sasl_context
+from tercet.modules._sasllib import nodeprep_or_none as _nodeprep
 from tercet.protocol.errors import StreamError
-from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
+from tercet.protocol.jid import prep_jid
 from tercet.protocol.sasl import (
     Challenge,
     Failure,
@@ -40,8 +42,6 @@ META = {"summary": "SASL authentication (RFC 6120 §6)", "stage": "stable",
         "xeps": ["XEP-0440"]}
 # RFC 6120 §6.4.5 leaves the retry count to the server; beyond this the stream closes.
 DEFAULT_MAX_FAILURES = 3
-# SASL payloads are small; anything larger is abuse (bounded well below the stanza limit).
-MAX_SASL_DATA = 16 * 1024
 
 OPTIONS: list[Option[Any]] = [
     Option("allow_unencrypted_plain_auth", bool, False,
@@ -64,10 +64,8 @@ class _Sasl:
         self.max_failures: int = module.option("sasl_max_failures")
 
     def context(self, session: ClientSession) -> SaslContext:
-        bindings = session.tls_info.get("channel_bindings", {}) if session.secure else {}
-        return SaslContext(channel_bindings=dict(bindings), secure=session.secure,
-                           allow_plain_insecure=self.allow_plain, anonymous=self.anonymous,
-                           scram_iterations=self.iterations)
+        return sasl_context(session, allow_plain=self.allow_plain, anonymous=self.anonymous,
+                            iterations=self.iterations)
 
     def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session
@@ -190,18 +188,4 @@ def _send(session: ClientSession, name: str, data: bytes | None = None,
 
 def _decode(el: Element) -> bytes | None:
     """The base64 payload of ``el``: None when absent, b"" for "=" (RFC 6120 §6.4.2)."""
-    text = el.text.strip()
-    if not text:
-        return None
-    if text == "=":
-        return b""
-    if len(text) > MAX_SASL_DATA:
-        raise ValueError("too large")
-    return base64.b64decode(text, validate=True)
-
-
-def _nodeprep(username: str) -> str | None:
-    try:
-        return nodeprep(username)
-    except InvalidJID:
-        return None
+    return decode_payload(el.text)

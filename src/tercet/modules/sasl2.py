@@ -1,0 +1,208 @@
+"""Extensible SASL Profile (XEP-0388, ``urn:xmpp:sasl:2``): SASL without a stream restart.
+
+The same mechanisms, channel binding and limits as legacy SASL (saslauth: SCRAM-*-PLUS
+with the TLS channel bindings we have, PLAIN only over TLS unless allowed, the
+``sasl_max_failures`` count shared with legacy attempts on the stream); the shared parts
+live in ``_sasllib``. Other modules take part through events:
+
+* ``sasl2-inline`` (a ``StreamFeaturesEvent`` whose ``features`` is the <inline/> element):
+  add inline features (Bind2, FAST);
+* ``sasl2-authenticate/<MECHANISM>`` (``Sasl2Request``, awaited): a mechanism not offered
+  here (FAST's HT-*), answered in one round trip with a ``Sasl2Outcome``;
+* ``sasl2-success`` (``Sasl2Success``, awaited): act on inline requests, fill <success/>.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tercet.module import (
+    ClientSession,
+    ModuleApi,
+    Option,
+    StreamElementEvent,
+    StreamError,
+    StreamFeaturesEvent,
+)
+from tercet.modules._sasllib import (
+    Sasl2Outcome,
+    Sasl2Request,
+    Sasl2Success,
+    UserAgent,
+    authorized_username,
+    decode_payload,
+    encode_payload,
+    resolve_credentials,
+    sasl_context,
+)
+from tercet.protocol.sasl import (
+    Challenge,
+    Failure,
+    SaslContext,
+    ServerMechanism,
+    Step,
+    Success,
+    offered_mechanisms,
+    server_mechanism,
+)
+from tercet.protocol.stanza import Element
+
+NS = "urn:xmpp:sasl:2"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"  # failure conditions keep RFC 6120's namespace
+META = {"summary": "Extensible SASL Profile (SASL2)", "stage": "beta", "xeps": ["XEP-0388"],
+        "requires": ["saslauth"]}
+OPTIONS: list[Option[Any]] = []
+# XEP-0388 §2.2.1: the id is a UUID; software and device are short display strings.
+MAX_USER_AGENT_FIELD = 256
+_KEY = "sasl2"
+
+
+class _Sasl2:
+    """SASL2 negotiation for one host's client streams."""
+
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.require_tls: bool = module.option("c2s_require_encryption")
+        self.allow_plain: bool = module.option("allow_unencrypted_plain_auth")
+        self.anonymous = module.option("authentication") == "anonymous"
+        self.iterations: int = module.option("scram_iterations")
+        self.max_failures: int = module.option("sasl_max_failures")
+
+    def context(self, session: ClientSession) -> SaslContext:
+        return sasl_context(session, allow_plain=self.allow_plain, anonymous=self.anonymous,
+                            iterations=self.iterations)
+
+    def features(self, event: StreamFeaturesEvent) -> None:
+        session = event.session
+        if session.authenticated or (self.require_tls and not session.secure):
+            return None
+        auth = event.features.tag("authentication", NS)
+        for name in offered_mechanisms(self.context(session)):
+            auth.text_tag("mechanism", name, NS)
+        inline = Element("inline", NS)
+        self.module.fire("sasl2-inline", StreamFeaturesEvent(session, inline))
+        if inline.children:
+            auth.append(inline)
+        return None
+
+    def on_authenticate(self, event: StreamElementEvent) -> Awaitable[None] | bool:
+        session, el = event.session, event.element
+        if session.authenticated:
+            raise StreamError("policy-violation", "already authenticated")
+        if self.require_tls and not session.secure:
+            return self.fail(session, "encryption-required")
+        name = el.get("mechanism") or ""
+        try:
+            initial = decode_payload(el.child_text("initial-response", NS) or "")
+        except (ValueError, binascii.Error):
+            return self.fail(session, "incorrect-encoding")
+        agent = _user_agent(el)
+        session.data[_KEY] = (el, agent, name)
+        ctx = self.context(session)
+        mech = server_mechanism(name, ctx) if name in offered_mechanisms(ctx) else None
+        if mech is None:
+            return self._external(session, Sasl2Request(session, el, initial, agent))
+        session.sasl = mech
+        return self.drive(session, mech, mech.start(initial))
+
+    async def _external(self, session: ClientSession, request: Sasl2Request) -> None:
+        name = request.element.get("mechanism") or ""
+        outcome = await self.module.fire_async(f"sasl2-authenticate/{name}", request)
+        if not isinstance(outcome, Sasl2Outcome):
+            self.fail(session, "invalid-mechanism")
+        elif outcome.username is None:
+            self.fail(session, outcome.condition)
+        else:
+            await self.succeed(session, outcome.username, outcome.additional_data)
+
+    async def drive(self, session: ClientSession, mech: ServerMechanism, step: Step) -> None:
+        step = await resolve_credentials(mech, step, self.module.auth)
+        if isinstance(step, Challenge):
+            el = Element("challenge", NS)
+            el.append(encode_payload(step.data))
+            session.send_element(el)
+        elif isinstance(step, Success):
+            username = authorized_username(step.username, step.authzid, self.module.host)
+            if username is None:
+                self.fail(session, "invalid-authzid" if step.authzid else "not-authorized")
+            else:
+                await self.succeed(session, username, step.additional_data)
+        elif isinstance(step, Failure):
+            self.fail(session, step.condition, step.text)
+
+    async def succeed(self, session: ClientSession, username: str,
+                      additional: bytes | None) -> None:
+        request, agent, mechanism = session.data.pop(_KEY)
+        session.sasl = None
+        session.set_authenticated(username)
+        success = Element("success", NS)
+        if additional is not None:
+            success.text_tag("additional-data", encode_payload(additional), NS)
+        event = Sasl2Success(session, request, success, agent, mechanism)
+        await self.module.fire_async("sasl2-success", event)
+        # XEP-0388 §2.3: the full JID when a resource was bound inline, else the bare JID.
+        jid = session.full_jid if session.bound else f"{username}@{self.module.host}"
+        ident = Element("authorization-identifier", NS)
+        ident.append(jid or "")
+        success.children.insert(1 if additional is not None else 0, ident)
+        session.send_element(success)
+        session.log.info("authenticated as %s@%s (SASL2)", username, self.module.host)
+        self.module.fire_detached("authentication-success", session)
+        for after in event.after:
+            result = after()
+            if isinstance(result, Awaitable):
+                await result
+
+    def fail(self, session: ClientSession, condition: str, text: str | None = None) -> bool:
+        session.sasl = None
+        session.data.pop(_KEY, None)
+        session.auth_failures += 1
+        el = Element("failure", NS)
+        el.tag(condition, NS_SASL)
+        if text:
+            el.text_tag("text", text, NS)
+        session.send_element(el)
+        self.module.fire_detached("authentication-failure", session)
+        if session.auth_failures >= self.max_failures:
+            session.close(StreamError("policy-violation", "too many failed authentications"))
+        return True
+
+    def on_response(self, event: StreamElementEvent) -> Awaitable[None] | bool:
+        session = event.session
+        mech = session.sasl
+        if mech is None or _KEY not in session.data:
+            return self.fail(session, "malformed-request")
+        try:
+            data = decode_payload(event.element.text) or b""
+        except (ValueError, binascii.Error):
+            return self.fail(session, "incorrect-encoding")
+        return self.drive(session, mech, mech.step(data))
+
+    def on_abort(self, event: StreamElementEvent) -> bool:
+        return self.fail(event.session, "aborted")
+
+
+def load(module: ModuleApi) -> None:
+    sasl2 = _Sasl2(module)
+    # After legacy SASL's <mechanisms/> (50): clients that know both see both.
+    module.hook("stream-features", sasl2.features, 45)
+    handlers: dict[str, Callable[[StreamElementEvent], object]] = {
+        "authenticate": sasl2.on_authenticate, "response": sasl2.on_response,
+        "abort": sasl2.on_abort}
+    for name, handler in handlers.items():
+        module.hook(f"stream/{NS}:{name}", handler)
+
+
+def _user_agent(el: Element) -> UserAgent:
+    """XEP-0388 §2.2.1 <user-agent/>, fields cut to a sane length (they are only labels)."""
+    ua = el.find("user-agent", NS)
+    if ua is None:
+        return UserAgent()
+
+    def short(text: str | None) -> str | None:
+        return text[:MAX_USER_AGENT_FIELD] if text else None
+
+    return UserAgent(id=short(ua.get("id")), software=short(ua.child_text("software", NS)),
+                     device=short(ua.child_text("device", NS)))
