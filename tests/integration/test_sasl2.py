@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from harness import ServerHarness
-from helpers import run
+from helpers import run, until
 from sasl2client import NS_BIND2, NS_SASL2, RawClient
 from xmpp import available, login, logout
 
@@ -139,6 +139,178 @@ def test_bind2_without_tag_gets_a_resource(users: ServerHarness) -> None:
         client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         pong = await asyncio.wait_for(client.next_named("iq"), 10)
         assert pong.get("id") == "p1"
+        await client.close()
+    run(main())
+
+
+
+# -- Inline CSI, stream management and resumption (XEP-0352, XEP-0198) ---------------------
+
+NS_CSI = "urn:xmpp:csi:0"
+NS_SM = "urn:xmpp:sm:3"
+QUIET = 1.0  # seconds to wait for something that must not come
+
+
+@pytest.fixture
+def mobile(make_server) -> ServerHarness:  # noqa: ANN001
+    server: ServerHarness = make_server(host_extra=(
+        'modules_enabled = ["sasl2", "bind2", "carbons", "csi_simple", "smacks"]\n'
+        "smacks_hibernation_time = 60\n"))
+    server.create_user("romeo", PASSWORD)
+    server.create_user("juliet", PASSWORD)
+    return server
+
+
+def bind2_features(client: RawClient) -> list[str | None]:
+    auth = client.features.find("authentication", NS_SASL2)
+    inline = auth.find("inline", NS_SASL2) if auth is not None else None
+    bind = inline.find("bind", NS_BIND2) if inline is not None else None
+    features = bind.find("inline", NS_BIND2) if bind is not None else None
+    return [f.get("var") for f in features.find_all("feature", NS_BIND2)] \
+        if features is not None else []
+
+
+async def nothing_comes(client: RawClient) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.next(), QUIET)
+
+
+def test_bind2_inline_inactive_holds_presence_not_messages(mobile: ServerHarness) -> None:
+    async def main() -> None:
+        client = await RawClient().connect(mobile.port(direct_tls=True))
+        assert NS_CSI in bind2_features(client)
+        success = await client.login(
+            "SCRAM-SHA-256-PLUS", "romeo", PASSWORD,
+            f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag><inactive xmlns='{NS_CSI}'/></bind>")
+        assert success.name == "success", success
+        jid = ident(success)
+        juliet = await login("juliet@localhost/balcony", PASSWORD, mobile.port())
+        juliet.send_presence(pto=jid, pshow="away")
+        await juliet.get_roster(timeout=10)  # the server has handled the presence
+        await nothing_comes(client)  # held: the session started inactive
+        juliet.send_message(mto=jid, mbody="wake up", mtype="chat")
+        presence = await client.next()  # what was held goes first, then the message
+        assert presence.name == "presence" and presence.child_text("show") == "away"
+        msg = await client.next()
+        assert msg.name == "message" and msg.child_text("body") == "wake up"
+        await logout(juliet)
+        await client.close()
+    run(main())
+
+
+
+def test_bind2_inline_sm_enable_and_acks(mobile: ServerHarness) -> None:
+    async def main() -> None:
+        client = await RawClient().connect(mobile.port(direct_tls=True))
+        assert NS_SM in bind2_features(client)
+        success = await client.login(
+            "SCRAM-SHA-256-PLUS", "romeo", PASSWORD,
+            f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag>"
+            f"<enable xmlns='{NS_SM}' resume='true'/></bind>")
+        assert success.name == "success", success
+        bound = success.find("bound", NS_BIND2)
+        enabled = bound.find("enabled", NS_SM) if bound is not None else None
+        assert enabled is not None, success
+        assert enabled.get("resume") == "true" and enabled.get("id")
+        # Two stanzas handled since <enable/>: <r/> is answered with h=2.
+        client.send("<presence/>")
+        client.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        pong = await client.next_named("iq")
+        assert pong.get("id") == "p1"
+        client.send(f"<r xmlns='{NS_SM}'/>")
+        answer = await client.next_named("a")
+        assert answer.xmlns == NS_SM and answer.get("h") == "2"
+        # What the server sent (presence echo, pong) is counted and can be acknowledged.
+        session = mobile.server.hosts["localhost"].user_sessions("romeo")
+        (state,) = [s.data["smacks"] for s in session.values()]
+        assert len(state.queue) == 2
+        client.send(f"<a xmlns='{NS_SM}' h='2'/>")
+        await until(lambda: not state.queue, "the acknowledged stanzas dropped")
+        await client.close()
+    run(main())
+
+
+async def hibernate_with_messages(server: ServerHarness) -> tuple[str, str]:
+    """Romeo logs in with Bind2 + inline SM, his connection dies, Juliet sends 20
+    messages: (resumption id, his full JID)."""
+    client = await RawClient().connect(server.port(direct_tls=True))
+    success = await client.login(
+        "SCRAM-SHA-256-PLUS", "romeo", PASSWORD,
+        f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag>"
+        f"<enable xmlns='{NS_SM}' resume='true'/></bind>")
+    bound = success.find("bound", NS_BIND2)
+    enabled = bound.find("enabled", NS_SM) if bound is not None else None
+    assert enabled is not None, success
+    jid = ident(success)
+    client.send("<presence/>")
+    await client.next_named("presence")
+    assert client.writer is not None
+    client.writer.transport.abort()  # no stream close, no TLS close_notify
+    host = server.server.hosts["localhost"]
+    resource = jid.split("/", 1)[1]
+    await until(lambda: host.user_sessions("romeo")[resource].detached, "hibernation")
+    juliet = await login("juliet@localhost/j", PASSWORD, server.port())
+    for i in range(20):
+        juliet.send_message(mto="romeo@localhost", mbody=f"msg{i}", mtype="chat")
+    session = host.user_sessions("romeo")[resource]
+    await until(lambda: len(session.data["smacks"].queue) >= 20, "20 messages queued")
+    await logout(juliet)
+    return enabled.get("id") or "", jid
+
+
+def test_sasl2_inline_resumption_delivers_exactly_once(mobile: ServerHarness) -> None:
+    async def main() -> None:
+        previd, jid = await hibernate_with_messages(mobile)
+        client = await RawClient().connect(mobile.port(direct_tls=True))
+        auth = client.features.find("authentication", NS_SASL2)
+        inline = auth.find("inline", NS_SASL2) if auth is not None else None
+        assert inline is not None and inline.find("sm", NS_SM) is not None
+        success = await client.login(
+            "SCRAM-SHA-256-PLUS", "romeo", PASSWORD,
+            f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>"
+            f"<bind xmlns='{NS_BIND2}'><tag>Other</tag></bind>")
+        assert success.name == "success", success
+        resumed = success.find("resumed", NS_SM)
+        assert resumed is not None and resumed.get("previd") == previd, success
+        assert success.find("bound", NS_BIND2) is None  # resumed: nothing new bound
+        assert ident(success) == jid
+        got: list[str] = []
+        handled = 0
+        while len(got) < 20:
+            el = await client.next()
+            if el.name in ("message", "presence", "iq"):
+                handled += 1
+            if el.name == "message":
+                got.append(el.child_text("body") or "")
+        # Acknowledge everything, then a round trip: nothing more may come.
+        client.send(f"<a xmlns='{NS_SM}' h='{handled}'/>")
+        client.send("<iq type='get' id='end' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        while True:
+            el = await client.next()
+            if el.name == "iq" and el.get("id") == "end":
+                break
+            if el.name == "message":
+                got.append(el.child_text("body") or "")
+        assert sorted(got) == sorted(f"msg{i}" for i in range(20))
+        host = mobile.server.hosts["localhost"]
+        assert list(host.user_sessions("romeo")) == [jid.split("/", 1)[1]]
+        await client.close()
+    run(main())
+
+
+def test_sasl2_inline_resumption_unknown_id_fails_and_binds(mobile: ServerHarness) -> None:
+    async def main() -> None:
+        client = await RawClient().connect(mobile.port(direct_tls=True))
+        success = await client.login(
+            "SCRAM-SHA-256-PLUS", "romeo", PASSWORD,
+            f"<resume xmlns='{NS_SM}' previd='nope' h='0'/>"
+            f"<bind xmlns='{NS_BIND2}'><tag>Phone</tag></bind>")
+        assert success.name == "success", success
+        failed = success.find("failed", NS_SM)
+        assert failed is not None and failed.find_ns(
+            "urn:ietf:params:xml:ns:xmpp-stanzas").name == "item-not-found"
+        assert success.find("bound", NS_BIND2) is not None
+        assert ident(success).startswith("romeo@localhost/Phone.")
         await client.close()
     run(main())
 

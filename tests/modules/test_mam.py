@@ -225,3 +225,17 @@ def test_expiry_syntax() -> None:
     assert expiry_seconds("2d") == 2 * 86400
     assert expiry_seconds("never") is None
     assert expiry_seconds(3600) == 3600
+
+
+def test_full_archive_is_logged_once_per_user(caplog) -> None:  # noqa: ANN001
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST + "\narchive_item_limit = 2") as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            for i in range(5):
+                await chat(romeo, "juliet@localhost", f"m{i}")
+            await idle()
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 2
+            warnings = [r for r in caplog.records
+                        if "archive of romeo is full" in r.getMessage()]
+            assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    run(main())

@@ -6,9 +6,11 @@ picks the resource, the tag only makes it readable) and answers ``<bound/>`` ins
 ``<success/>``. ``resource-bind`` fires once <success/> has left, as after a legacy bind.
 
 Inline features (§4): every other child of <bind/> fires ``bind2-inline/<ns>:<name>``
-(``Bind2Inline``); modules that support one (carbons today; CSI and stream management
-later) hook that event and ``bind2-features`` (a ``StreamFeaturesEvent`` on the
+(``Bind2Inline``); modules that support one (carbons, csi_simple, smacks) hook that
+event and ``bind2-features`` (a ``StreamFeaturesEvent`` on the
 <inline/> of the advertised <bind/>) to list it. Unknown inline requests are ignored.
+When stream management resumed a session inline in SASL2 (a ``<resumed/>`` in the
+<success/>), nothing is bound.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import Element
 
 NS = "urn:xmpp:bind:0"
+NS_SM = "urn:xmpp:sm:3"
 META = {"summary": "Bind 2 (resource binding inside SASL2)", "stage": "beta",
         "xeps": ["XEP-0386"], "requires": ["sasl2"]}
 OPTIONS: list[Option[Any]] = []
@@ -48,6 +51,8 @@ def load(module: ModuleApi) -> None:
         session = event.session
         if request is None or session.username is None:
             return None
+        if event.success.find("resumed", NS_SM) is not None:
+            return None  # XEP-0198 inline resumption gave the client its old session
         if len(module.sessions(session.username)) >= max_resources:
             session.log.info("Bind2 refused: %d resources bound already", max_resources)
             return None  # authenticated but not bound: the client may bind later or leave

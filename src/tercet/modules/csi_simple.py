@@ -25,6 +25,10 @@ for good, what it still holds is dropped: by the rules above that is never a mes
 body, an iq, a subscription request or an error, only presence updates, bodiless messages
 (chat states, receipts, markers) and other people's pubsub notifications, none of which
 stream management would route again either.
+
+Bind 2 (XEP-0386): ``<inactive xmlns='urn:xmpp:csi:0'/>`` inside the SASL2 ``<bind/>``
+starts the new session inactive (the inline feature ``urn:xmpp:csi:0`` is listed in
+Bind2's ``<inline/>``), as if ``<inactive/>`` had come right after binding.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tercet.module import (
     StreamElementEvent,
     StreamFeaturesEvent,
 )
+from tercet.modules._sasllib import Bind2Inline
 
 NS = "urn:xmpp:csi:0"
 NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
@@ -74,10 +79,20 @@ def load(module: ModuleApi) -> None:
         session = event.session
         if not session.authenticated:
             return None  # the stream is closed: nothing to indicate before that
+        start(session)
+        return True
+
+    def start(session: ClientSession) -> None:
         if key not in session.data:
             held = Held(session, limit)
             session.data[key] = held
             session.add_send_filter(held.fn, FILTER_PRIORITY)
+
+    def bind2_features(event: StreamFeaturesEvent) -> None:
+        event.features.tag("feature", attrs={"var": NS})
+
+    def bind2_inactive(event: Bind2Inline) -> bool:
+        start(event.session)  # XEP-0386 §4: the session starts inactive
         return True
 
     def active(event: StreamElementEvent) -> bool | None:
@@ -110,6 +125,8 @@ def load(module: ModuleApi) -> None:
     module.hook("stream-features", features)
     module.hook(f"stream/{NS}:inactive", inactive)
     module.hook(f"stream/{NS}:active", active)
+    module.hook("bind2-features", bind2_features)
+    module.hook(f"bind2-inline/{NS}:inactive", bind2_inactive)
     module.hook("connection-lost", connection_lost, LOST_PRIORITY)
     module.on_unload(unload)
 

@@ -151,6 +151,7 @@ class Mam:
         self.expires_after = expiry_seconds(module.option(EXPIRES_AFTER))
         self.cleanup_interval = module.option(CLEANUP_INTERVAL)
         self.item_limit = module.option(ITEM_LIMIT)
+        self.full: set[str] = set()  # users whose full archive was logged already
         self.store = module.open_archive("archive")
         self.prefs_store = module.open_keyval("archive_prefs")
 
@@ -192,11 +193,15 @@ class Mam:
         try:
             if not await self.wanted(username, with_jid.partition("/")[0]):
                 return None
-            if self.item_limit is not None and await self.store.count(
-                    username, ArchiveQuery()) >= self.item_limit:
-                self.module.log.warning("archive of %s is full (%d items): message not "
-                                        "archived", username, self.item_limit)
-                return None
+            if self.item_limit is not None:
+                if await self.store.count(username, ArchiveQuery()) >= self.item_limit:
+                    if username not in self.full:  # once, not for every message
+                        self.full.add(username)
+                        self.module.log.warning(
+                            "archive of %s is full (%d items): new messages are not "
+                            "archived until items expire", username, self.item_limit)
+                    return None
+                self.full.discard(username)  # room again: warn when it fills up next
             return await self.store.append(username, stanza, when=self.module.now(),
                                            with_jid=with_jid)
         except StorageError:

@@ -9,7 +9,8 @@ live in ``_sasllib``. Other modules take part through events:
   add inline features (Bind2, FAST);
 * ``sasl2-authenticate/<MECHANISM>`` (``Sasl2Request``, awaited): a mechanism not offered
   here (FAST's HT-*), answered in one round trip with a ``Sasl2Outcome``;
-* ``sasl2-success`` (``Sasl2Success``, awaited): act on inline requests, fill <success/>.
+* ``sasl2-success`` (``Sasl2Success``, awaited): act on inline requests, fill <success/>
+  (an <authorization-identifier/> added there replaces the one computed here).
 """
 
 from __future__ import annotations
@@ -142,10 +143,15 @@ class _Sasl2:
             success.text_tag("additional-data", encode_payload(additional), NS)
         event = Sasl2Success(session, request, success, agent, mechanism)
         await self.module.fire_async("sasl2-success", event)
-        # XEP-0388 §2.3: the full JID when a resource was bound inline, else the bare JID.
-        jid = session.full_jid if session.bound else f"{username}@{self.module.host}"
-        ident = Element("authorization-identifier", NS)
-        ident.append(jid or "")
+        # XEP-0388 §2.3: the full JID when a resource was bound inline, else the bare JID;
+        # a handler that gave the client a session (inline resumption) has set it already.
+        ident = success.find("authorization-identifier", NS)
+        if ident is not None:
+            success.remove(ident)
+        else:
+            jid = session.full_jid if session.bound else f"{username}@{self.module.host}"
+            ident = Element("authorization-identifier", NS)
+            ident.append(jid or "")
         success.children.insert(1 if additional is not None else 0, ident)
         session.send_element(success)
         session.log.info("authenticated as %s@%s (SASL2)", username, self.module.host)

@@ -13,6 +13,13 @@ the same account moves it there (``session.attach``), answers ``<resumed/>`` and
 what the client did not acknowledge. When a session with unacknowledged messages ends
 for good (hibernation expired, closed, replaced), those messages are routed again to the
 account's bare JID: another resource or offline storage takes them, exactly once.
+
+Inline, without extra round trips: ``<enable/>`` inside a Bind 2 ``<bind/>`` (XEP-0386;
+the ``<enabled/>`` goes into ``<bound/>``), and ``<resume/>`` inside the SASL2
+``<authenticate/>`` (XEP-0388 ``<inline>``, XEP-0198 "Inline resumption"): once the
+account is authenticated the hibernated session moves onto the stream, ``<resumed/>``
+(or ``<failed/>``, then the client binds as usual) goes into ``<success/>``, and what the
+client did not acknowledge is resent after it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from tercet.module import (
     StreamError,
     StreamFeaturesEvent,
 )
+from tercet.modules._sasllib import Bind2Inline, Sasl2Success
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -100,17 +108,75 @@ class StreamManagement:
         session = event.session
         if not session.authenticated or KEY in session.data:
             return failed(session, "unexpected-request")
+        session.send_element(self.start(session, event.element))
+        return True
+
+    def start(self, session: ClientSession, request: Element) -> Element:
+        """Enable stream management on ``session`` as ``request`` (an <enable/>) asks;
+        the <enabled/> to answer."""
         state = SmState(session.stanzas_in, lambda stanza: self.outgoing(session, stanza))
         session.data[KEY] = state
         session.add_send_filter(state.filter, -100)
         attrs: dict[str, str] = {}
-        if event.element.get("resume") in ("true", "1") and self.hibernation_time > 0:
+        if request.get("resume") in ("true", "1") and self.hibernation_time > 0:
             state.resume_id = secrets.token_urlsafe(18)
             self.resumable[state.resume_id] = session
             attrs = {"id": state.resume_id, "resume": "true",
                      "max": str(self.hibernation_time)}
-        session.send_element(Element("enabled", NS_SM, attrs))
+        return Element("enabled", NS_SM, attrs)
+
+    # -- inline in Bind 2 and SASL2 -------------------------------------------------------
+    def bind2_features(self, event: StreamFeaturesEvent) -> None:
+        event.features.tag("feature", attrs={"var": NS_SM})
+
+    def bind2_enable(self, event: Bind2Inline) -> bool:
+        if KEY not in event.session.data:
+            event.bound.append(self.start(event.session, event.element))
         return True
+
+    def sasl2_inline(self, event: StreamFeaturesEvent) -> None:
+        if self.hibernation_time > 0:  # XEP-0198: inline resumption is offered
+            event.features.tag("sm", NS_SM)
+
+    def sasl2_success(self, event: Sasl2Success) -> None:
+        """``<resume/>`` inline in SASL2: resume before Bind 2 runs (which then does
+        nothing), answer in <success/>, move the session once <success/> is sent."""
+        request = event.request.find("resume", NS_SM)
+        session = event.session
+        if request is None or session.bound or KEY in session.data:
+            return None
+        old = self.resumable.get(request.get("previd") or "")
+        if old is None or old.username != session.username or old.host is not session.host:
+            event.success.append(failed_element("item-not-found"))
+            return None
+        state: SmState = old.data[KEY]
+        error = acknowledge(state, request.get("h"))
+        if error is not None:  # the client may still bind a new session
+            event.success.append(failed_element("unexpected-request"))
+            return None
+        state.deadline = None
+        self._unlist(old)
+        if not old.detached:
+            old.detach(lambda: self.end(old))
+        event.success.append(Element("resumed", NS_SM, {"previd": state.resume_id or "",
+                                                         "h": str(state.handled(old))}))
+        # XEP-0388 §2.3: the full JID of the session the client now has.
+        ident = event.success.tag("authorization-identifier", "urn:xmpp:sasl:2")
+        ident.append(old.full_jid or "")
+        event.after.insert(0, lambda: self.move(old, session))
+        return None
+
+    def move(self, old: ClientSession, session: ClientSession) -> None:
+        """Put the hibernated ``old`` on ``session``'s connection and resend what the
+        client did not acknowledge (shared by <resume/> and inline resumption)."""
+        state: SmState = old.data[KEY]
+        old.attach(session.conn)
+        old.log.info("resumed on a new connection (%d stanzas to resend)", len(state.queue))
+        for stanza in list(state.queue):  # still unacknowledged: they stay queued
+            old.send_after(state.filter, stanza)
+        state.awaiting = False
+        if state.queue:
+            self.ask(old, state)
 
     def request(self, event: StreamElementEvent) -> bool | None:
         state = event.session.data.get(KEY)
@@ -147,15 +213,9 @@ class StreamManagement:
         self._unlist(old)
         if not old.detached:  # the client noticed the loss before we did
             old.detach(lambda: self.end(old))
-        old.attach(session.conn)
-        old.log.info("resumed on a new connection (%d stanzas to resend)", len(state.queue))
-        old.send_element(Element("resumed", NS_SM, {"previd": state.resume_id or "",
-                                                     "h": str(state.handled(old))}))
-        for stanza in list(state.queue):  # still unacknowledged: they stay queued
-            old.send_after(state.filter, stanza)
-        state.awaiting = False
-        if state.queue:
-            self.ask(old, state)
+        session.send_element(Element("resumed", NS_SM, {"previd": state.resume_id or "",
+                                                         "h": str(state.handled(old))}))
+        self.move(old, session)
         return True
 
     # -- what leaves ----------------------------------------------------------------------
@@ -285,10 +345,14 @@ def acknowledge(state: SmState, text: str | None) -> StreamError | None:
 
 
 def failed(session: ClientSession, condition: str) -> bool:
+    session.send_element(failed_element(condition))
+    return True
+
+
+def failed_element(condition: str) -> Element:
     reply = Element("failed", NS_SM)
     reply.tag(condition, NS_STANZAS)
-    session.send_element(reply)
-    return True
+    return reply
 
 
 def load(module: ModuleApi) -> None:
@@ -298,6 +362,11 @@ def load(module: ModuleApi) -> None:
     module.hook(f"stream/{NS_SM}:r", sm.request)
     module.hook(f"stream/{NS_SM}:a", sm.answer)
     module.hook(f"stream/{NS_SM}:resume", sm.resume)
+    module.hook("bind2-features", sm.bind2_features)
+    module.hook(f"bind2-inline/{NS_SM}:enable", sm.bind2_enable)
+    module.hook("sasl2-inline", sm.sasl2_inline)
+    # Before Bind 2 (10): a resumed session is not bound again.
+    module.hook("sasl2-success", sm.sasl2_success, 20)
     module.hook("connection-lost", sm.connection_lost)
     module.hook("resource-unbind", sm.unbind, 100)
     module.hook("session-closed", sm.closed)
