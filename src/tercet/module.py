@@ -60,6 +60,7 @@ from tercet.protocol.jid import JID, InvalidJID
 from tercet.protocol.stanza import NS_CLIENT, NS_DELAY, Element, iq, message, presence
 from tercet.storage.base import (
     MAX_ARCHIVE_PAGE,
+    ArchiveAppend,
     ArchiveItem,
     ArchiveKeyNotFound,
     ArchiveQuery,
@@ -76,6 +77,7 @@ __all__ = [
     "NS_DELAY",
     "AdminCommandError",
     "AdminRequest",
+    "ArchiveAppend",
     "ArchiveItem",
     "ArchiveKeyNotFound",
     "ArchiveQuery",

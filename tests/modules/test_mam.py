@@ -59,6 +59,7 @@ def test_live_messages_archived_with_stanza_id_and_forged_ids_removed() -> None:
                        "<origin-id xmlns='urn:xmpp:sid:0' id='o1'/>")
             got = juliet.expect("message")
             ids = [(s.get("by"), s.get("id")) for s in got.find_all("stanza-id", NS_SID)]
+            await idle()  # the archive writer runs in the background
             theirs = [i for i in await archive(srv).find("juliet", ArchiveQuery())]
             assert ids == [("other@x", "kept"), ("juliet@localhost", theirs[0].key)]
             assert got.find("origin-id", NS_SID) is not None
@@ -81,6 +82,7 @@ def test_offline_messages_archived_and_delivered() -> None:
             romeo = await srv.connect("romeo@localhost/a")
             await srv.create_user("juliet")
             await chat(romeo, "juliet@localhost", "while away")
+            await idle()  # the archive writer runs in the background
             assert await archive(srv).count("juliet", ArchiveQuery()) == 1
             juliet = await srv.connect("juliet@localhost/b")
             await juliet.send("<presence xmlns='jabber:client'/>")
@@ -103,6 +105,7 @@ def test_unacked_message_routed_again_by_smacks_is_archived_once() -> None:
                 "stream/urn:xmpp:sm:3:enable", StreamElementEvent(juliet.session, enable))
             await juliet.send("<presence xmlns='jabber:client'/>")
             await chat(romeo, "juliet@localhost", "never acked")
+            await idle()  # the archive writer runs in the background
             [item] = await archive(srv).find("juliet", ArchiveQuery())
             await juliet.disconnect()  # no <a/>: the message goes back to juliet@localhost
             offline = srv.server.storage.open("localhost", "offline", "archive")
@@ -123,6 +126,7 @@ def test_stanza_id_of_the_user_from_a_client_is_not_trusted() -> None:
             await srv.connect("juliet@localhost/b")
             await chat(romeo, "juliet@localhost", "hi",
                        f"<stanza-id xmlns='{NS_SID}' by='juliet@localhost' id='forged'/>")
+            await idle()  # the archive writer runs in the background
             [item] = await archive(srv).find("juliet", ArchiveQuery())
             assert item.key != "forged"
     run(main())
@@ -193,6 +197,8 @@ def test_prefs_never_and_metadata_and_expiry() -> None:
             assert prefs is not None and "juliet@localhost" in prefs.to_xml()
             await chat(romeo, "juliet@localhost", "secret")
             await chat(romeo, "nurse@localhost", "kept")
+            await idle()  # the archive writer runs in the background
+            romeo.received()  # the error bounce from nurse@localhost (no such account)
             assert await archive(srv).count("romeo", ArchiveQuery()) == 1
             await romeo.send(f"<iq xmlns='jabber:client' type='get' id='m'>"
                              f"<metadata xmlns='{NS_MAM}'/></iq>")
@@ -213,6 +219,7 @@ def test_account_deletion_purges_archive() -> None:
         async with ModuleTestServer(CONFIG, HOST) as srv:
             romeo = await srv.connect("romeo@localhost/a")
             await chat(romeo, "nurse@localhost", "x")
+            await idle()  # the archive writer runs in the background
             assert await archive(srv).count("romeo", ArchiveQuery()) == 1
             from tercet.core import accounts
             await accounts.delete_account(srv.server, "localhost", "romeo")
@@ -238,4 +245,41 @@ def test_full_archive_is_logged_once_per_user(caplog) -> None:  # noqa: ANN001
             warnings = [r for r in caplog.records
                         if "archive of romeo is full" in r.getMessage()]
             assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    run(main())
+
+
+def test_query_right_after_messages_sees_them_all() -> None:
+    """Read your writes: the archive writer runs in the background, but a query sent at
+    once (no waiting for background tasks) sees every message archived before it, in
+    order, with the stanza-ids the recipient got."""
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            juliet = await srv.connect("juliet@localhost/b")
+            await juliet.send("<presence xmlns='jabber:client'/>")
+            juliet.received()
+            for n in range(30):
+                await chat(romeo, "juliet@localhost", f"m{n}")
+            got = [m for m in juliet.received() if m.name == "message"]
+            sids = [m.find("stanza-id", NS_SID) for m in got]
+            results, iq = await query(juliet, "<max>50</max>")
+            assert iq.get("type") == "result"
+            assert bodies(results) == [f"m{n}" for n in range(30)]
+            keys = [r.find("result", NS_MAM).get("id") for r in results]  # type: ignore[union-attr]
+            assert keys == [s.get("id") for s in sids if s is not None]
+            mine, _ = await query(romeo, "<max>50</max>")
+            assert bodies(mine) == [f"m{n}" for n in range(30)]
+    run(main())
+
+
+def test_unloading_the_module_writes_what_is_queued() -> None:
+    async def main() -> None:
+        async with ModuleTestServer(CONFIG, HOST) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            await srv.connect("juliet@localhost/b")
+            for n in range(20):
+                await chat(romeo, "juliet@localhost", f"m{n}")
+            await srv.server.modules.unload("mam", "localhost")
+            assert await archive(srv).count("romeo", ArchiveQuery()) == 20
+            assert await archive(srv).count("juliet", ArchiveQuery()) == 20
     run(main())

@@ -16,6 +16,7 @@ from helpers import async_test, run
 from tercet.protocol.stanza import Element, message
 from tercet.storage import (
     MAX_ARCHIVE_PAGE,
+    ArchiveAppend,
     ArchiveKeyNotFound,
     ArchiveQuery,
     ArchiveStore,
@@ -211,6 +212,24 @@ async def test_archive_order_is_when_then_insertion(backend: str, tmp_path: Path
         assert [i.key for i in items] == [keys[i] for i in (1, 3, 5, 2, 0, 4)]
         rev = await arc.find("alice", ArchiveQuery(reverse=True))
         assert bodies(rev) == ["m4", "m0", "m2", "m5", "m3", "m1"]
+
+
+@async_test
+async def test_archive_append_many_keeps_order_users_and_replaces(backend: str,
+                                                                   tmp_path: Path) -> None:
+    async with opened(backend, tmp_path) as m:
+        arc = m.open(HOST, "archive", "archive")
+        await arc.append("alice", msg("old"), when=5, with_jid="bob@example.org", key="k1")
+        await arc.append_many([
+            ArchiveAppend("alice", msg("a"), 10, "bob@example.org/x", "k2"),
+            ArchiveAppend("carol", msg("c"), 10, "bob@example.org", "k3"),
+            ArchiveAppend("alice", msg("b"), 10, "bob@example.org", "k1"),  # replaces
+        ])
+        items = await arc.find("alice", ArchiveQuery())
+        assert [(i.key, i.with_jid) for i in items] == [
+            ("k2", "bob@example.org/x"), ("k1", "bob@example.org")]
+        assert bodies(items) == ["a", "b"]
+        assert bodies(await arc.find("carol", ArchiveQuery())) == ["c"]
 
 
 @async_test

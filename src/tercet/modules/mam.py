@@ -16,16 +16,28 @@ Queries (§4), the query form (§5.1.1), the metadata query (§5.1.2 of 0313 1.1
 preferences (§6) are iqs to the user's own account. Pages are RSM (XEP-0059) pages: results
 are sent before the iq result, which carries ``<fin/>`` with first (index), last and count.
 Old items are deleted by a timer, in bounded batches (``archive_expires_after``).
+
+Archiving does not hold up delivery: the archive id (a time-ordered UUIDv7-style key) and
+the time are fixed when the message arrives, the stanza is stamped, and the append goes to
+one writer task of the module that writes in arrival order from a bounded queue
+(``ARCHIVE_QUEUE_MAX``; when full, the handler awaits its own write, so memory stays
+bounded). A query (and the item-limit check) first waits until everything queued before
+it is written (read your writes); unloading the module drains the queue. Preferences are
+cached per user (bounded LRU), updated when set through this module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import time
+from collections import OrderedDict, deque
 from typing import Any
 
 from tercet.module import (
     MAX_ARCHIVE_PAGE,
+    ArchiveAppend,
     ArchiveItem,
     ArchiveKeyNotFound,
     ArchiveQuery,
@@ -37,6 +49,7 @@ from tercet.module import (
     StanzaError,
     StanzaEvent,
     StorageError,
+    UserDeleted,
 )
 from tercet.modules._mamlib import (
     NS_MAM,
@@ -74,6 +87,15 @@ OUTGOING_PRIORITY = -10
 CLEANUP_BATCH = 500
 CLEANUP_BATCHES = 100
 CLEANUP_CONTINUE = 1.0
+# Archive appends waiting for the writer task. A bound on what a burst of messages can
+# make the server hold in memory (RFC 6120 §13.12, denial of service): beyond it, the
+# handler awaits its own write, as without the queue, pausing that sender's stream.
+ARCHIVE_QUEUE_MAX = 4096
+# Most queued appends the writer hands to the store in one call (one transaction).
+WRITE_BATCH = 256
+# Users whose stored preferences are kept in memory (least recently used dropped first).
+PREFS_CACHE_MAX = 1000
+_MISSING = object()
 
 
 def _policy_ok(value: Any) -> list[Invalid]:
@@ -117,8 +139,12 @@ OPTIONS: list[Option[Any]] = [DEFAULT_POLICY, SMART_ENABLE, MAX_RESULTS, EXPIRES
                               CLEANUP_INTERVAL, ITEM_LIMIT]
 
 
+_INSTANCES: dict[ModuleApi, Mam] = {}
+
+
 def load(module: ModuleApi) -> None:
     mam = Mam(module)
+    _INSTANCES[module] = mam
     module.provides("account-feature", NS_MAM)
     module.provides("account-feature", NS_MAM_EXTENDED)
     for to_type in ("bare", "full"):
@@ -129,8 +155,43 @@ def load(module: ModuleApi) -> None:
     module.hook(f"iq-get/self/{NS_MAM}:metadata", mam.on_metadata)
     module.hook(f"iq-get/self/{NS_MAM}:prefs", mam.on_prefs_get)
     module.hook(f"iq-set/self/{NS_MAM}:prefs", mam.on_prefs_set)
+    module.hook("user-deleted", mam.on_user_deleted)
     if mam.expires_after is not None:
         module.add_timer(mam.cleanup_interval, mam.cleanup)
+
+
+async def unload(module: ModuleApi) -> None:
+    """Write everything still queued for the archive before the module goes."""
+    mam = _INSTANCES.pop(module, None)
+    if mam is not None:
+        await mam.drain()
+
+
+_last_key_ms = 0
+_last_key_seq = 0
+
+
+def new_key() -> str:
+    """A fresh archive id: UUIDv7 layout (RFC 9562 §5.7), time-ordered and unguessable.
+
+    48 bits of Unix milliseconds, then a 12-bit counter within the millisecond (so keys
+    made in one process sort in the order they were made), then 62 random bits.
+    """
+    global _last_key_ms, _last_key_seq
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_key_ms:
+        ms = _last_key_ms
+        _last_key_seq += 1
+        if _last_key_seq > 0xFFF:  # counter overflow: borrow the next millisecond
+            ms += 1
+            _last_key_seq = 0
+    else:
+        _last_key_seq = 0
+    _last_key_ms = ms
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (_last_key_seq << 64) | (0b10 << 62) | rand
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def has_stanza_id(stanza: Element, by: str) -> bool:
@@ -154,6 +215,18 @@ class Mam:
         self.full: set[str] = set()  # users whose full archive was logged already
         self.store = module.open_archive("archive")
         self.prefs_store = module.open_keyval("archive_prefs")
+        # Stored preferences (the raw JSON value, None for none) of recent users.
+        self.prefs_cache: OrderedDict[str, Any] = OrderedDict()
+        self.prefs_generation = 0  # bumped on every set: a read racing it is not cached
+        # The writer: appends in arrival order; queued/written count them, waiters are
+        # (queued count to reach, future) in increasing order.
+        self.queue: asyncio.Queue[tuple[str, Element, float, str, str]] = asyncio.Queue(
+            ARCHIVE_QUEUE_MAX)
+        self.queued = 0
+        self.written = 0
+        self.blocked = 0  # handlers waiting for room in the queue
+        self.waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self.writer: asyncio.Task[None] | None = None
 
     # -- archiving -------------------------------------------------------------------------
 
@@ -189,11 +262,13 @@ class Mam:
             add_stanza_id(stanza, key, by)
 
     async def archive(self, username: str, stanza: Element, with_jid: str) -> str | None:
-        """Append if the preferences allow; the archive id, or None when not archived."""
+        """Queue an append if the preferences allow; the archive id, or None when not
+        archived. The id and time are fixed now; the writer task does the append."""
         try:
             if not await self.wanted(username, with_jid.partition("/")[0]):
                 return None
             if self.item_limit is not None:
+                await self.flushed()
                 if await self.store.count(username, ArchiveQuery()) >= self.item_limit:
                     if username not in self.full:  # once, not for every message
                         self.full.add(username)
@@ -202,14 +277,111 @@ class Mam:
                             "archived until items expire", username, self.item_limit)
                     return None
                 self.full.discard(username)  # room again: warn when it fills up next
-            return await self.store.append(username, stanza, when=self.module.now(),
-                                           with_jid=with_jid)
         except StorageError:
             self.module.log.exception("could not archive a message of %s", username)
             return None
+        key = new_key()
+        item = (username, stanza, self.module.now(), with_jid, key)
+        if self.blocked or self.queue.full():
+            # Full: wait for room (behind anyone already waiting, so arrival order holds),
+            # then for this very write: bounded memory, and the sender's stream waits as it
+            # did before the queue.
+            self.blocked += 1
+            try:
+                await self.queue.put(item)
+            finally:
+                self.blocked -= 1
+            self.queued += 1
+            self.start_writer()
+            await self.flushed()
+            return key
+        self.queue.put_nowait(item)
+        self.queued += 1
+        self.start_writer()
+        return key
+
+    def start_writer(self) -> None:
+        """Run the writer task unless it runs already (it ends when the queue is empty)."""
+        if self.writer is None or self.writer.done():
+            self.writer = self.module.spawn(self.write_loop())
+
+    async def write_loop(self) -> None:
+        """The writer task: appends what is queued, in arrival order, up to
+        WRITE_BATCH items per store call (one transaction), until the queue is empty."""
+        while not self.queue.empty():
+            batch: list[ArchiveAppend] = []
+            while not self.queue.empty() and len(batch) < WRITE_BATCH:
+                batch.append(ArchiveAppend(*self.queue.get_nowait()))
+            try:
+                await self.store.append_many(batch)
+            except StorageError:
+                self.module.log.exception("could not archive %d message(s)", len(batch))
+            except Exception:
+                self.module.log.exception("archive writer failed on %d message(s)",
+                                          len(batch))
+            finally:
+                self.written += len(batch)
+                while self.waiters and self.waiters[0][0] <= self.written:
+                    _, fut = self.waiters.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def flushed(self) -> None:
+        """Return once everything queued before this call is in the archive."""
+        target = self.queued
+        if self.written >= target:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append((target, fut))
+        await fut
+
+    async def drain(self) -> None:
+        """Write everything queued (unload, shutdown)."""
+        while self.written < self.queued or self.blocked or not self.queue.empty():
+            if not self.queue.empty():
+                self.start_writer()
+            await self.flushed()
+            await asyncio.sleep(0)  # handlers that were waiting for room queue now
+
+    async def on_user_deleted(self, event: UserDeleted) -> None:
+        """Storage was purged: writes still queued for the user must not bring it back."""
+        self.prefs_generation += 1
+        self.prefs_cache.pop(event.username, None)
+        if self.written < self.queued:
+            await self.flushed()
+            try:
+                await self.store.delete_user(event.username)
+            except StorageError:
+                self.module.log.exception("could not purge the archive of %s",
+                                          event.username)
+
+    async def stored_prefs(self, username: str) -> Any:
+        """The user's stored preferences, from the cache or (once) from the store."""
+        value = self.prefs_cache.get(username, _MISSING)
+        if value is not _MISSING:
+            self.prefs_cache.move_to_end(username)
+            return value
+        generation = self.prefs_generation
+        value = await self.prefs_store.get(username)
+        if generation == self.prefs_generation:
+            self.cache_prefs(username, value)
+        return value
+
+    def cache_prefs(self, username: str, value: Any) -> None:
+        self.prefs_cache[username] = value
+        self.prefs_cache.move_to_end(username)
+        while len(self.prefs_cache) > PREFS_CACHE_MAX:
+            self.prefs_cache.popitem(last=False)
+
+    async def set_prefs(self, username: str, value: Any) -> None:
+        self.prefs_generation += 1
+        self.prefs_cache.pop(username, None)
+        await self.prefs_store.set(username, value)
+        self.prefs_generation += 1
+        self.cache_prefs(username, value)
 
     async def wanted(self, username: str, contact: str) -> bool:
-        stored = await self.prefs_store.get(username)
+        stored = await self.stored_prefs(username)
         if stored is None and self.smart_enable:
             return False
         prefs = Prefs.from_json(stored, self.default_policy)
@@ -223,10 +395,10 @@ class Mam:
 
     async def prefs(self, username: str) -> Prefs:
         """The user's preferences; with mam_smart_enable, using MAM enables archiving."""
-        stored = await self.prefs_store.get(username)
+        stored = await self.stored_prefs(username)
         prefs = Prefs.from_json(stored, self.default_policy)
         if stored is None and self.smart_enable:
-            await self.prefs_store.set(username, prefs.to_json())
+            await self.set_prefs(username, prefs.to_json())
         return prefs
 
     # -- queries ---------------------------------------------------------------------------
@@ -245,6 +417,7 @@ class Mam:
         try:
             query = parse_query(payload)
             await self.prefs(session.username)
+            await self.flushed()  # read your writes: all archived before the query
             items, page = await self.run_query(session.username, query)
         except QueryError as exc:
             session.send(event.stanza.error_reply(StanzaError(exc.condition, exc.text)))
@@ -307,6 +480,7 @@ class Mam:
         if session is None or session.username is None:
             return None
         try:
+            await self.flushed()
             first = await self.store.find(session.username, ArchiveQuery(limit=1))
             last = await self.store.find(session.username, ArchiveQuery(limit=1, reverse=True))
         except StorageError:
@@ -340,7 +514,7 @@ class Mam:
             return None
         try:
             default, always, never = parse_prefs(payload)
-            current = Prefs.from_json(await self.prefs_store.get(session.username),
+            current = Prefs.from_json(await self.stored_prefs(session.username),
                                       self.default_policy)
             prefs = Prefs(default or current.default,
                           tuple(dict.fromkeys(self.prep(j) for j in always)),
@@ -348,7 +522,7 @@ class Mam:
         except QueryError as exc:
             session.send(event.stanza.error_reply(StanzaError(exc.condition, exc.text)))
             return True
-        await self.prefs_store.set(session.username, prefs.to_json())
+        await self.set_prefs(session.username, prefs.to_json())
         reply = event.stanza.reply()
         reply.append(prefs.to_element())
         session.send(reply)

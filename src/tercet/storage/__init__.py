@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tercet.storage.base import (
     MAX_ARCHIVE_PAGE,
+    ArchiveAppend,
     ArchiveItem,
     ArchiveKeyNotFound,
     ArchiveQuery,
@@ -29,6 +30,7 @@ from tercet.storage.manager import (
 
 __all__ = [
     "MAX_ARCHIVE_PAGE",
+    "ArchiveAppend",
     "ArchiveItem",
     "ArchiveKeyNotFound",
     "ArchiveQuery",

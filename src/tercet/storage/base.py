@@ -22,7 +22,7 @@ Rules common to every store:
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ARCHIVE_PAGE",
+    "ArchiveAppend",
     "ArchiveItem",
     "ArchiveKeyNotFound",
     "ArchiveQuery",
@@ -138,6 +139,17 @@ class ArchiveItem:
     with_jid: str
 
 
+@dataclass(frozen=True, slots=True)
+class ArchiveAppend:
+    """One item for :meth:`ArchiveStore.append_many` (the arguments of ``append``)."""
+
+    user: str
+    value: Element
+    when: float
+    with_jid: str
+    key: str
+
+
 class KeyValStore(abc.ABC):
     """One JSON value per user (``user=None``: one value for the host itself)."""
 
@@ -210,6 +222,13 @@ class ArchiveStore(abc.ABC):
         key replaces that item: the old one is removed and the new one takes its
         place at the end of the order for its ``when``.
         """
+
+    async def append_many(self, items: Sequence[ArchiveAppend]) -> None:
+        """Append several items, of any users, in this order, as :meth:`append` does
+        one by one (drivers may do it in one transaction)."""
+        for item in items:
+            await self.append(item.user, item.value, when=item.when, with_jid=item.with_jid,
+                              key=item.key)
 
     @abc.abstractmethod
     async def find(self, user: str, q: ArchiveQuery) -> list[ArchiveItem]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tercet.protocol.xmlstream import parse_fragment
 from tercet.storage._codec import decode_json, encode_json, new_archive_key
 from tercet.storage.base import (
+    ArchiveAppend,
     ArchiveItem,
     ArchiveKeyNotFound,
     ArchiveQuery,
@@ -509,6 +510,26 @@ class SqliteArchiveStore(ArchiveStore):
 
         await self._driver.call(op, write=True)
         return key
+
+    async def append_many(self, items: Sequence[ArchiveAppend]) -> None:
+        """All of ``items`` in one transaction (one hop to the database thread)."""
+        rows = [(self._host, i.user, self._store, i.key, float(i.when), i.with_jid,
+                 bare_of(i.with_jid), i.value.to_xml(None)) for i in items]
+
+        def op(conn: sqlite3.Connection) -> None:
+            for row in rows:
+                conn.execute(
+                    'DELETE FROM archive WHERE host = ? AND user = ? AND store = ? '
+                    'AND "key" = ?', row[:4],
+                )
+                conn.execute(
+                    'INSERT INTO archive (host, user, store, "key", "when", with_jid, '
+                    "with_bare, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        if rows:
+            await self._driver.call(op, write=True)
 
     async def find(self, user: str, q: ArchiveQuery) -> list[ArchiveItem]:
         scope = self._scope(user)
