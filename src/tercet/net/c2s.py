@@ -47,6 +47,9 @@ STANZA_NAMES = frozenset(("message", "presence", "iq"))
 class C2SConnection(asyncio.Protocol):
     """One client TCP connection (plain, STARTTLS-upgraded or direct TLS)."""
 
+    #: The content namespace a closing ``<stream:error/>`` is serialised against.
+    _error_ns = NS_CLIENT
+
     # One of these per connected client: slots keep idle sessions small.
     __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent", "_out",
                  "_out_size", "_peer", "_reader", "_secure", "_send_limit", "_sent_size",
@@ -131,7 +134,7 @@ class C2SConnection(asyncio.Protocol):
         if not self._header_sent:
             self._send_header(self.session.host.name if self.session.host else None)
         if error is not None:
-            self._queue(stream_element_xml(error.to_element()).encode())
+            self._queue(stream_element_xml(error.to_element(), self._error_ns).encode())
         self._queue(STREAM_CLOSE.encode())
         self._flush()
         self._closing = True
@@ -169,6 +172,9 @@ class C2SConnection(asyncio.Protocol):
             self._timeout.cancel()
         self._release_unauth()
         self.transport = None
+        self._session_closed(lost)
+
+    def _session_closed(self, lost: bool) -> None:
         self.server.session_closed(self.session, lost=lost)
 
     def data_received(self, data: bytes) -> None:
