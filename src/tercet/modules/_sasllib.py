@@ -12,7 +12,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tercet.module import AuthProvider, ClientSession
+from tercet.module import AuthProvider, ClientSession, ModuleApi
 from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
 from tercet.protocol.sasl import NeedCredentials, SaslContext, ServerMechanism, Step
 from tercet.protocol.stanza import Element
@@ -40,6 +40,23 @@ async def resolve_credentials(mech: ServerMechanism, step: Step,
             creds = await auth.get_credentials(username)
         step = mech.credentials(creds)
     return step
+
+
+class SaslSettings:
+    """The options legacy SASL and SASL2 both follow, read at load (one place, so the two
+    offer the same mechanisms under the same rules)."""
+
+    def __init__(self, module: ModuleApi) -> None:
+        self.module = module
+        self.require_tls: bool = module.option("c2s_require_encryption")
+        self.allow_plain: bool = module.option("allow_unencrypted_plain_auth")
+        self.anonymous = module.option("authentication") == "anonymous"
+        self.iterations: int = module.option("scram_iterations")
+        self.max_failures: int = module.option("sasl_max_failures")
+
+    def context(self, session: ClientSession) -> SaslContext:
+        return sasl_context(session, allow_plain=self.allow_plain, anonymous=self.anonymous,
+                            iterations=self.iterations)
 
 
 def decode_payload(text: str) -> bytes | None:

@@ -31,17 +31,16 @@ from tercet.modules._sasllib import (
     Sasl2Outcome,
     Sasl2Request,
     Sasl2Success,
+    SaslSettings,
     UserAgent,
     authorized_username,
     decode_payload,
     encode_payload,
     resolve_credentials,
-    sasl_context,
 )
 from tercet.protocol.sasl import (
     Challenge,
     Failure,
-    SaslContext,
     ServerMechanism,
     Step,
     Success,
@@ -60,20 +59,8 @@ MAX_USER_AGENT_FIELD = 256
 _KEY = "sasl2"
 
 
-class _Sasl2:
+class _Sasl2(SaslSettings):
     """SASL2 negotiation for one host's client streams."""
-
-    def __init__(self, module: ModuleApi) -> None:
-        self.module = module
-        self.require_tls: bool = module.option("c2s_require_encryption")
-        self.allow_plain: bool = module.option("allow_unencrypted_plain_auth")
-        self.anonymous = module.option("authentication") == "anonymous"
-        self.iterations: int = module.option("scram_iterations")
-        self.max_failures: int = module.option("sasl_max_failures")
-
-    def context(self, session: ClientSession) -> SaslContext:
-        return sasl_context(session, allow_plain=self.allow_plain, anonymous=self.anonymous,
-                            iterations=self.iterations)
 
     def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session

@@ -18,7 +18,7 @@ from tercet.module import (
     StreamElementEvent,
     StreamFeaturesEvent,
 )
-from tercet.modules._sasllib import decode_payload, sasl_context
+from tercet.modules._sasllib import SaslSettings, decode_payload
 from tercet.modules._sasllib import nodeprep_or_none as _nodeprep
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import prep_jid
@@ -26,7 +26,6 @@ from tercet.protocol.sasl import (
     Challenge,
     Failure,
     NeedCredentials,
-    SaslContext,
     ServerMechanism,
     Step,
     Success,
@@ -52,20 +51,8 @@ OPTIONS: list[Option[Any]] = [
 ]
 
 
-class _Sasl:
+class _Sasl(SaslSettings):
     """SASL negotiation for one host's client streams, with the options read at load."""
-
-    def __init__(self, module: ModuleApi) -> None:
-        self.module = module
-        self.require_tls: bool = module.option("c2s_require_encryption")
-        self.allow_plain: bool = module.option("allow_unencrypted_plain_auth")
-        self.anonymous = module.option("authentication") == "anonymous"
-        self.iterations: int = module.option("scram_iterations")
-        self.max_failures: int = module.option("sasl_max_failures")
-
-    def context(self, session: ClientSession) -> SaslContext:
-        return sasl_context(session, allow_plain=self.allow_plain, anonymous=self.anonymous,
-                            iterations=self.iterations)
 
     def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session
