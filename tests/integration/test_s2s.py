@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,11 @@ async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
                      host_extra: dict[str, str] | None = None,
                      also_hosts: dict[str, list[str]] | None = None,
                      modules: tuple[str, ...] = ("s2s", "dialback"),
+                     prepare: Callable[[str, DomainHarness], None] | None = None,
                      ) -> AsyncIterator[dict[str, DomainHarness]]:
     """a.test and b.test, each on its own server; ``also_hosts`` names more domains a
-    server hosts (their tables go in ``host_extra``): certificates and DNS for them too."""
+    server hosts (their tables go in ``host_extra``): certificates and DNS for them too.
+    ``prepare(domain, harness)`` runs before the servers start (e.g. other certificates)."""
     from dnsresponder import DnsResponder  # tests/net
 
     async with DnsResponder() as dns:
@@ -72,6 +74,8 @@ async def federation(tmp_path: Path, extra: dict[str, str] | None = None,
                                   (host_extra or {}).get(domain, ""), modules)
                 servers[domain] = h
                 h.dns = dns
+                if prepare is not None:
+                    prepare(domain, h)
                 for name in (domain, *(also_hosts or {}).get(domain, [])):
                     if name != domain:
                         generate_self_signed(name, h.directory / "certs")

@@ -5,13 +5,13 @@ a private CA made here issues the certificates of a.test and b.test, both server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from helpers import run
 from test_s2s import DomainHarness  # puts tests/net on the path
+from test_s2s import federation as s2s_federation
 from xmpp import available, close, login
 
 from pki import CA  # tests/net  # isort: skip
@@ -21,35 +21,23 @@ from pki import CA  # tests/net  # isort: skip
 Kinds = dict[str, str]
 
 
-@asynccontextmanager
-async def federation(tmp_path: Path, kinds: Kinds, extra: dict[str, str] | None = None,
-                     modules: tuple[str, ...] = ("s2s", "dialback"),
-                     ) -> AsyncIterator[dict[str, DomainHarness]]:
-    from dnsresponder import DnsResponder
-
+def federation(tmp_path: Path, kinds: Kinds, extra: dict[str, str] | None = None,
+               modules: tuple[str, ...] = ("s2s", "dialback"),
+               ) -> AbstractAsyncContextManager[dict[str, DomainHarness]]:
+    """test_s2s's two federating servers, with certificates of ``kinds`` from a private
+    CA both trust (s2s_cafile)."""
     ca = CA()
     cafile = ca.write(tmp_path / "ca.pem")
-    async with DnsResponder() as dns:
-        servers: dict[str, DomainHarness] = {}
-        try:
-            for domain in ("a.test", "b.test"):
-                conf = f's2s_cafile = "{cafile}"\n' + (extra or {}).get(domain, "")
-                h = DomainHarness(tmp_path / domain, domain, dns.nameserver, conf,
-                                  modules=modules)
-                kind = kinds[domain]
-                if kind != "self":
-                    names = (domain,) if kind == "ca" else ("wrong.test",)
-                    ca.issue(names).write(tmp_path / domain / "certs", domain)
-                servers[domain] = h
-                dns.add(f"_xmpp-server._tcp.{domain}", "SRV", [f"0 0 {h.s2s_port} {domain}."])
-                dns.add(domain, "A", ["127.0.0.1"])
-            for h in servers.values():
-                await asyncio.to_thread(h.start)
-                await asyncio.to_thread(h.create_user, "user", "pass", h.domain)
-            yield servers
-        finally:
-            for h in servers.values():
-                await asyncio.to_thread(h.stop)
+    conf = {d: f's2s_cafile = "{cafile}"\n' + (extra or {}).get(d, "")
+            for d in ("a.test", "b.test")}
+
+    def issue(domain: str, h: DomainHarness) -> None:
+        kind = kinds[domain]
+        if kind != "self":  # "self": keep the harness's self-signed certificate
+            names = (domain,) if kind == "ca" else ("wrong.test",)
+            ca.issue(names).write(h.directory / "certs", domain)
+
+    return s2s_federation(tmp_path, conf, modules=modules, prepare=issue)
 
 
 def sessions(h: DomainHarness, direction: str) -> list[Any]:
