@@ -350,3 +350,18 @@ def logged(peer: HasLog, text: str, timeout: float = 10.0) -> None:
     asynchronously (ejabberd's logger buffers), so a line may trail the traffic it
     describes by a moment."""
     until_sync(lambda: text in peer.log_text(), f"{text!r} in the log", timeout=timeout)
+
+
+def wait_listening(ns: Netns, process: NetnsProcess, name: str, address: str,
+                   ports: Sequence[int], timeout: float = START_TIMEOUT) -> None:
+    """Wait (bounded) until ``process`` accepts connections on every port, or exits."""
+    def up() -> bool:
+        return not process.running() or all(ns.accepts(address, p) for p in ports)
+
+    until_sync(up, f"{name} to listen", timeout=timeout)
+
+
+def exited_error(name: str, process: NetnsProcess, log: str) -> RuntimeError:
+    """The error for a peer that exited during start, with its output and log."""
+    return RuntimeError(f"{name} exited ({process.popen.returncode}):\n{process.output()}\n"
+                        f"{log}")

@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 
 from helpers import until_sync
-from netns import STOP_TIMEOUT, Netns, NetnsProcess
+from netns import STOP_TIMEOUT, Netns, NetnsProcess, exited_error, wait_listening
 from netns_ca import PrivatePKI
 
 USER = "ejabberd"
@@ -225,20 +225,15 @@ class Ejabberd:
         self.process = self.ns.spawn(self.domain, self._ctl("foreground"), user=USER,
                                      cwd=self.dir, env=self._env())
         process = self.process
-
-        def up() -> bool:
-            if not process.running():
-                return True
-            return all(self.ns.accepts(self.address, p) for p in (self.c2s_port, self.s2s_port))
-
-        until_sync(up, f"ejabberd for {self.domain} to listen", timeout=START_TIMEOUT)
+        name = f"ejabberd for {self.domain}"
+        wait_listening(self.ns, process, name, self.address, (self.c2s_port, self.s2s_port),
+                       START_TIMEOUT)
         if process.running():
             until_sync(lambda: not process.running() or self.ctl("status", check=False)[0] == 0,
                        f"ejabberd for {self.domain} to report started", timeout=START_TIMEOUT,
                        interval=0.2)
         if not process.running():
-            raise RuntimeError(f"ejabberd for {self.domain} exited ({process.popen.returncode}):"
-                               f"\n{process.output()}\n{self.log_text()}")
+            raise exited_error(name, process, self.log_text())
         return self
 
     def stop(self) -> None:

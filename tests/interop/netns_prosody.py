@@ -18,8 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import until_sync
-from netns import START_TIMEOUT, Netns, NetnsProcess
+from netns import Netns, NetnsProcess, exited_error, wait_listening
 from netns_ca import PrivatePKI
 
 USER = "prosody"
@@ -129,16 +128,10 @@ class Prosody:
             self.domain, ["prosody", "-F", "--config", str(self.config)], user=USER,
             cwd=self.dir, env={"HOME": str(self.dir)})
         process = self.process
-
-        def up() -> bool:
-            if not process.running():
-                return True
-            return all(self.ns.accepts(self.address, p) for p in (self.c2s_port, self.s2s_port))
-
-        until_sync(up, f"Prosody for {self.domain} to listen", timeout=START_TIMEOUT)
+        name = f"Prosody for {self.domain}"
+        wait_listening(self.ns, process, name, self.address, (self.c2s_port, self.s2s_port))
         if not process.running():
-            raise RuntimeError(f"Prosody for {self.domain} exited ({process.popen.returncode}):"
-                               f"\n{process.output()}\n{self.log_text()}")
+            raise exited_error(name, process, self.log_text())
         return self
 
     def stop(self) -> None:

@@ -20,8 +20,7 @@ import os
 import subprocess
 import sys
 
-from helpers import until_sync
-from netns import START_TIMEOUT, Netns, NetnsProcess
+from netns import Netns, NetnsProcess, exited_error, wait_listening
 from netns_ca import PrivatePKI
 
 #: Bound on ``tercet user add`` (imports Tercet, opens SQLite: ~0.4 s).
@@ -102,16 +101,10 @@ class Tercet:
         self.process = self.ns.spawn(self.domain, self._argv("start"), cwd=self.dir,
                                      env={"HOME": str(self.dir), "PYTHONUNBUFFERED": "1"})
         process = self.process
-
-        def up() -> bool:
-            if not process.running():
-                return True
-            return all(self.ns.accepts(self.address, p) for p in (self.c2s_port, self.s2s_port))
-
-        until_sync(up, f"Tercet for {self.domain} to listen", timeout=START_TIMEOUT)
+        name = f"Tercet for {self.domain}"
+        wait_listening(self.ns, process, name, self.address, (self.c2s_port, self.s2s_port))
         if not process.running():
-            raise RuntimeError(f"Tercet for {self.domain} exited ({process.popen.returncode}):"
-                               f"\n{process.output()}\n{self.log_text()}")
+            raise exited_error(name, process, self.log_text())
         return self
 
     def stop(self) -> None:
