@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import run, until
 from test_s2s import DomainHarness
 from test_s2s import federation as dialback_federation
@@ -169,14 +170,18 @@ async def _closed(session: Any) -> None:
     await until(lambda: session.closed, "the stream to close")
 
 
-def test_stanzas_back_on_outbound_are_checked(tmp_path: Path) -> None:
+def test_stanzas_back_on_outbound_are_checked(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     """On a's bidirectional stream, a stanza from a domain the peer did not authenticate
     ends it (invalid-from); without bidi, any stanza back on a's stream ends it
     (not-authorized, RFC 6120 §4.9.3.12), as before."""
     async def main() -> None:
-        for modules, xml in ((BIDI, "<message from='x@evil.test' to='user@a.test'/>"),
-                             (("s2s", "dialback"),
-                              "<message from='user@b.test' to='user@a.test'/>")):
+        for modules, xml, condition in (
+                (BIDI, "<message from='x@evil.test' to='user@a.test'><body>x</body></message>",
+                 "invalid-from"),
+                (("s2s", "dialback"),
+                 "<message from='user@b.test' to='user@a.test'><body>x</body></message>",
+                 "not-authorized")):
             path = tmp_path / modules[-1]
             async with ca_federation(path, {"a.test": "ca", "b.test": "ca"},
                                      {"a.test": DEMANDING, "b.test": DEMANDING},
@@ -191,6 +196,10 @@ def test_stanzas_back_on_outbound_are_checked(tmp_path: Path) -> None:
                     [in_] = sessions(b, "in")
                     await _inject(b, in_, xml)
                     await _closed(out)
+                    # b hears why: a's stream error, with the condition the RFC names.
+                    await until(lambda c=condition: "a.test ended the inbound stream with the "
+                                f"error {c}" in caplog.text, f"b to log {condition}")
+                    assert alice.messages.empty()  # the stanza was refused, not delivered
                 finally:
                     await close(alice)
                     await close(bob)
