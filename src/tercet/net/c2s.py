@@ -373,7 +373,12 @@ class C2SConnection(asyncio.Protocol):
         self._tls_established()
 
     def _server_tls_context(self) -> ssl.SSLContext:
-        return self.net.tls.server_context()
+        return self.server_tls_context(self.net)
+
+    @staticmethod
+    def server_tls_context(net: NetManager) -> ssl.SSLContext:
+        """The TLS server context of this stream kind (STARTTLS and direct TLS ports)."""
+        return net.tls.server_context()
 
     def _tls_established(self) -> None:
         assert self.transport is not None

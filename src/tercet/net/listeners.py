@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from tercet.core.network import ConnectSpec, ListenSpec, StreamLimits
 from tercet.net.c2s import C2SConnection
 from tercet.net.component import ComponentConnection
-from tercet.net.s2s import S2SConnection, s2s_server_context
+from tercet.net.s2s import S2SConnection
 from tercet.net.s2s import connect as connect_s2s
 from tercet.net.tls import TLSManager
 from tercet.protocol.errors import StreamError
@@ -60,11 +59,9 @@ class StreamConnection(Protocol):
     def close_stream(self, error: StreamError | None = None) -> None: ...
 
 
-ProtocolFactory = Callable[["Server", Listener, "NetManager"], asyncio.Protocol]
-
 # ListenSpec.service -> the protocol spoken on its sockets. A new stream kind (s2s,
 # component) adds one entry here and nothing else in this file.
-PROTOCOLS: dict[str, ProtocolFactory] = {
+PROTOCOLS: dict[str, type[C2SConnection]] = {
     "c2s": C2SConnection,
     "component": ComponentConnection,
     "s2s": S2SConnection,
@@ -105,14 +102,12 @@ class NetManager:
         return listening
 
     async def _open(self, listener: Listener, iface: str, port: int) -> asyncio.Server:
-        ssl_ctx = None
-        if listener.direct_tls:
-            ssl_ctx = (s2s_server_context(self) if listener.service == "s2s"
-                       else self.tls.server_context())
+        protocol = PROTOCOLS[listener.service]
+        ssl_ctx = protocol.server_tls_context(self) if listener.direct_tls else None
         # "*" is Prosody's spelling of "every IPv4 address".
         host = "0.0.0.0" if iface == "*" else iface
         return await asyncio.get_running_loop().create_server(
-            lambda: PROTOCOLS[listener.service](self.server, listener, self), host, port,
+            lambda: protocol(self.server, listener, self), host, port,
             ssl=ssl_ctx,
             backlog=LISTEN_BACKLOG, reuse_address=True,
             ssl_handshake_timeout=30 if ssl_ctx else None)

@@ -146,8 +146,9 @@ class S2SConnection(C2SConnection):
         session.log.debug("certificate of %s: %s", session.remote_domain,
                           session.cert_status)
 
-    def _server_tls_context(self) -> ssl.SSLContext:
-        return s2s_server_context(self.net)
+    @staticmethod
+    def server_tls_context(net: NetManager) -> ssl.SSLContext:
+        return s2s_server_context(net)
 
     def restart_stream(self) -> None:
         """After SASL success (RFC 6120 §6.4.6): the initiating side opens a new stream."""
