@@ -162,6 +162,9 @@ class Carbons:
         if not eligible(stanza, sent=False):
             return None
         sessions = self.module.sessions(to.node)
+        # The common case on the delivery path: one resource, or none with carbons on.
+        if len(sessions) < 2 or not any(enabled(s) for s in sessions.values()):
+            return None
         getting = self.recipients(stanza, sessions, to.resource)
         if not getting:
             return None  # stored offline (or dropped): nobody saw it live
