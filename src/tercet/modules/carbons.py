@@ -116,6 +116,9 @@ def wrap(direction: str, original: Element, bare: str, to: str) -> Element:
 def strip_forged(event: StanzaEvent) -> bool | None:
     """§11: remove carbon wrappers from a routed message; drop it if nothing is left."""
     stanza = event.stanza
+    # On every message: one pass, no list unless there is something to strip.
+    if not any(isinstance(c, Element) and c.xmlns == NS for c in stanza.children):
+        return None
     forged = [c for c in stanza.elements()
               if c.xmlns == NS and c.name in ("sent", "received")]
     if not forged:
@@ -159,11 +162,12 @@ class Carbons:
         if stanza.find("private", NS) is not None:
             stanza.remove_children("private", NS)  # §9: removed before delivery
             return None
-        if not eligible(stanza, sent=False):
-            return None
         sessions = self.module.sessions(to.node)
-        # The common case on the delivery path: one resource, or none with carbons on.
+        # The common case on the delivery path, checked before the costlier eligibility
+        # rules: one resource, or none other with carbons on.
         if len(sessions) < 2 or not any(enabled(s) for s in sessions.values()):
+            return None
+        if not eligible(stanza, sent=False):
             return None
         getting = self.recipients(stanza, sessions, to.resource)
         if not getting:
@@ -194,13 +198,16 @@ class Carbons:
         stanza, origin, sender = event.stanza, event.origin, event.from_
         if not isinstance(origin, ClientSession) or origin.username is None:
             return None
-        if sender is None or not eligible(stanza, sent=True):
+        sessions = self.module.sessions(origin.username)
+        if len(sessions) < 2 or sender is None:
+            return None  # no other resource to copy to
+        if not eligible(stanza, sent=True):
             return None
         bare = f"{origin.username}@{self.module.host}"
         to = event.to
         if to is None or (to.node, to.domain) == (origin.username, self.module.host):
             return None  # to the user's own account: the received copies cover it
-        for session in self.module.sessions(origin.username).values():
+        for session in sessions.values():
             if session is not origin and enabled(session) and session.full_jid is not None:
                 session.send(wrap("sent", stanza, bare, session.full_jid))
         return None
