@@ -50,6 +50,13 @@ AUTOLOADED = ["offline"]
 SKIPPED = {"debug_reset", "scansion_record"}
 COMPONENTS = {"conference.localhost": "muc", "pubsub.localhost": "pubsub",
               "upload.localhost": "http_file_share"}
+# The component tables of Prosody's test config, where Tercet has the module they name.
+COMPONENT_SETTINGS = {
+    "conference.localhost": {"admins": '["admin@localhost"]', "modules_enabled": "muc_mam"},
+    "pubsub.localhost": {"expose_publisher": "true"},
+    "upload.localhost": {"http_file_share_size_limit": "10000000",
+                         "http_file_share_allowed_file_types": '["text/plain", "image/*"]'},
+}
 
 RUNNER_TIMEOUT = 180  # seconds for one script, server start excluded
 
@@ -107,10 +114,22 @@ def server_config() -> tuple[str, str]:
     }
     lines = [f"{k} = {v}" for k, v in settings.items() if k not in given]
     extra = "\n".join(lines) + "\n" + fragment  # the fragment may open tables: keep it last
-    host_extra = "".join(
-        f'\n[components."{host}"]\nmodule = "{module}"\n'
-        for host, module in COMPONENTS.items() if tercet_has(module))
+    host_extra = "".join(component_table(host, module)
+                         for host, module in COMPONENTS.items() if tercet_has(module))
     return extra, host_extra
+
+
+def component_table(host: str, module: str) -> str:
+    """The component's TOML table: its module and the settings Prosody's config gives it
+    (a modules_enabled entry only when Tercet has that module)."""
+    lines = [f'\n[components."{host}"]', f'module = "{module}"']
+    for key, value in COMPONENT_SETTINGS.get(host, {}).items():
+        if key == "modules_enabled":
+            if not tercet_has(value):
+                continue
+            value = toml_list([value])
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
