@@ -184,3 +184,57 @@ def test_module_for_another_tercet_version_is_refused(plugin_dir: Path) -> None:
             assert entry.status == "failed" and "needs Tercet >=99.0" in (entry.error or "")
             assert "urn:example:future" not in srv.server.hosts["localhost"].features
     run(main())
+
+
+def test_unloading_a_global_module_unloads_its_per_host_dependants(plugin_dir: Path) -> None:
+    install_fake_plugin(plugin_dir, "gbase", """
+        GLOBAL = True
+        def load(module):
+            pass
+    """)
+    install_fake_plugin(plugin_dir, "hosted", """
+        def load(module):
+            module.depends("gbase")
+            module.add_feature("urn:example:hosted")
+        def save(module):
+            return module.host
+        restored = []
+        def restore(module, state):
+            restored.append(state)
+    """)
+
+    async def main() -> None:
+        async with ModuleTestServer(f'installer_plugin_path = "{plugin_dir}"') as srv:
+            mm = srv.server.modules
+            await mm.load("hosted", "localhost")
+            assert mm.loaded[("gbase", "*")].dependants == {("hosted", "localhost")}
+            # Reload brings the dependant back on its own host, with its own state.
+            await mm.reload("gbase", "*")
+            hosted = mm.loaded[("hosted", "localhost")]
+            assert hosted.status == "loaded"
+            assert hosted.pymodule is not None and hosted.pymodule.restored == ["localhost"]
+            gone = await mm.unload("gbase", "*")
+            assert gone == ["hosted", "gbase"]
+            assert ("hosted", "localhost") not in mm.loaded
+            assert "urn:example:hosted" not in srv.server.hosts["localhost"].features
+    run(main())
+
+
+def test_a_dependency_whose_async_load_fails_is_not_left_loading(plugin_dir: Path) -> None:
+    install_fake_plugin(plugin_dir, "slowbase", """
+        async def load(module):
+            raise RuntimeError("cannot start")
+    """)
+    install_fake_plugin(plugin_dir, "needsslow", """
+        def load(module):
+            module.depends("slowbase")
+    """)
+
+    async def main() -> None:
+        async with ModuleTestServer(f'installer_plugin_path = "{plugin_dir}"') as srv:
+            mm = srv.server.modules
+            entry = await mm.load("needsslow", "localhost")
+            assert entry.status == "failed" and "cannot start" in (entry.error or "")
+            base = mm.loaded[("slowbase", "localhost")]
+            assert base.status == "failed", base.status
+    run(main())

@@ -66,7 +66,9 @@ class LoadedModule:
     api: ModuleApi | None = None
     pymodule: ModuleType | None = None
     error: str | None = None
-    dependants: set[str] = field(default_factory=set)
+    # (name, host) of the modules that depend on this one: a global module's dependants
+    # are loaded per host, so the host is part of the key.
+    dependants: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -127,6 +129,7 @@ class ModuleManager:
 
     def ensure_loaded(self, name: str, host: str, dependant: str | None = None) -> None:
         """Synchronous part of a dependency load (called from a module's load())."""
+        dependant_key = (dependant, host) if dependant else None
         if self.is_global(name):
             host = "*"
         entry = self.loaded.get((name, host))
@@ -136,8 +139,8 @@ class ModuleManager:
                 self._pending.append(self._finish_load(entry))
             if entry.status == "failed":
                 raise ModuleError(f"dependency {name} failed to load: {entry.error}")
-        if dependant:
-            entry.dependants.add(dependant)
+        if dependant_key is not None:
+            entry.dependants.add(dependant_key)
 
     def _start_load(self, name: str, host: str) -> LoadedModule:
         source = self.find(name)
@@ -162,13 +165,25 @@ class ModuleManager:
             while self._pending:
                 await self._pending.pop(0)
         except Exception as exc:
-            self._pending.clear()
+            self._abandon_pending(entry)
             self._fail(entry, self._describe(exc))
             return
         if entry.status == "loading":
             entry.status = "loaded"
             log.info("loaded module %s on %s", entry.name, entry.host)
             self.server.events.fire("module-loaded", entry)
+
+    def _abandon_pending(self, failed: LoadedModule) -> None:
+        """A load failed part-way: the loads it started (its dependencies) never finish,
+        so they are failed too rather than left "loading" for ever."""
+        for pending in self._pending:
+            close = getattr(pending, "close", None)
+            if close is not None:
+                close()  # never awaited now: close it so no "never awaited" warning
+        self._pending.clear()
+        for other in list(self.loaded.values()):
+            if other is not failed and other.status == "loading":
+                self._fail(other, f"its load was abandoned when {failed.name} failed")
 
     def _fail(self, entry: LoadedModule, error: str) -> LoadedModule:
         entry.status = "failed"
@@ -211,17 +226,22 @@ class ModuleManager:
     # -- unloading and reloading -------------------------------------------------------------
     async def unload(self, name: str, host: str) -> list[str]:
         """Unload a module and, first, everything depending on it; returns what went."""
+        return [gone for gone, _host in await self._unload_tree(name, host)]
+
+    async def _unload_tree(self, name: str, host: str) -> list[tuple[str, str]]:
+        """Unload dependants first (on whichever host they run), then the module; returns
+        (name, host) of everything unloaded, dependants first."""
         if (name, host) not in self.loaded and (name, "*") in self.loaded:
             host = "*"
         entry = self.loaded.get((name, host))
         if entry is None:
             raise ModuleError(f"module {name} is not loaded on {host}")
-        gone: list[str] = []
-        for dependant in sorted(entry.dependants):
-            if (dependant, host) in self.loaded:
-                gone += await self.unload(dependant, host)
+        gone: list[tuple[str, str]] = []
+        for dependant, dep_host in sorted(entry.dependants):
+            if (dependant, dep_host) in self.loaded:
+                gone += await self._unload_tree(dependant, dep_host)
         await self._unload_one(entry)
-        gone.append(name)
+        gone.append((name, host))
         return gone
 
     async def _unload_one(self, entry: LoadedModule) -> None:
@@ -238,7 +258,7 @@ class ModuleManager:
         if entry.api is not None:
             entry.api._unload()
         for other in self.loaded.values():
-            other.dependants.discard(entry.name)
+            other.dependants.discard((entry.name, entry.host))
         log.info("unloaded module %s from %s", entry.name, entry.host)
         self.server.events.fire("module-unloaded", entry)
 
@@ -249,8 +269,8 @@ class ModuleManager:
         entry = self.loaded.get((name, host))
         if entry is None:
             raise ModuleError(f"module {name} is not loaded on {host}")
-        states = self._save_states(entry, host)
-        gone = await self.unload(name, host)
+        states = self._save_states(entry)
+        gone = await self._unload_tree(name, host)
         source = self.find(name)
         if source is not None:
             try:
@@ -258,25 +278,25 @@ class ModuleManager:
             except Exception as exc:
                 log.error("re-import of %s failed: %s", name, exc)
         first = None
-        for mod_name in reversed(gone):
-            loaded = await self.load(mod_name, host)
+        for mod_name, mod_host in reversed(gone):
+            loaded = await self.load(mod_name, mod_host)
             first = loaded if mod_name == name else first
-            self._restore_state(loaded, states.get(mod_name))
+            self._restore_state(loaded, states.get((mod_name, mod_host)))
         assert first is not None
         return first
 
-    def _save_states(self, entry: LoadedModule, host: str) -> dict[str, Any]:
-        states: dict[str, Any] = {}
+    def _save_states(self, entry: LoadedModule) -> dict[tuple[str, str], Any]:
+        states: dict[tuple[str, str], Any] = {}
         todo = [entry]
         while todo:
             cur = todo.pop()
             save = getattr(cur.pymodule, "save", None)
             if save is not None and cur.api is not None and cur.status == "loaded":
                 try:
-                    states[cur.name] = save(cur.api)
+                    states[(cur.name, cur.host)] = save(cur.api)
                 except Exception:
                     log.exception("module %s raised in save()", cur.name)
-            todo += [self.loaded[(d, host)] for d in cur.dependants if (d, host) in self.loaded]
+            todo += [self.loaded[key] for key in cur.dependants if key in self.loaded]
         return states
 
     @staticmethod
