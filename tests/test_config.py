@@ -253,6 +253,19 @@ def test_no_virtual_host_warns(tmp_path: Path) -> None:
     assert [p.key for p in config.problems] == ["virtualhosts"]
 
 
+def test_global_modules_enabled_without_the_defaults_warns(tmp_path: Path) -> None:
+    config = Config.load(write(tmp_path, 'modules_enabled = ["roster", "mam"]\n'
+                                         '[virtualhosts."x.example"]\n'))
+    [problem] = config.problems
+    assert problem.key == "modules_enabled" and problem.severity == "warning"
+    assert "disco" in problem.message and "roster" not in problem.message
+    assert "c2s" not in problem.message  # always loaded: nothing is lost
+    full = ", ".join(f'"{m}"' for m in DEFAULT_MODULES)
+    quiet = Config.load(write(tmp_path, f'modules_enabled = [{full}, "mam"]\n'
+                                        '[virtualhosts."x.example"]\n'))
+    assert quiet.problems == []
+
+
 def test_admin_on_unknown_host_and_insecure_settings_warn(tmp_path: Path) -> None:
     config = Config.load(write(tmp_path, (
         'admins = ["me@elsewhere.example"]\nc2s_require_encryption = false\n'

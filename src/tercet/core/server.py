@@ -18,7 +18,7 @@ from typing import Any
 from tercet import SOFTWARE_NAME, __version__
 from tercet.core import admin_commands
 from tercet.core.certs import certificate_for_host
-from tercet.core.config import Config, ConfigError
+from tercet.core.config import ALWAYS_LOADED, Config, ConfigError
 from tercet.core.events import EventBus
 from tercet.core.host import Host
 from tercet.core.logging import setup_logging
@@ -36,7 +36,6 @@ log = logging.getLogger("tercet.server")
 
 # Protocol modules every virtual host needs, loaded even when modules_enabled leaves them
 # out (operators can still name them in modules_disabled). Not the default-enabled list.
-ALWAYS_LOADED = ("c2s", "tls", "saslauth", "bind", "iq", "message", "presence")
 # The module providing the ``auth`` service per ``authentication`` value; anonymous hosts
 # keep the account store too (SASL ANONYMOUS is offered by saslauth).
 AUTH_MODULES = {"internal_hashed": "auth_internal_hashed", "anonymous": "auth_internal_hashed"}

@@ -23,7 +23,7 @@ unknown keys only produce warnings. Every problem names the file, the dotted key
 expected, what was found and how to fix it.
 """
 
-from .core_options import CORE_OPTIONS, DEFAULT_MODULES, core_schema
+from .core_options import ALWAYS_LOADED, CORE_OPTIONS, DEFAULT_MODULES, core_schema
 from .loaded import Config, LogSettings, plugin_path_of
 from .schema import (
     Invalid,
@@ -45,6 +45,7 @@ from .schema import (
 from .validation import ConfigError, ConfigProblem, dotted
 
 __all__ = [
+    "ALWAYS_LOADED",
     "CORE_OPTIONS",
     "DEFAULT_MODULES",
     "Config",

@@ -21,6 +21,10 @@ from .schema import (
 )
 
 #: The modules loaded when ``modules_enabled`` is not set.
+#: Loaded on every virtual host whatever modules_enabled says: without them a host has no
+#: client streams at all.
+ALWAYS_LOADED: tuple[str, ...] = ("c2s", "tls", "saslauth", "bind", "iq", "message",
+                                  "presence")
 DEFAULT_MODULES: tuple[str, ...] = (
     "roster", "saslauth", "tls", "disco", "ping", "version", "time", "uptime",
     "lastactivity", "private", "vcard", "blocklist", "offline", "register",

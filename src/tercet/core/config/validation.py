@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core_options import ALWAYS_LOADED, DEFAULT_MODULES
 from .schema import (
     Invalid,
     Schema,
@@ -217,7 +218,24 @@ class _Validator:
         self.check_cross(())
         self.check_admin_domains()
         self.check_some_host()
+        self.check_default_modules()
         return self.problems
+
+    def check_default_modules(self) -> None:
+        """A global modules_enabled replaces the default list (as in Prosody): say which
+        defaults it leaves out, since an operator who adds one module there usually did
+        not mean to lose rosters and disco."""
+        listed = self.raw.get("modules_enabled")
+        if not isinstance(listed, list) or not matches_type(listed, list[str]):
+            return
+        left_out = [m for m in DEFAULT_MODULES if m not in listed and m not in ALWAYS_LOADED]
+        if left_out:
+            self.add("warning", ("modules_enabled",),
+                     "modules_enabled replaces the default module list; these default "
+                     f"modules are not in it and will not load: {', '.join(left_out)}",
+                     "Add the ones you want to the list (the defaults are listed under "
+                     "modules_enabled in docs/configuration.md), or ignore this warning if "
+                     "leaving them out is intended.")
 
     def check_some_host(self) -> None:
         hosts = self.raw.get(SECTION_HOSTS, {})
