@@ -32,7 +32,7 @@ SHARED = HERE.parent.parent / "shared" / "bench"
 # The interpreter Tercet is installed in (with uvloop); override with TERCET_PYTHON.
 PY = os.environ.get("TERCET_PYTHON", sys.executable)
 DATA = Path("/tmp/benchdata")
-SCENARIOS = ("connect", "messages", "rate", "presence")
+SCENARIOS = ("connect", "messages", "rate", "presence", "muc")
 
 
 class Target:
@@ -149,6 +149,16 @@ def run_all(cfg: argparse.Namespace, out: Path) -> None:
                    "--user-prefix", "puser", "--contacts", "50", "--duration", "15",
                    "--mech", cfg.presence_mech, *common], pid, path)
         steps.append(("presence N=1000 x 50 contacts", presence))
+    if "muc" in cfg.only:
+        for n in cfg.muc_ns:
+            def muc(t: Target, n: int = n) -> None:
+                # As the shared baseline: one room, one sender, closed loop (window 2),
+                # 10 s run of which 8 s measured; the join phase is timed first.
+                pid = t.restart()
+                xmppbench(t, pid, out, f"muc{n}", "--scenario", "muc", "--users", str(n),
+                          "--window", str(cfg.window), "--duration", "10", "--warmup", "2",
+                          *common)
+            steps.append((f"muc N={n} occupants, 1 sender", muc))
     for title, step in steps:
         print(f"== {title}", flush=True)
         for t in order:
@@ -239,9 +249,30 @@ def tables(out: Path, servers: list[str]) -> str:
                 f"{fmt(st['server_cpu_us_per_delivery'])} | "
                 f"{(r['rss_kb']['after_status'] or 0) / 1024:.1f} | "
                 f"{fmt(st['cpu'].get('others_cpu_pct'), 0)} |")
+    muc_table(out, servers, add)
     add("\n### ratios (tercet / prosody, same run)\n")
     add(ratio_table(out))
     return "\n".join(lines)
+
+
+def muc_table(out: Path, servers: list[str], add: Callable[[str], None]) -> None:
+    rows = {(s, n): load(out, f"muc{n}_{s}.json") for n in (100, 1000) for s in servers}
+    if not any(rows.values()):
+        return
+    add("\n### muc, N occupants in one room, 1 sender, closed loop, 8 s measured\n")
+    add("| server | N | join s (N joins) | deliveries/s | latency p50 / p90 / p99 ms | "
+        "server CPU % | server µs CPU/delivery | RSS after run (MB) | others CPU % |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for (s, n), r in rows.items():
+        if r is None or "muc" not in r:
+            continue
+        m, lat, join = r["muc"], r["muc"].get("latency") or {}, r.get("muc_join", {})
+        add(f"| {s} | {n:,} | {fmt(join.get('seconds'))} | {fmt(m['delivered_per_s'], 0)} | "
+            f"{fmt(lat.get('p50_ms'))} / {fmt(lat.get('p90_ms'))} / {fmt(lat.get('p99_ms'))} | "
+            f"{fmt(m['cpu']['server_cpu_pct'], 0)} | "
+            f"{fmt(m.get('server_cpu_us_per_delivery'))} | "
+            f"{r.get('rss', {}).get('after_run_kb', 0) / 1024:.1f} | "
+            f"{fmt(m['cpu'].get('others_cpu_pct'), 0)} |")
 
 
 def ratio_table(out: Path) -> str:
@@ -269,6 +300,13 @@ def ratio_table(out: Path) -> str:
          True),
         ("server CPU per login with 50-contact roster (lower)", "presence",
          ("login", "server_cpu_ms_per_login"), True),
+        ("MUC fan-out deliveries/s, 100 occupants (higher)", "muc100",
+         ("muc", "delivered_per_s"), False),
+        ("server CPU per MUC delivery, 100 occupants (lower)", "muc100",
+         ("muc", "server_cpu_us_per_delivery"), True),
+        ("MUC fan-out deliveries/s, 1000 occupants (higher)", "muc1000",
+         ("muc", "delivered_per_s"), False),
+        ("time for 1000 occupants to join (lower)", "muc1000", ("muc_join", "seconds"), True),
     ]
     lines = ["| metric | prosody | tercet | tercet vs prosody |", "|---|---|---|---|"]
     for title, name, path, lower in rows:
@@ -294,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="generator processes for logins (client PBKDF2 is the bottleneck)")
     ap.add_argument("--presence-mech", default="SCRAM-SHA-1", choices=["PLAIN", "SCRAM-SHA-1"])
     ap.add_argument("--window", type=int, default=2)
+    ap.add_argument("--muc-ns", nargs="*", type=int, default=[100, 1000],
+                    help="room sizes for the muc scenario")
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--quiet-wait", type=float, default=30.0)
     ap.add_argument("--table", default=None, help="only print the tables of this results dir")
