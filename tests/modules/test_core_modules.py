@@ -55,3 +55,23 @@ def test_message_to_a_full_jid_of_another_resource() -> None:
             assert msg.child_text("body") == "hi"
             a.nothing()
     run(main())
+
+
+def test_message_without_to_goes_to_the_senders_own_resources() -> None:
+    # RFC 6120 §10.3.1: as if addressed to the sender's bare JID; no error comes back.
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            a = await srv.connect("romeo@localhost/a")
+            b = await srv.connect("romeo@localhost/b")
+            for client in (a, b):
+                await client.send("<presence xmlns='jabber:client'/>")
+            a.received()
+            b.received()
+            await a.send("<message xmlns='jabber:client' type='chat' id='n'>"
+                         "<body>note to self</body></message>")
+            for client in (a, b):
+                msg = client.expect("message", from_="romeo@localhost/a")
+                assert msg.get("to") == "romeo@localhost"
+                assert msg.child_text("body") == "note to self"
+            a.nothing()
+    run(main())

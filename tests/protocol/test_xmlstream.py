@@ -89,6 +89,35 @@ def test_bad_headers(header: bytes, condition: str) -> None:
     assert info.value.condition == condition
 
 
+PLAIN_HEADER = ("<stream:stream xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+@pytest.mark.parametrize("data", [
+    b"\xff\xfe" + PLAIN_HEADER.encode("utf-16-le"),   # byte order mark only, no declaration
+    b"\xfe\xff" + PLAIN_HEADER.encode("utf-16-be"),
+    PLAIN_HEADER.encode("utf-16-le"),                  # no mark at all
+])
+def test_utf16_streams_are_refused_whole_or_byte_by_byte(data: bytes) -> None:
+    # RFC 6120 §11.6: UTF-8 only, whatever the stream's first bytes announce.
+    with pytest.raises(StreamError) as info:
+        StreamReader().feed(data)
+    assert info.value.condition == "unsupported-encoding"
+    reader = StreamReader()
+    with pytest.raises(StreamError) as info:
+        for i in range(len(data)):
+            reader.feed(data[i:i + 1])
+    assert info.value.condition == "unsupported-encoding"
+
+
+def test_the_encoding_check_does_not_disturb_a_utf8_stream_fed_byte_by_byte() -> None:
+    reader = StreamReader()
+    events = []
+    for byte in PLAIN_HEADER.encode():
+        events += reader.feed(bytes([byte]))
+    assert len(events) == 1
+
+
 def test_size_limit_is_counted_while_parsing() -> None:
     reader = opened(max_stanza_size=10_000)
     reader.feed(b"<message><body>" + b"x" * 5000)

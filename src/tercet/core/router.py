@@ -75,6 +75,11 @@ class Router:
             from_ = self.parse_jid(from_text) if from_text else None
         except InvalidJID:
             return None
+        if to is None and name == "message" and from_ is not None:
+            # RFC 6120 §10.3.1: a message without 'to' is handled as if addressed to the
+            # sender's bare JID, so it reaches the account's resources (RFC 6121 §8.5).
+            to = from_.bare
+            stanza.attrs["to"] = str(to)
         dest = to if to is not None else (from_.bare if from_ is not None else None)
         if dest is None:
             return None

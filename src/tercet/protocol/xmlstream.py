@@ -29,6 +29,8 @@ DEFAULT_MAX_STANZA_SIZE = 256 * 1024  # c2s default, like Prosody's c2s_stanza_s
 DEFAULT_MAX_DEPTH = 64  # nesting below the stream root; real stanzas stay far below this
 # Feed expat in slices so the size limit is checked while one large read is parsed.
 _SLICE = 16 * 1024
+# First two bytes of a UTF-16 stream: the byte order marks, and "<" next to a NUL.
+_UTF16_STARTS = frozenset((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<"))
 # RFC 6120 §13.12 lets a server bound what one stream may make it hold. Expat and
 # pyexpat's intern table keep every distinct element/attribute name (namespace included)
 # for the life of the parser, ~0.4 kB each, so a peer inventing new names in every stanza
@@ -95,6 +97,7 @@ class StreamReader:
         "_depth",
         "_events",
         "_fed",
+        "_head",
         "_mark",
         "_parser",
         "_restart_at",
@@ -128,6 +131,7 @@ class StreamReader:
         self._depth = 0
         self._root_ns_decls: dict[str, str] = {}
         self._fed = 0
+        self._head: bytes | None = b""  # the stream's first bytes, until checked
         self._base = 0
         self._mark = 0  # stream position where the current top-level element may begin
         self._closed = False
@@ -170,6 +174,8 @@ class StreamReader:
         if self._closed:
             return []
         events = self._events = []
+        if self._head is not None:
+            self._check_encoding(data)
         for start in range(0, len(data), _SLICE):
             chunk = data[start:start + _SLICE]
             self._fed += len(chunk)
@@ -185,6 +191,18 @@ class StreamReader:
                 raise StreamError("policy-violation", "stanza too large")
             self._check_names()
         return events
+
+    def _check_encoding(self, data: bytes) -> None:
+        """Refuse a stream that is not UTF-8 from its first bytes: a UTF-16 byte order
+        mark, or UTF-16 without one (a NUL beside the first '<'), which the parser would
+        otherwise follow whatever encoding it was told (RFC 6120 §11.6)."""
+        head = (self._head or b"") + data[:4]
+        if len(head) < 2:
+            self._head = head
+            return
+        self._head = None
+        if head[:2] in _UTF16_STARTS:
+            raise StreamError("unsupported-encoding", "XMPP streams are UTF-8 only")
 
     def _parse(self, chunk: bytes) -> None:
         try:
