@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,19 @@ def test_check_encrypted_key(tmp_path: Path) -> None:
         serialization.BestAvailableEncryption(b"secret")))
     [message] = check_certificate(cert_path, key_path, "example.org")
     assert "passphrase" in message
+
+
+def test_check_dsa_key_names_the_fix(tmp_path: Path) -> None:
+    cert, key = make_cert(["example.org"])
+    cert_path, key_path = write_pair(tmp_path, "example.org", cert, key)
+    # A DSA key made by openssl, as an operator with an old setup would have one.
+    subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt",
+                    "dsa_paramgen_bits:2048", "-out", str(tmp_path / "dsa.param")],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "genpkey", "-paramfile", str(tmp_path / "dsa.param"),
+                    "-out", str(key_path)], check=True, capture_output=True)
+    [message] = check_certificate(cert_path, key_path, "example.org")
+    assert "DSA key" in message and "ECDSA" in message
 
 
 # -- import ----------------------------------------------------------------------------------

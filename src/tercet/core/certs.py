@@ -25,7 +25,7 @@ import idna
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tercet.core.config import Config, normalize_host
@@ -48,7 +48,7 @@ EXPIRY_WARNING_DAYS = 14
 
 PrivateKey = (
     rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey | dsa.DSAPrivateKey
+    | ed448.Ed448PrivateKey
 )
 Clock = Callable[[], dt.datetime]
 
@@ -181,9 +181,14 @@ def _load_key(path: Path) -> PrivateKey:
                         "(readable only by the server's user)") from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertError(f"{path} holds no usable PEM private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
                       | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        raise CertError(f"{path} holds a {type(key).__name__}, not a certificate key")
+        kind = type(key).__name__
+        if "DSA" in kind.upper() and "ECDSA" not in kind.upper():
+            # TLS 1.3 has no DSA signatures, and current libraries deprecate DSA.
+            raise CertError(f"{path} holds a DSA key, which TLS 1.3 cannot use; make an "
+                            "RSA (3072 bits) or ECDSA (P-256) key and certificate instead")
+        raise CertError(f"{path} holds a {kind}, not a certificate key")
     return key
 
 
