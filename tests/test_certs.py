@@ -220,6 +220,7 @@ def test_check_encrypted_key(tmp_path: Path) -> None:
     assert "passphrase" in message
 
 
+@pytest.mark.filterwarnings("ignore:DSA is deprecated")
 def test_check_dsa_key_names_the_fix(tmp_path: Path) -> None:
     cert, key = make_cert(["example.org"])
     cert_path, key_path = write_pair(tmp_path, "example.org", cert, key)
