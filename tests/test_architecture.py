@@ -21,15 +21,17 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": set(),
     "storage": {"protocol"},
     "auth": {"protocol", "storage"},
-    "core": {"(root)", "protocol", "storage", "auth"},
+    "core": {"(root)", "protocol", "storage", "auth", "files"},
     "net": {"core", "protocol"},
     "module": {"core", "protocol", "storage", "auth"},
     "modules": {"module", "protocol"},
-    "app": {"core", "net", "storage"},
+    "app": {"core", "net", "storage", "files"},
     "plugins": {"(root)"},
-    "cli": {"(root)", "app", "core", "auth", "storage", "protocol", "plugins", "net"},
+    "cli": {"(root)", "app", "core", "auth", "storage", "protocol", "plugins", "net", "files"},
     "__main__": {"cli"},
     "(root)": set(),
+    # Private directories and files whatever the umask (tercet/files.py).
+    "files": set(),
 }
 # Modules whose job is to wrap an implementation that lives outside modules/.
 MODULE_EXCEPTIONS = {"tercet.modules.auth_internal_hashed": {"auth"}}

@@ -21,6 +21,7 @@ from tercet.core.config import Config, ConfigError, plugin_path_of
 from tercet.core.logging import setup_logging
 from tercet.core.modulemanager import declared_schema
 from tercet.core.server import Server
+from tercet.files import private_dir
 from tercet.net.admin import start_admin_socket
 from tercet.net.listeners import NetManager
 from tercet.net.tls import TLSManager
@@ -109,7 +110,7 @@ async def _main(config: Config, pidfile: Path | None) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
     pid = pidfile or config.resolve_path("pidfile", None)
     if pid is not None:
-        pid.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(pid.parent)
         pid.write_text(f"{os.getpid()}\n")
     print(f"tercet {server.version} running (pid {os.getpid()})", file=sys.stderr, flush=True)
     try:

@@ -33,6 +33,7 @@ from tercet.cli.templates import render_config
 from tercet.core import certs
 from tercet.core.config import Config, ConfigError, ConfigProblem, normalize_host, plugin_path_of
 from tercet.core.modulemanager import builtin_schema, declared_schema
+from tercet.files import loose_mode
 
 DEFAULT_CONFIG = "tercet.toml"
 
@@ -334,7 +335,25 @@ def _data_path_findings(config: Config) -> list[ConfigProblem]:
                               f"expected a writable directory, found {path} not writable "
                               "or not a directory",
                               "Fix its ownership/permissions for the server's user.")]
-    return []
+    return _loose_modes(config, path)
+
+
+#: Files in the data directory that hold secrets: the database (SCRAM keys, archives) and
+#: the daemon's log (account names, addresses).
+PRIVATE_FILES = ("tercet.sqlite", "tercet.log")
+
+
+def _loose_modes(config: Config, data: Path) -> list[ConfigProblem]:
+    """The data directory and the files in it with secrets (SCRAM keys, archives, logs)
+    should be the server user's alone."""
+    found = []
+    for target, mode in [(data, "700"), *((data / name, "600") for name in PRIVATE_FILES)]:
+        loose = loose_mode(target)
+        if loose is not None:
+            found.append(ConfigProblem(
+                "warning", config.file, "data_path", f"{target} is {loose}; it holds "
+                "account keys and messages", f"Run: chmod {mode} {target}"))
+    return found
 
 
 def collect_problems(config: Config) -> list[ConfigProblem]:

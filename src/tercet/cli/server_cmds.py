@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from tercet.core.config import Config, ConfigError
+from tercet.files import private_file
 
 
 def load_config(ctx: click.Context) -> Config:
@@ -60,7 +61,7 @@ def start(ctx: click.Context, daemon: bool) -> None:
 
 def _daemonize(config: Config) -> int:
     log_path = config.data_path / "tercet.log"
-    config.data_path.mkdir(parents=True, exist_ok=True)
+    private_file(log_path)
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tercet", "-c", str(config.path), "start"],

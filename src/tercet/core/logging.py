@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from tercet.files import private_file
+
 # The handlers this module installed, so a reload replaces them and leaves others alone.
 _OURS: list[logging.Handler] = []
 
@@ -22,7 +24,7 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
     _OURS.clear()
     new: logging.Handler
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(file)  # the log names accounts and addresses: 0600, in a 0700 dir
         new = logging.FileHandler(file, encoding="utf-8")
     else:
         new = logging.StreamHandler(sys.stderr)

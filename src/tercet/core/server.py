@@ -24,10 +24,12 @@ from tercet.core.host import Host
 from tercet.core.logging import setup_logging
 from tercet.core.moduleapi import ModuleError
 from tercet.core.modulemanager import ModuleManager
+from tercet.core.http import HttpRoutes
 from tercet.core.network import Network, TLSProvider
 from tercet.core.permissions import Permissions
 from tercet.core.router import Router
 from tercet.core.session import C2SSession
+from tercet.files import private_dir
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.storage.manager import StorageManager
@@ -54,6 +56,8 @@ class Server:
         self.events = EventBus("*")
         self.hosts: dict[str, Host] = {}
         self.providers: dict[str, list[Any]] = {}
+        # Every module's HTTP routes; the http module serves them (core/http.py).
+        self.http_routes = HttpRoutes()
         profile = config.get("jid_profile")
         self.parse_jid: Callable[[str], JID] = (
             (lambda text: JID.parse(text, profile="precis")) if profile == "precis"
@@ -80,7 +84,7 @@ class Server:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        self.config.data_path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.config.data_path)
         await self.storage.ready()
         self._load_certificates()
         for name in self.config.hosts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -173,7 +174,7 @@ class SqliteDriver(StorageDriver):
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -581,3 +582,20 @@ class SqliteArchiveStore(ArchiveStore):
 
     async def delete_user(self, user: str) -> None:
         await self.delete(user)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 in a 0700 directory when it does not exist: it holds
+    SCRAM keys and archives, whatever the umask (SQLite gives its -wal and -shm files the
+    database file's mode)."""
+    if path.exists():
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
