@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -16,10 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tercet.auth.internal import InternalHashedProvider
 from tercet.cli.main import cli
 from tercet.cli.templates import render_config
 from tercet.core.certs import generate_self_signed
 from tercet.core.config import Config
+from tercet.storage.manager import StorageConfig, StorageManager
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -291,3 +294,33 @@ def test_subprocess_init_and_check(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "scram_iterations: expected a value from 4096 to 1000000, found 1" in done.stdout
     assert tercet("frobnicate").returncode == 2
+
+
+def test_a_piped_password_is_read_without_a_warning(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    site = tmp_path / "site"
+    assert run("init", str(site), "--domain", "example.net").exit_code == 0
+
+    def tercet(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tercet", "-c", str(site / "tercet.toml"),
+                               *args], env=env, text=True, input=stdin, capture_output=True,
+                              timeout=60, check=False)
+
+    done = tercet("user", "add", "romeo@example.net", stdin="first secret\n")
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "created romeo@example.net" in done.stdout
+    done = tercet("user", "passwd", "romeo@example.net", stdin="second secret\n")
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr
+    config = Config.load(site / "tercet.toml")
+
+    async def check() -> tuple[bool, bool]:
+        storage = StorageManager(StorageConfig.from_option(config.get("storage")),
+                                 config.data_path)
+        try:
+            await storage.ready()
+            provider = InternalHashedProvider(storage.open("example.net", "accounts", "keyval"))
+            return (await provider.test_password("romeo", "second secret"),
+                    await provider.test_password("romeo", "first secret"))
+        finally:
+            await storage.close()
+    assert asyncio.run(check()) == (True, False)

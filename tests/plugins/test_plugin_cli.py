@@ -158,9 +158,24 @@ def test_install_prints_how_to_enable(http_repo: str, tmp_path: Path, config_fil
     result = run(plugin, ["install", "motd"], settings(tmp_path, [http_repo], config_file))
     assert result.exit_code == 0, result.output
     assert f"Installed motd 1.0.0 into {tmp_path / 'plugins' / 'motd'}" in result.stdout
-    assert 'modules_enabled = [..., "motd"]' in result.stdout
+    # The whole list, so the line can be pasted as it is without losing the defaults.
+    full = ", ".join(f'"{m}"' for m in (*DEFAULT_MODULES, "motd"))
+    assert f"modules_enabled = [{full}]" in result.stdout
     assert "downloading" in result.stderr and "downloading" not in result.stdout
     assert enabled(config_file) == []  # not touched without --enable
+    again = run(plugin, ["install", "motd"], settings(tmp_path, [http_repo], config_file))
+    assert again.exit_code == 0, again.output
+    assert "motd 1.0.0 is already installed" in again.stderr
+    assert "Installed" not in again.stdout
+
+
+def test_search_without_a_repository_or_a_match_exits_1(http_repo: str,
+                                                         tmp_path: Path) -> None:
+    result = run(plugin, ["search", "motd"], settings(tmp_path, []))
+    assert result.exit_code == 1
+    assert "no plugin repository is configured" in result.stderr
+    result = run(plugin, ["search", "no-such-thing"], settings(tmp_path, [http_repo]))
+    assert result.exit_code == 1 and "No plugin matches 'no-such-thing'" in result.stdout
 
 
 def test_install_enable_without_a_running_server(http_repo: str, tmp_path: Path,

@@ -154,6 +154,10 @@ def _tell_server(settings: PluginSettings, cmd: str, args: dict[str, Any], later
 # -- plugin -----------------------------------------------------------------------------------
 
 
+_NO_REPOSITORY = ("no plugin repository is configured: add plugin_repositories = "
+                  '["https://<repository>/"] to the configuration file (see docs/plugins.md)')
+
+
 @click.group()
 def plugin() -> None:
     """Install, update and remove plugins from plugin repositories."""
@@ -186,6 +190,8 @@ def install(ctx: click.Context, spec: str, replace_builtin: bool, enable: bool,
 
 
 def _print_installed(result: InstallResult) -> None:
+    if result.unchanged:
+        return  # the installer already said "is already installed"
     for dep in result.also_installed:
         click.echo(f"Installed {dep.name} {dep.version} (required by {result.name})")
     was = f" (was {result.previous})" if result.previous and result.previous != result.version \
@@ -199,8 +205,30 @@ def _enable_hint(name: str, config_file: Path | None, host: str | None) -> str:
     where = f" in {config_file}" if config_file else ""
     table = f'[virtualhosts."{host}"]' if host else "the global section (above any [table])"
     return (f"To enable it, add it to modules_enabled in {table}{where}:\n"
-            f'    modules_enabled = [..., "{name}"]\n'
+            f"    modules_enabled = {_toml_list(_modules_with(name, config_file, host))}\n"
             f"or run: tercet plugin install --enable {name}")
+
+
+def _toml_list(names: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(n) for n in names) + "]"
+
+
+def _modules_with(name: str, config_file: Path | None, host: str | None) -> list[str]:
+    """The whole list the line should hold: the file's current list for that table (the
+    default list when the global one is not set), plus ``name``. A hint with "..." typed
+    literally would replace the defaults with one module."""
+    from tercet.core.config import DEFAULT_MODULES, Config, ConfigError
+    current: list[str] = list(DEFAULT_MODULES) if host is None else []
+    if config_file is not None and config_file.is_file():
+        try:
+            config = Config.load(config_file)
+        except ConfigError:
+            pass  # a broken file: `tercet check` says why; the defaults stand in
+        else:
+            found = (config.get_host_only("modules_enabled", host) if host
+                     else config.get("modules_enabled"))
+            current = list(found or current)
+    return current + ([name] if name not in current else [])
 
 
 def _enable(settings: PluginSettings, name: str, host: str | None) -> None:
@@ -301,12 +329,16 @@ def _installed_line(p: InstalledPlugin) -> str:
 def search(ctx: click.Context, text: str) -> None:
     """Search the repositories' plugins by name, summary and XEP."""
     settings = _settings(ctx)
+    if not settings.repositories:
+        raise click.ClickException(_NO_REPOSITORY)
     try:
         hits = settings.installer().search(text, progress=_progress)
     except InstallError as exc:
         raise _fail(exc) from None
     if not hits:
+        # As grep: a search that finds nothing exits 1, so scripts can tell.
         click.echo(f"No plugin matches {text!r}")
+        ctx.exit(1)
     for hit in hits:
         installed = f" [installed {hit.installed}]" if hit.installed else ""
         xeps = f" ({', '.join(hit.xeps)})" if hit.xeps else ""

@@ -67,6 +67,15 @@ def _notify(config: Config, cmd: str, **args: Any) -> None:
         click.echo(f"note: the running server was not told ({exc})", err=True)
 
 
+def ask_password(prompt: str) -> str:
+    """Prompt twice, hidden, on a terminal; read one line when the password is piped in
+    (``echo "$PW" | tercet user add ...``), where a hidden prompt cannot work and would
+    only print a warning."""
+    if sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 @click.group()
 def user() -> None:
     """Manage accounts: add, passwd, del, list, disable, enable."""
@@ -81,7 +90,7 @@ def add(ctx: click.Context, jid: str, password: str | None) -> None:
     config = load_config(ctx)
     username, host = _split(config, jid)
     if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = ask_password("Password")
     if not password:
         raise click.BadParameter("the password may not be empty")
 
@@ -103,7 +112,7 @@ def passwd(ctx: click.Context, jid: str, password: str | None) -> None:
     config = load_config(ctx)
     username, host = _split(config, jid)
     if password is None:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = ask_password("New password")
 
     async def go(storage: StorageManager) -> None:
         await _provider(config, storage, host).set_password(username, password)

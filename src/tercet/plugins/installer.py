@@ -167,6 +167,7 @@ class InstallResult:
     previous: str | None = None  # the version it replaced
     notes: tuple[str, ...] = ()
     also_installed: tuple[InstallResult, ...] = ()  # modules it requires, installed with it
+    unchanged: bool = False  # the same build was already installed: nothing was done
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +280,7 @@ class Installer:
                 progress(f"{candidate.name} {current.get('version')} is already installed")
                 return InstallResult(candidate.name, str(current.get("version")),
                                      self.plugin_path / candidate.name, candidate.source,
-                                     previous=str(current.get("version")))
+                                     previous=str(current.get("version")), unchanged=True)
             plan = self._plan(candidate, replace_builtin, progress)
             return self._run(plan, Path(tmp), replace_builtin, progress)
 
