@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -324,3 +325,20 @@ def test_a_piped_password_is_read_without_a_warning(tmp_path: Path) -> None:
         finally:
             await storage.close()
     assert asyncio.run(check()) == (True, False)
+
+
+def test_init_systemd_writes_a_unit_whose_command_runs(tmp_path: Path) -> None:
+    result = run("init", str(tmp_path / "site"), "--domain", "example.net", "--systemd", "xmpp")
+    assert result.exit_code == 0, result.output
+    unit = (tmp_path / "site" / "tercet.service").read_text()
+    fields = dict(line.split("=", 1) for line in unit.splitlines()
+                  if "=" in line and not line.startswith("#"))
+    assert fields["User"] == "xmpp" and fields["ReadWritePaths"] == f'"{tmp_path / "site"}"'
+    assert fields["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    command = shlex.split(fields["ExecStart"])
+    assert command[0] == sys.executable and command[-1] == "start"
+    # The very command systemd will run, asked to check instead of start.
+    done = subprocess.run([*command[:-1], "check"], capture_output=True, text=True,
+                          timeout=60, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(SRC)))
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -29,11 +29,11 @@ from typing import IO, Any
 
 import click
 
-from tercet.cli.templates import render_config
+from tercet.cli.templates import render_config, render_systemd_unit
 from tercet.core import certs
 from tercet.core.config import Config, ConfigError, ConfigProblem, normalize_host, plugin_path_of
 from tercet.core.modulemanager import builtin_schema, declared_schema
-from tercet.files import loose_mode
+from tercet.files import loose_mode, private_dir
 
 DEFAULT_CONFIG = "tercet.toml"
 
@@ -121,9 +121,12 @@ def _optional_domain(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--domain", default="localhost", show_default=True, callback=_domain,
               help="The first virtual host.")
 @click.option("--force", is_flag=True, help="Overwrite an existing tercet.toml and certificate.")
-def init(directory: Path, domain: str, force: bool) -> None:
+@click.option("--systemd", "systemd_user", metavar="USER", default=None,
+              help="Also write tercet.service, a systemd unit running the server as USER.")
+def init(directory: Path, domain: str, force: bool, systemd_user: str | None) -> None:
     """Create DIRECTORY with a commented tercet.toml, a data directory and a self-signed
-    certificate for the domain. The server listens on loopback only until you change it."""
+    certificate for the domain. The server listens on loopback only until you change it.
+    With --systemd USER, also a systemd unit for a real deployment (docs/quickstart.md)."""
     directory = directory.absolute()
     config_file = directory / DEFAULT_CONFIG
     if config_file.exists() and not force:
@@ -131,8 +134,7 @@ def init(directory: Path, domain: str, force: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     config_file.write_text(render_config(domain), encoding="utf-8")
     config_file.chmod(0o640)
-    data = directory / "data"
-    data.mkdir(mode=0o700, exist_ok=True)
+    data = private_dir(directory / "data")
     cert_dir = directory / "certs"
     found = certs.find_certificate(cert_dir, domain)
     if found is not None and not force:
@@ -144,6 +146,13 @@ def init(directory: Path, domain: str, force: bool) -> None:
         except certs.CertError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(_init_summary(config_file, data, found[0], domain))
+    if systemd_user is not None:
+        unit = directory / "tercet.service"
+        unit.write_text(render_systemd_unit(
+            python=sys.executable, config_file=str(config_file), directory=str(directory),
+            user=systemd_user), encoding="utf-8")
+        click.echo(f"\nsystemd unit: {unit}\n  sudo cp {unit} /etc/systemd/system/ && "
+                   "sudo systemctl daemon-reload && sudo systemctl enable --now tercet")
 
 
 def _init_summary(config_file: Path, data: Path, cert: Path, domain: str) -> str:

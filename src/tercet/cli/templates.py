@@ -94,3 +94,52 @@ certificates = {toml_repr(certificates)}
 # [components."gateway.{domain}"]
 # component_secret = "<output of: openssl rand -hex 32>"
 """
+
+
+def render_systemd_unit(*, python: str, config_file: str, directory: str, user: str) -> str:
+    """A systemd service for the site ``tercet init`` made: runs ``start`` in the
+    foreground under ``python`` (the interpreter of the environment Tercet is installed
+    in), reloads the configuration on ``systemctl reload`` (SIGHUP), and may write only
+    its own site directory. Paths are absolute; systemd quotes them itself."""
+    return f"""\
+# systemd unit for Tercet, written by `tercet init --systemd`.
+# Install:  sudo cp tercet.service /etc/systemd/system/
+#           sudo systemctl daemon-reload && sudo systemctl enable --now tercet
+# The user must exist and own {directory}:
+#           sudo useradd --system --home-dir {directory} {user}
+#           sudo chown -R {user}: {directory}
+
+[Unit]
+Description=Tercet XMPP server
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=exec
+User={user}
+Group={user}
+ExecStart="{python}" -m tercet -c "{config_file}" start
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5s
+# Files the server creates are its own alone (it also sets 0700/0600 itself).
+UMask=0077
+# Clients and peers hold one descriptor each.
+LimitNOFILE=65536
+NoNewPrivileges=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=read-only
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+ReadWritePaths="{directory}"
+# Ports below 1024 (e.g. 443 for direct TLS) need: AmbientCapabilities=CAP_NET_BIND_SERVICE
+
+[Install]
+WantedBy=multi-user.target
+"""
