@@ -16,6 +16,7 @@ from tercet.protocol.sasl.ht import ht_client_initial, ht_responder
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import StanzaReceived, StreamReader
 
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_SASL2 = "urn:xmpp:sasl:2"
 NS_BIND2 = "urn:xmpp:bind:0"
 NS_FAST = "urn:xmpp:fast:0"
@@ -39,12 +40,14 @@ class RawClient:
         self.features = Element("features")
         self.ua_id = str(uuid.uuid4())
 
-    async def connect(self, port: int) -> RawClient:
+    async def connect(self, port: int, source: str | None = None) -> RawClient:
+        """Direct TLS to 127.0.0.1:``port``, from the loopback address ``source``."""
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         self.reader, self.writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+            "127.0.0.1", port, ssl=ctx, server_hostname="localhost",
+            local_addr=(source, 0) if source else None)
         self.send(HEADER)
         self.features = await self.next()
         return self
@@ -104,6 +107,12 @@ class RawClient:
                 extra = el.child_text("additional-data", NS_SASL2)
                 assert mech.verify(base64.b64decode(extra) if extra else None)
             return el
+
+    async def plain_login(self, username: str, password: str) -> Element:
+        """An RFC 6120 SASL PLAIN exchange: the <success/> or <failure/> element."""
+        initial = b64(f"\0{username}\0{password}".encode())
+        self.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{initial}</auth>")
+        return await self.next()
 
     async def fast_login(self, mechanism: str, username: str, token: str,
                          inner: str = "") -> Element:

@@ -3,7 +3,8 @@
 Repeated lines are limited (:class:`RepeatLimiter`): a peer that makes the server log the
 same line thousands of times (refused connections, bad stanzas) must not fill the disk or
 bury everything else, so each line of code may log ``BURST`` records per ``WINDOW``
-seconds and then one summary saying how many it held back.
+seconds and then one summary saying how many it held back. A record logged with
+``extra={"repeat_unlimited": True}`` always passes (failed logins, which fail2ban counts).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class RepeatLimiter(logging.Filter):
         self._sites: dict[Site, _Window] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "repeat_unlimited", False):
+            return True  # e.g. failed logins: fail2ban must see every one
         now = self.clock()
         self._close_windows(now)
         site = (record.name, record.levelno, record.pathname, record.lineno)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tercet.module import AuthProvider, ClientSession, ModuleApi
+from tercet.modules._authguard import AuthGuard
 from tercet.protocol.jid import InvalidJID, nodeprep, prep_jid
 from tercet.protocol.sasl import NeedCredentials, SaslContext, ServerMechanism, Step
 from tercet.protocol.stanza import Element
@@ -31,11 +32,16 @@ def sasl_context(session: ClientSession, *, allow_plain: bool, anonymous: bool,
 
 
 async def resolve_credentials(mech: ServerMechanism, step: Step,
-                              auth: AuthProvider | None) -> Step:
-    """Answer the mechanism's NeedCredentials steps from the account store."""
+                              auth: AuthProvider | None, *,
+                              guard: AuthGuard | None = None,
+                              session: ClientSession | None = None) -> Step:
+    """Answer the mechanism's NeedCredentials steps from the account store, after the
+    wait the ``guard`` imposes on this address and account (earlier failures)."""
     while isinstance(step, NeedCredentials):
         creds = None
         username = nodeprep_or_none(step.username)
+        if guard is not None and session is not None and username is not None:
+            await guard.before_attempt(session, username)
         if auth is not None and username is not None:
             creds = await auth.get_credentials(username)
         step = mech.credentials(creds)

@@ -18,14 +18,15 @@ from tercet.module import (
     StreamElementEvent,
     StreamFeaturesEvent,
 )
-from tercet.modules._sasllib import SaslSettings, decode_payload
+from tercet.modules._authguard import SERVICE as GUARD_SERVICE
+from tercet.modules._authguard import AuthGuard
+from tercet.modules._sasllib import SaslSettings, decode_payload, resolve_credentials
 from tercet.modules._sasllib import nodeprep_or_none as _nodeprep
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import prep_jid
 from tercet.protocol.sasl import (
     Challenge,
     Failure,
-    NeedCredentials,
     ServerMechanism,
     Step,
     Success,
@@ -71,19 +72,21 @@ class _Sasl(SaslSettings):
 
 
 
+    def __init__(self, module: ModuleApi) -> None:
+        super().__init__(module)
+        self.guard = AuthGuard(module)
+
     async def drive(self, session: ClientSession, step: Step) -> None:
         mech: ServerMechanism = session.sasl
-        while isinstance(step, NeedCredentials):
-            creds = None
-            username = _nodeprep(step.username)
-            if self.module.auth is not None and username is not None:
-                creds = await self.module.auth.get_credentials(username)
-            step = mech.credentials(creds)
+        step = await resolve_credentials(mech, step, self.module.auth, guard=self.guard,
+                                         session=session)
         if isinstance(step, Challenge):
             _send(session, "challenge", step.data)
         elif isinstance(step, Success):
             self.succeed(session, step)
         elif isinstance(step, Failure):
+            if step.condition == "not-authorized":  # wrong credentials, not a bad request
+                await self.guard.failed(session, mech.name)
             self.fail(session, step.condition, step.text)
 
     def succeed(self, session: ClientSession, step: Success) -> None:
@@ -103,6 +106,7 @@ class _Sasl(SaslSettings):
         session.restart_stream()
         session.log.info("authenticated as %s@%s", username, self.module.host)
         self.module.fire_detached("authentication-success", session)
+        self.module.spawn(self.guard.succeeded(session))
 
     def fail(self, session: ClientSession, condition: str, text: str | None = None) -> None:
         session.sasl = None
@@ -156,6 +160,8 @@ class _Sasl(SaslSettings):
 
 def load(module: ModuleApi) -> None:
     sasl = _Sasl(module)
+    sasl.guard.start()
+    module.provides(GUARD_SERVICE, sasl.guard)  # SASL2 counts failures in the same place
     module.hook("stream-features", sasl.features, 50)
     module.hook(f"stream/{NS_SASL}:auth", sasl.on_auth)
     module.hook(f"stream/{NS_SASL}:response", sasl.on_response)

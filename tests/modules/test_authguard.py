@@ -1,0 +1,45 @@
+"""The failed-login counts and the waits they impose (tercet.modules._authguard)."""
+
+from __future__ import annotations
+
+from helpers import run
+from moduletest import ModuleTestServer
+
+from tercet.modules._authguard import (
+    ATTEMPT,
+    FREE_FAILURES,
+    MAX_ACCOUNT_DELAY,
+    MAX_DELAY,
+    WINDOW,
+    AuthGuard,
+    delay_for,
+)
+
+
+def test_delays_grow_per_address_and_stay_small_per_account() -> None:
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            now = [1000.0]
+            srv.server.clock = lambda: now[0]
+            romeo = await srv.connect("romeo@localhost/a")
+            api = srv.server.modules.loaded[("saslauth", "localhost")].api
+            assert api is not None
+            guard = AuthGuard(api)
+            for _ in range(FREE_FAILURES):
+                romeo.session.data[ATTEMPT] = "romeo"
+                await guard.failed(romeo.session, "PLAIN")
+            assert await guard.wait_for("127.0.0.1", "romeo") == 0
+            for _ in range(10):
+                romeo.session.data[ATTEMPT] = "romeo"
+                await guard.failed(romeo.session, "PLAIN")
+            assert await guard.wait_for("127.0.0.1", "romeo") == MAX_DELAY
+            assert await guard.wait_for("192.0.2.9", "romeo") == MAX_ACCOUNT_DELAY
+            assert await guard.wait_for("192.0.2.9", "juliet") == 0
+            now[0] += WINDOW
+            assert await guard.wait_for("127.0.0.1", "romeo") == 0  # old failures expire
+    run(main())
+
+
+def test_delay_table() -> None:
+    assert [delay_for(n, MAX_DELAY) for n in range(FREE_FAILURES, FREE_FAILURES + 8)] == [
+        0, 1, 2, 4, 8, 16, 30, 30]
