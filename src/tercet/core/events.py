@@ -77,6 +77,10 @@ class EventBus:
     def handlers(self, name: str) -> list[HookHandle]:
         return list(self._handlers.get(name, ()))
 
+    def names(self) -> list[str]:
+        """Every event name with at least one handler (for tools and tests)."""
+        return list(self._handlers)
+
     def fire(self, name: str, event: Any) -> Any:
         """Run the chain for ``name``; see the module docstring for async handlers."""
         chain = self._chains.get(name)

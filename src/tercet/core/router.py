@@ -124,10 +124,12 @@ class Router:
     async def _await_delivery(self, pending: Any, event: StanzaEvent) -> Any:
         result = await pending
         if result is None:
-            return self._unhandled(event)
+            result = self._unhandled(event)
+            if is_awaitable(result):
+                result = await result
         return result
 
-    def _unhandled(self, event: StanzaEvent) -> bool:
+    def _unhandled(self, event: StanzaEvent) -> Any:
         stanza = event.stanza
         if stanza.name == "iq" and stanza.attrs.get("type") in ("get", "set"):
             return self._bounce(event.origin, stanza, StanzaError("service-unavailable"))
@@ -135,9 +137,14 @@ class Router:
             return self._bounce(event.origin, stanza, StanzaError("service-unavailable"))
         return True  # presence and groupchat: silently dropped (RFC 6121 §8)
 
-    def _bounce(self, origin: Session, stanza: Element, error: StanzaError) -> bool:
+    def _bounce(self, origin: Session, stanza: Element, error: StanzaError) -> Any:
+        """Answer ``stanza`` with ``error``: straight to a client, routed otherwise (the
+        routing may need awaiting: the result is then returned to be awaited)."""
         if stanza.attrs.get("type") in ("error", "result"):
             return True
         reply = stanza.error_reply(error)
-        origin.send(reply) if origin.kind == "c2s" else self.route(origin, reply)
-        return True
+        if origin.kind == "c2s":
+            origin.send(reply)
+            return True
+        result = self.route(origin, reply)
+        return result if is_awaitable(result) else True
