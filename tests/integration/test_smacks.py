@@ -369,3 +369,131 @@ def test_queue_bound_closes_and_loses_nothing(make_server) -> None:  # noqa: ANN
         assert sorted(got) == sorted(f"b{i}" for i in range(8))
         await logout(juliet, again)
     run(main())
+
+
+DELAY = re.compile(r"<delay [^>]*xmlns=['\"]urn:xmpp:delay['\"][^>]*/>|"
+                   r"<delay xmlns=['\"]urn:xmpp:delay['\"][^>]*/>")
+
+
+def delays(message: str) -> list[tuple[str, str]]:
+    """(from, stamp) of every XEP-0203 delay in one serialised stanza."""
+    out = []
+    for tag in DELAY.findall(message):
+        found_from = re.search(r"from=['\"]([^'\"]*)", tag)
+        found_stamp = re.search(r"stamp=['\"]([^'\"]*)", tag)
+        out.append((found_from.group(1) if found_from else "",
+                    found_stamp.group(1) if found_stamp else ""))
+    return out
+
+
+def epoch(stamp: str) -> float:
+    import calendar
+    base, _, frac = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{frac or 0}")
+
+
+async def read_messages(raw: Raw, count: int) -> list[str]:
+    """The next ``count`` serialised <message/> stanzas."""
+    found: list[str] = []
+    while len(found) < count:
+        text = await raw.expect(r"<message.*?</message>")
+        found.append(text[text.rindex("<message"):])
+    return found
+
+
+def test_resent_stanzas_carry_one_delay_with_the_queueing_time(users: ServerHarness) -> None:
+    """XEP-0198 §4: what is delivered again is stamped (XEP-0203) with the time it was
+    first queued, by this server, once, however often it is resent."""
+    async def main() -> None:
+        clock = Clock()
+        users.server.clock = clock
+        queued_at = time.time()
+        previd = await _kill_with_messages_in_flight(users)
+        clock.offset = 30  # resumed "30 s later": the stamps still say when they came
+        first = await Raw.login("romeo", users.port())
+        first.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>")
+        await first.expect(r"<resumed[^>]*/>")
+        messages = await read_messages(first, 20)
+        stamps = []
+        for msg in messages:
+            [(by, stamp)] = delays(msg)
+            assert by == "localhost"
+            stamps.append(epoch(stamp))
+        assert all(queued_at - 1 <= s <= queued_at + 20 for s in stamps), stamps
+        assert stamps == sorted(stamps)
+        # Lost again before acking anything: the second resend has the same single delay.
+        first.kill()
+        host = users.server.hosts["localhost"]
+        await until(lambda: host.user_sessions("romeo")["phone"].detached, "hibernation")
+        second = await Raw.login("romeo", users.port())
+        second.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>")
+        await second.expect(r"<resumed[^>]*/>")
+        again = await read_messages(second, 20)
+        assert [delays(m) for m in again] == [delays(m) for m in messages]
+        await second.close()
+    run(main())
+
+
+def test_expired_hibernation_archives_once_and_stores_offline_with_the_queueing_time(
+        make_server) -> None:  # noqa: ANN001
+    """Not resumed in time, with an archive: all 20 are in the archive once (archived
+    when they arrived, not again when routed to offline storage) and in offline storage
+    once, each delivered at the next login with one delay from this server, stamped
+    when it was first queued rather than when the hibernation ended."""
+    srv: ServerHarness = make_server(subdir="smmam", host_extra=(
+        "modules_enabled = ['smacks', 'mam']\nsmacks_hibernation_time = 60\n"))
+    for name in ("romeo", "juliet"):
+        srv.create_user(name, PASSWORD)
+
+    async def main() -> None:
+        clock = Clock()
+        srv.server.clock = clock
+        queued_at = time.time()
+        await _kill_with_messages_in_flight(srv)
+        host = srv.server.hosts["localhost"]
+        clock.offset = 3600
+        await sweep(srv)
+        assert "phone" not in host.user_sessions("romeo")
+        offline = srv.server.storage.open("localhost", "offline", "archive")
+        archive = srv.server.storage.open("localhost", "archive", "archive")
+
+        async def stored() -> bool:
+            return await srv.acall(offline.count("romeo", ArchiveQuery())) == 20
+        await until(stored, "the offline writes (detached)")
+        items = await srv.acall(archive.find("romeo", ArchiveQuery()))
+        archived = sorted(i.value.child_text("body") or "" for i in items)
+        assert archived == sorted(f"msg{i}" for i in range(20))  # once each
+        romeo = await Raw.login("romeo", srv.port())
+        await romeo.bind("laptop")
+        romeo.send("<presence/>")
+        messages = await read_messages(romeo, 20)
+        assert sorted(bodies("".join(messages))) == sorted(f"msg{i}" for i in range(20))
+        for msg in messages:
+            [(by, stamp)] = delays(msg)
+            assert by == "localhost" and queued_at - 1 <= epoch(stamp) <= queued_at + 20
+        romeo.send("<iq type='get' id='end' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        tail = await romeo.expect("id=['\"]end['\"]")
+        assert bodies(tail) == []
+        await romeo.close()
+    run(main())
+
+
+def test_shutdown_stores_what_hibernated_sessions_did_not_acknowledge(
+        make_server) -> None:  # noqa: ANN001
+    """A server stopped while a session hibernates routes its 20 unacknowledged messages
+    to offline storage before the storage closes: after a restart they are all there."""
+    srv: ServerHarness = make_server(subdir="stop", host_extra=(
+        "modules_enabled = ['smacks']\nsmacks_hibernation_time = 60\n"))
+    for name in ("romeo", "juliet"):
+        srv.create_user(name, PASSWORD)
+
+    async def fill() -> None:
+        await _kill_with_messages_in_flight(srv)
+    run(fill())
+    srv.stop()
+    again: ServerHarness = make_server(subdir="stop", host_extra=(
+        "modules_enabled = ['smacks']\nsmacks_hibernation_time = 60\n"))
+    offline = again.server.storage.open("localhost", "offline", "archive")
+    items = again.call(offline.find("romeo", ArchiveQuery()))
+    assert sorted(i.value.child_text("body") or "" for i in items) == sorted(
+        f"msg{i}" for i in range(20))

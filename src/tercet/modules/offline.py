@@ -79,7 +79,11 @@ def load(module: ModuleApi) -> None:
 
     def with_delay(stanza: Element) -> Element:
         copy = stanza.copy()
-        copy.tag("delay", NS_DELAY, {"from": module.host, "stamp": stamp(module.now())})
+        # One delay per entity (XEP-0203 §3): a message stream management routes here
+        # after its session ended already says since when this server held it.
+        if not any(c.name == "delay" and c.xmlns == NS_DELAY and c.get("from") == module.host
+                   for c in copy.elements()):
+            copy.tag("delay", NS_DELAY, {"from": module.host, "stamp": stamp(module.now())})
         return copy
 
     async def deliver(session: ClientSession) -> None:

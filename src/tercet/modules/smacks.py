@@ -14,6 +14,16 @@ what the client did not acknowledge. When a session with unacknowledged messages
 for good (hibernation expired, closed, replaced), those messages are routed again to the
 account's bare JID: another resource or offline storage takes them, exactly once.
 
+Redelivery is stamped (XEP-0198 §4, since version 1.5): every message and presence resent
+after a resumption, and every message routed again when the session ends, carries a
+XEP-0203 ``<delay from='<host>' stamp='...'/>`` with the time it was first queued for the
+client, unless one from this host is there already (offline storage keeps that one).
+
+The queue keeps the very Element the router handed to ``session.send`` (a reference, no
+copy on the hot path): a stanza once sent is not changed by anyone (the router and every
+module copy before they change what they deliver, as presence broadcast and carbons do),
+and what is resent is a copy with the delay, so the queued original stays as it was.
+
 Inline, without extra round trips: ``<enable/>`` inside a Bind 2 ``<bind/>`` (XEP-0386;
 the ``<enabled/>`` goes into ``<bound/>``), and ``<resume/>`` inside the SASL2
 ``<authenticate/>`` (XEP-0388 ``<inline>``, XEP-0198 "Inline resumption"): once the
@@ -26,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from tercet.module import (
+    NS_DELAY,
     ClientSession,
     Element,
     ModuleApi,
@@ -40,6 +52,7 @@ from tercet.module import (
     StreamFeaturesEvent,
 )
 from tercet.modules._sasllib import Bind2Inline, Sasl2Success
+from tercet.modules._smlib import HIBERNATION_TIMEOUT, HibernationTimeout
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -48,6 +61,9 @@ KEY = "smacks"
 # Hibernations are ended by a sweep on the server's clock (module.now(), which tests set)
 # at most this many seconds apart: an expiry is at most that late.
 MAX_SWEEP_INTERVAL = 5.0
+# How long unloading (server shutdown) waits for unacknowledged messages being routed to
+# offline storage: they are written before the storage closes, not lost.
+REROUTE_WAIT = 5.0
 META = {"summary": "Stream Management", "stage": "beta", "xeps": ["XEP-0198"]}
 
 OPTIONS: list[Option[Any]] = [
@@ -71,17 +87,19 @@ class SmState:
     """One session's stream management state."""
 
     __slots__ = ("acked", "awaiting", "deadline", "ended", "filter", "in_base", "queue",
-                 "resume_id", "sent")
+                 "resume_id", "sent", "since")
 
     def __init__(self, in_base: int, filter_: Callable[[Element], Element | None]) -> None:
         self.in_base = in_base  # session.stanzas_in at <enable/>
         self.filter = filter_
-        self.queue: deque[Element] = deque()  # sent, not acknowledged yet
+        # Sent, not acknowledged yet, each with the time it was queued (for the delay).
+        self.queue: deque[tuple[Element, float]] = deque()
         self.sent = 0  # stanzas sent since <enable/> (not wrapped)
         self.acked = 0  # of which acknowledged
         self.awaiting = False  # an <r/> is out
         self.resume_id: str | None = None
         self.deadline: float | None = None  # hibernating until then (module.now())
+        self.since = 0.0  # when the connection was lost (module.now())
         self.ended = False
 
     def handled(self, session: ClientSession) -> int:
@@ -91,6 +109,7 @@ class SmState:
 class StreamManagement:
     def __init__(self, module: ModuleApi) -> None:
         self.module = module
+        self.now = module.now  # bound once: every stanza sent is stamped with it
         self.hibernation_time = module.option("smacks_hibernation_time")
         self.max_unacked = module.option("smacks_max_unacked_stanzas")
         self.max_queue = module.option("smacks_max_queue_size")
@@ -98,6 +117,7 @@ class StreamManagement:
         self.sweep_every = min(float(self.hibernation_time), MAX_SWEEP_INTERVAL)
         self.resumable: dict[str, ClientSession] = {}  # resumption id -> session
         self.hibernated: dict[str, list[ClientSession]] = {}  # username -> oldest first
+        self.rerouting: set[asyncio.Task[None]] = set()  # unbind() routing messages again
 
     # -- stream elements ------------------------------------------------------------------
     def features(self, event: StreamFeaturesEvent) -> None:
@@ -172,8 +192,9 @@ class StreamManagement:
         state: SmState = old.data[KEY]
         old.attach(session.conn)
         old.log.info("resumed on a new connection (%d stanzas to resend)", len(state.queue))
-        for stanza in list(state.queue):  # still unacknowledged: they stay queued
-            old.send_after(state.filter, stanza)
+        host = self.module.host
+        for stanza, when in list(state.queue):  # still unacknowledged: they stay queued
+            old.send_after(state.filter, delayed(stanza, when, host))
         state.awaiting = False
         if state.queue:
             self.ask(old, state)
@@ -221,7 +242,7 @@ class StreamManagement:
     # -- what leaves ----------------------------------------------------------------------
     def outgoing(self, session: ClientSession, stanza: Element) -> Element | None:
         state: SmState = session.data[KEY]
-        state.queue.append(stanza)
+        state.queue.append((stanza, self.now()))
         state.sent += 1
         if len(state.queue) > self.max_queue:
             session.log.info("%d stanzas unacknowledged, closing", len(state.queue))
@@ -253,7 +274,8 @@ class StreamManagement:
             return None
         session.detach(lambda: self.end(session))
         session.log.info("connection lost, hibernating for %d s", self.hibernation_time)
-        state.deadline = self.module.now() + self.hibernation_time
+        state.since = self.module.now()
+        state.deadline = state.since + self.hibernation_time
         assert session.username is not None  # bound
         sessions = self.hibernated.setdefault(session.username, [])
         sessions.append(session)
@@ -263,12 +285,22 @@ class StreamManagement:
 
     def sweep(self) -> float:
         """End the hibernations whose time is up (by the server's clock); run by a timer
-        every ``sweep_every`` seconds, which is how late an expiry can be."""
+        every ``sweep_every`` seconds, which is how late an expiry can be. Before one
+        ends, ``smacks-hibernation-timeout`` lets other modules keep it longer (push
+        notifications, while the device has not been woken yet)."""
         now = self.module.now()
         for sessions in list(self.hibernated.values()):
             for session in list(sessions):
                 state: SmState | None = session.data.get(KEY)
-                if state is not None and state.deadline is not None and state.deadline <= now:
+                if state is None or state.deadline is None or state.deadline > now:
+                    continue
+                event = HibernationTimeout(session, state.since, now,
+                                           float(self.hibernation_time))
+                self.module.fire(HIBERNATION_TIMEOUT, event)  # handlers are synchronous
+                if event.until is not None:
+                    state.deadline = event.until
+                    session.log.info("hibernation extended by %.0f s", event.until - now)
+                else:
                     self.end(session)
         return self.sweep_every
 
@@ -291,12 +323,25 @@ class StreamManagement:
         self._forget(session, state)
         session.remove_send_filter(state.filter)
         queue, state.queue = state.queue, deque()
-        for stanza in queue:
+        again: list[Element] = []
+        for stanza, when in queue:
             if (stanza.name == "message" and stanza.get("type", "normal") in ("chat", "normal")
                     and stanza.find("body") is not None and session.bare_jid is not None):
-                copy = stanza.copy()
+                copy = delayed(stanza, when, self.module.host)
+                if copy is stanza:
+                    copy = stanza.copy()
                 copy.attrs["to"] = session.bare_jid
-                self.module.send_detached(copy)
+                again.append(copy)
+        if again:
+            task = self.module.spawn(self.reroute(again))
+            self.rerouting.add(task)
+            task.add_done_callback(self.rerouting.discard)
+
+    async def reroute(self, stanzas: list[Element]) -> None:
+        """Route the messages of an ended session to its bare JID, one after the other
+        (another resource or offline storage takes them, in their order)."""
+        for stanza in stanzas:
+            await self.module.send(stanza)
 
     def closed(self, session: ClientSession) -> None:
         state: SmState | None = session.data.get(KEY)
@@ -322,6 +367,13 @@ class StreamManagement:
             for session in list(sessions):
                 self.end(session)
 
+    async def drain(self) -> None:
+        """End every hibernation and wait (a bounded time) until the unacknowledged
+        messages are routed again, before the module and the storage go."""
+        self.unload()
+        if self.rerouting:
+            await asyncio.wait(list(self.rerouting), timeout=REROUTE_WAIT)
+
 
 def acknowledge(state: SmState, text: str | None) -> StreamError | None:
     """Drop what the peer's ``h`` acknowledges; an ``h`` beyond what was sent is the
@@ -344,6 +396,30 @@ def acknowledge(state: SmState, text: str | None) -> StreamError | None:
     return None
 
 
+def delayed(stanza: Element, when: float, host: str) -> Element:
+    """``stanza`` as it is delivered again: for a message or presence, a copy with a
+    XEP-0203 delay from ``host`` saying when it was first queued (XEP-0198 §4), unless it
+    carries a delay from ``host`` already (never two from the same entity); otherwise
+    ``stanza`` itself."""
+    if stanza.name not in ("message", "presence") or has_delay_from(stanza, host):
+        return stanza
+    copy = stanza.copy()
+    copy.tag("delay", NS_DELAY, {"from": host, "stamp": stamp(when)})
+    return copy
+
+
+def has_delay_from(stanza: Element, host: str) -> bool:
+    return any(child.name == "delay" and child.xmlns == NS_DELAY and child.get("from") == host
+               for child in stanza.elements())
+
+
+def stamp(when: float) -> str:
+    """XEP-0082 DateTime in UTC with milliseconds (resent stanzas keep their order)."""
+    millis = int(round(when * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + \
+        f".{millis % 1000:03d}Z"
+
+
 def failed(session: ClientSession, condition: str) -> bool:
     session.send_element(failed_element(condition))
     return True
@@ -355,8 +431,12 @@ def failed_element(condition: str) -> Element:
     return reply
 
 
+_INSTANCES: dict[ModuleApi, StreamManagement] = {}
+
+
 def load(module: ModuleApi) -> None:
     sm = StreamManagement(module)
+    _INSTANCES[module] = sm
     module.hook("stream-features", sm.features)
     module.hook(f"stream/{NS_SM}:enable", sm.enable)
     module.hook(f"stream/{NS_SM}:r", sm.request)
@@ -374,3 +454,10 @@ def load(module: ModuleApi) -> None:
     module.provides("smacks", sm)  # tests run sweep() after moving the clock
     if sm.hibernation_time > 0:
         module.add_timer(sm.sweep_every, sm.sweep)
+
+
+async def unload(module: ModuleApi) -> None:
+    """Route the unacknowledged messages of hibernated sessions before the module goes."""
+    sm = _INSTANCES.pop(module, None)
+    if sm is not None:
+        await sm.drain()
