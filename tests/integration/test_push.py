@@ -17,7 +17,7 @@ from harness import ServerHarness
 from helpers import run, until
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
-from test_smacks import Raw
+from test_smacks import Clock, Raw, sweep
 from xmpp import TIMEOUT, Client, available, login, logout
 
 PASSWORD = "s3cret pass"
@@ -109,9 +109,11 @@ def test_offline_message_is_pushed_without_body_then_disabled(users: ServerHarne
         fields = summary(first)
         assert fields["FORM_TYPE"] == "urn:xmpp:push:summary"
         assert fields["message-count"] == "1"  # "live" was received live: not counted
-        assert fields["last-message-sender"] == "juliet@localhost/j"
-        assert "last-message-body" not in fields
+        # Defaults (Prosody's): no sender, the placeholder body marks it important.
+        assert "last-message-sender" not in fields
+        assert fields["last-message-body"] == "New Message!"
         assert b"secret text" not in ET.tostring(first)
+        assert b"juliet" not in ET.tostring(first)
         options = first.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}publish-options/"
                              f"{{{NS_DATA}}}x")
         assert options is not None and b"s3" in ET.tostring(options)
@@ -155,7 +157,7 @@ async def _offline_count(srv: ServerHarness, user: str) -> int:
 
 def test_body_option_and_errors_disable_registration(make_server: Any) -> None:
     srv = serve(make_server, "push_notification_with_body = true\npush_max_errors = 2\n"
-                "push_error_backoff = 0\n")
+                "push_error_backoff = 0\npush_notification_with_sender = true\n")
 
     async def main() -> None:
         port = srv.port()
@@ -168,6 +170,7 @@ def test_body_option_and_errors_disable_registration(make_server: Any) -> None:
         juliet.send_message(mto="romeo@localhost", mbody="hello body", mtype="chat")
         fields = summary(await app.next())
         assert fields["last-message-body"] == "hello body"
+        assert fields["last-message-sender"] == "juliet@localhost/j"
         app.failing = True
         for i in range(2):  # push_max_errors error replies in a row
             juliet.send_message(mto="romeo@localhost", mbody=f"e{i}", mtype="chat")
@@ -205,7 +208,92 @@ def test_hibernated_session_gets_a_push(users: ServerHarness) -> None:
         juliet.send_message(mto="romeo@localhost", mbody="wake up", mtype="chat")
         fields = summary(await app.next())
         assert fields["message-count"] == "1"
-        assert fields["last-message-sender"] == "juliet@localhost/j"
+        assert fields["last-message-body"] == "New Message!"
         assert "phone" in host.user_sessions("romeo")  # still hibernated, not offline
         await logout(juliet, app_client)
+    run(main())
+
+
+def test_empty_important_body_sends_no_body(make_server: Any) -> None:
+    srv = serve(make_server, 'push_notification_important_body = ""\n')
+
+    async def main() -> None:
+        port = srv.port()
+        app_client = await login(APP, PASSWORD, port)
+        app = AppServer(app_client)
+        romeo = await login("romeo@localhost/phone", PASSWORD, port)
+        await push_iq(romeo, enable("n"))
+        await offline(srv, romeo)
+        juliet = await login("juliet@localhost/j", PASSWORD, port)
+        juliet.send_message(mto="romeo@localhost", mbody="hello", mtype="chat")
+        fields = summary(await app.next())
+        assert "last-message-body" not in fields and "last-message-sender" not in fields
+        assert fields["message-count"] == "1"
+        await logout(juliet, app_client)
+    run(main())
+
+
+async def hibernate_with_push(srv: ServerHarness, app_client: Client) -> None:
+    """romeo enables push on a resumable session, then loses its connection."""
+    romeo = await Raw.login("romeo", srv.port())
+    await romeo.bind("phone")
+    await romeo.enable()
+    romeo.send(f"<iq type='set' id='p1'>{enable('hib')}</iq>")
+    await romeo.expect("id=['\"]p1['\"]")
+    romeo.send("<presence/>")
+    await romeo.expect("</presence>|<presence[^>]*/>")
+    romeo.kill()
+    assert srv.server is not None
+    host = srv.server.hosts["localhost"]
+    await until(lambda: host.user_sessions("romeo")["phone"].detached, "hibernation")
+
+
+def test_hibernation_kept_until_a_push_woke_the_device(make_server: Any) -> None:
+    """push_max_hibernation_timeout (Prosody's rule): a hibernated session with push is
+    kept past smacks_hibernation_time (30 s here) while nothing woke its device, and ends
+    smacks_hibernation_time after the first notification."""
+    srv = serve(make_server, "push_max_hibernation_timeout = 300\n")
+
+    async def main() -> None:
+        assert srv.server is not None
+        clock = Clock()
+        srv.server.clock = clock
+        app_client = await login(APP, PASSWORD, srv.port())
+        app = AppServer(app_client)
+        await hibernate_with_push(srv, app_client)
+        host = srv.server.hosts["localhost"]
+        for offset in (31, 120, 200):  # no push yet: kept
+            clock.offset = offset
+            await sweep(srv)
+            assert "phone" in host.user_sessions("romeo"), offset
+        juliet = await login("juliet@localhost/j", PASSWORD, srv.port())
+        juliet.send_message(mto="romeo@localhost", mbody="wake up", mtype="chat")
+        await app.next()
+        clock.offset = 225  # woken at ~200: 30 s to come back
+        await sweep(srv)
+        assert "phone" in host.user_sessions("romeo")
+        clock.offset = 232
+        await sweep(srv)
+        assert "phone" not in host.user_sessions("romeo")
+        await logout(juliet, app_client)
+    run(main())
+
+
+def test_hibernation_never_kept_past_the_maximum(make_server: Any) -> None:
+    srv = serve(make_server, "push_max_hibernation_timeout = 100\n")
+
+    async def main() -> None:
+        assert srv.server is not None
+        clock = Clock()
+        srv.server.clock = clock
+        app_client = await login(APP, PASSWORD, srv.port())
+        await hibernate_with_push(srv, app_client)
+        host = srv.server.hosts["localhost"]
+        clock.offset = 95
+        await sweep(srv)
+        assert "phone" in host.user_sessions("romeo")
+        clock.offset = 102
+        await sweep(srv)
+        assert "phone" not in host.user_sessions("romeo")
+        await logout(app_client)
     run(main())

@@ -20,6 +20,16 @@ session:
 A message that another client of the user received live notifies nobody. An ``<error/>``
 reply from an app server backs that registration off (``push_error_backoff`` doubling per
 error, at most an hour); after ``push_max_errors`` errors in a row it is disabled.
+
+What the summary reveals follows Prosody's options: the sender only with
+``push_notification_with_sender``, the body only with ``push_notification_with_body``;
+otherwise a message with a body is marked important by the placeholder body
+``push_notification_important_body`` ("New Message!"; empty: no body at all).
+
+A hibernated session that enabled push and has not been woken by a notification yet is
+kept past ``smacks_hibernation_time``, up to ``push_max_hibernation_timeout`` after its
+connection was lost (its device cannot come back before something wakes it); once a
+notification went out, the device has ``smacks_hibernation_time`` from then to resume.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from tercet.module import (
     StorageError,
     iq,
 )
+from tercet.modules._smlib import HIBERNATION_TIMEOUT, HibernationTimeout
 
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -70,7 +81,20 @@ BACKOFF = Option("push_error_backoff", float, 30.0,
                  "Seconds a registration is not notified after an error reply, doubled "
                  "for each further error in a row (at most an hour).", min=0, max=3600,
                  cite="XEP-0357 §7")
-OPTIONS: list[Option[Any]] = [WITH_BODY, MAX_ERRORS, MAX_DEVICES, BACKOFF]
+WITH_SENDER = Option("push_notification_with_sender", bool, False,
+                     "Put the sender's JID in notifications as last-message-sender (the app "
+                     "server and the push service see it).", cite="XEP-0357 §6")
+IMPORTANT_BODY = Option("push_notification_important_body", str, "New Message!",
+                        "Body sent in place of the real one for a message with a body when "
+                        "push_notification_with_body is false, so the app server can tell "
+                        "an important push; empty: no body.", cite="XEP-0357 §6")
+MAX_HIBERNATION = Option("push_max_hibernation_timeout", int, 259200,
+                         "Seconds a session hibernated by stream management with push "
+                         "enabled is kept, at most, while no notification has woken its "
+                         "device (0: only smacks_hibernation_time).", min=0,
+                         max=30 * 86400, cite="XEP-0198 §5")
+OPTIONS: list[Option[Any]] = [WITH_BODY, WITH_SENDER, IMPORTANT_BODY, MAX_ERRORS, MAX_DEVICES,
+                              BACKOFF, MAX_HIBERNATION]
 
 
 @dataclass
@@ -94,6 +118,8 @@ class SessionPush:
     """``session.data[KEY]``: the registrations this session enabled."""
 
     ids: set[str] = field(default_factory=set)
+    # When the first notification went out for this session while hibernated.
+    woken: float | None = None
 
 
 def load(module: ModuleApi) -> None:
@@ -107,6 +133,7 @@ def load(module: ModuleApi) -> None:
     module.hook("iq/host", push.on_reply, 10)  # before iq dispatch (-1)
     module.hook("resource-bind", push.on_live)
     module.hook("session-closed", push.on_closed)
+    module.hook(HIBERNATION_TIMEOUT, push.on_hibernation_timeout)
     module.on_unload(push.unload)
 
 
@@ -116,6 +143,9 @@ class CloudNotify:
     def __init__(self, module: ModuleApi) -> None:
         self.module = module
         self.with_body = module.option(WITH_BODY)
+        self.with_sender = module.option(WITH_SENDER)
+        self.important_body = module.option(IMPORTANT_BODY)
+        self.max_hibernation = module.option(MAX_HIBERNATION)
         self.max_errors = module.option(MAX_ERRORS)
         self.max_devices = module.option(MAX_DEVICES)
         self.backoff = module.option(BACKOFF)
@@ -246,17 +276,36 @@ class CloudNotify:
         user = session.username
         if user is None:
             return stanza
+        state = session.data.get(KEY)
         if not session.detached:
             self.pending.pop(user, None)  # the device is live again (resumed)
+            if isinstance(state, SessionPush):
+                state.woken = None
             return stanza
-        state = session.data.get(KEY)
         if not isinstance(state, SessionPush) or not state.ids or not important(stanza):
             return stanza
         live = any(not s.detached and s.available and s is not session
                    for s in self.module.sessions(user).values())
         if not live:
+            if state.woken is None:
+                state.woken = self.module.now()
             self.module.spawn(self.notify(user, stanza, set(state.ids)))
         return stanza
+
+    def on_hibernation_timeout(self, event: HibernationTimeout) -> None:
+        """Keep a hibernated session with push enabled until its device was woken and had
+        ``smacks_hibernation_time`` to resume, at most ``push_max_hibernation_timeout``
+        after its connection was lost (Prosody's rule)."""
+        state = event.session.data.get(KEY)
+        if not isinstance(state, SessionPush) or not state.ids or self.max_hibernation <= 0:
+            return
+        cap = event.since + self.max_hibernation
+        if state.woken is not None and state.woken < event.since:
+            state.woken = None  # woken during an earlier hibernation, resumed since
+        if state.woken is None:  # nothing woke the device yet: it cannot come back
+            event.extend(min(cap, event.now + event.period))
+        else:
+            event.extend(min(cap, state.woken + event.period))
 
     def on_live(self, session: ClientSession) -> None:
         if session.username is not None:
@@ -306,10 +355,13 @@ class CloudNotify:
         item = pubsub.tag("publish", attrs={"node": reg["node"]}).tag("item")
         fields: list[tuple[str, str | None]] = [
             ("FORM_TYPE", SUMMARY), ("message-count", str(pending.messages)),
-            ("pending-subscription-count", str(pending.subscriptions)),
-            ("last-message-sender", pending.sender)]
+            ("pending-subscription-count", str(pending.subscriptions))]
+        if self.with_sender:
+            fields.append(("last-message-sender", pending.sender))
         if self.with_body:
             fields.append(("last-message-body", pending.body))
+        elif pending.body is not None and self.important_body:
+            fields.append(("last-message-body", self.important_body))
         item.tag("notification", NS_PUSH).append(
             form((name, [value]) for name, value in fields if value is not None))
         if reg.get("options"):
