@@ -4,6 +4,7 @@ real server on port 0 (slixmpp has neither), slixmpp for the other party."""
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 from harness import ServerHarness
@@ -11,6 +12,7 @@ from helpers import run, until
 from sasl2client import NS_BIND2, NS_SASL2, RawClient
 from xmpp import available, login, logout
 
+from tercet.protocol.sasl import client_mechanism
 from tercet.protocol.stanza import Element
 
 PASSWORD = "s3cret pass"
@@ -446,5 +448,99 @@ def test_fast_token_dies_with_the_password_and_when_disabled(fast_users: ServerH
         client = await fast_client(fast_users, "ua-4")
         failure = await client.fast_login("HT-SHA-256-ENDP", "romeo", token)
         assert failure.name == "failure" and failure.find("account-disabled", NS_SASL)
+        await client.close()
+    run(main())
+
+
+@pytest.mark.parametrize("legacy", ["response", "abort", "auth"])
+def test_legacy_sasl_element_inside_sasl2_is_malformed(users: ServerHarness,
+                                                       legacy: str) -> None:
+    """XEP-0388: a SASL2 exchange continues with urn:xmpp:sasl:2 elements only; an RFC 6120
+    <response/> (or <abort/>, <auth/>) in the middle of one ends it with a SASL2
+    <failure><malformed-request/></failure>, and never authenticates."""
+    async def main() -> None:
+        client = await RawClient().connect(users.port(direct_tls=True))
+        mech = client_mechanism("SCRAM-SHA-256", "romeo", PASSWORD, None)
+        client.authenticate("SCRAM-SHA-256", mech.start())
+        challenge = await client.next()
+        assert challenge.name == "challenge"
+        response = base64.b64encode(mech.step(base64.b64decode(challenge.text))).decode()
+        attrs = " mechanism='SCRAM-SHA-256'" if legacy == "auth" else ""
+        client.send(f"<{legacy} xmlns='{NS_SASL}'{attrs}>{response}</{legacy}>")
+        failure = await client.next()
+        assert failure.name == "failure" and failure.xmlns == NS_SASL2, failure.to_xml()
+        assert failure.find("malformed-request", NS_SASL) is not None
+        assert not any(s for s in users.server.hosts["localhost"].user_sessions(
+            "romeo").values())
+        # The stream is still usable: a proper SASL2 login works.
+        success = await client.login("SCRAM-SHA-256", "romeo", PASSWORD)
+        assert success.name == "success"
+        await client.close()
+    run(main())
+
+
+def test_fast_token_only_for_its_mechanism(fast_users: ServerHarness) -> None:
+    """XEP-0484 §4.4: a token asked for with channel binding fails without it."""
+    async def main() -> None:
+        token = await token_by_password(fast_users, "ua-5", "HT-SHA-256-ENDP")
+        client = await fast_client(fast_users, "ua-5")
+        failure = await client.fast_login("HT-SHA-256-NONE", "romeo", token)
+        assert failure.name == "failure" and failure.find("not-authorized", NS_SASL)
+        await client.close()
+        client = await fast_client(fast_users, "ua-5")
+        assert (await client.fast_login("HT-SHA-256-ENDP", "romeo", token)).name == "success"
+        await client.close()
+    run(main())
+
+
+def test_fast_count_is_per_token_and_positive(fast_users: ServerHarness) -> None:
+    """XEP-0484 §4.4: count is a positive integer, growing per token; the client starts it
+    again with a new token, which the server accepts."""
+    async def main() -> None:
+        old = await token_by_password(fast_users, "ua-6")
+        for bad in ("0", "-3", "many"):
+            client = await fast_client(fast_users, "ua-6")
+            failure = await client.fast_login("HT-SHA-256-ENDP", "romeo", old,
+                                              f"<fast xmlns='{NS_FAST}' count='{bad}'/>")
+            assert failure.name == "failure" and failure.find("malformed-request", NS_SASL)
+            await client.close()
+        client = await fast_client(fast_users, "ua-6")
+        success = await client.fast_login(
+            "HT-SHA-256-ENDP", "romeo", old, f"<fast xmlns='{NS_FAST}' count='7'/>"
+            f"<request-token xmlns='{NS_FAST}' mechanism='HT-SHA-256-ENDP'/>")
+        new_el = success.find("token", NS_FAST)
+        assert success.name == "success" and new_el is not None
+        await client.close()
+        client = await fast_client(fast_users, "ua-6")
+        ok = await client.fast_login("HT-SHA-256-ENDP", "romeo", new_el.get("token") or "",
+                                     f"<fast xmlns='{NS_FAST}' count='1'/>")
+        assert ok.name == "success", ok.to_xml()
+        await client.close()
+    run(main())
+
+
+def test_fast_lost_new_token_keeps_the_current_one(fast_users: ServerHarness) -> None:
+    """XEP-0484 §4.5/§6.1: the token in use stays valid until a newer one is used; a new
+    token that never arrived is replaced by the next one issued, not kept."""
+    async def main() -> None:
+        current = await token_by_password(fast_users, "ua-7")
+        request = f"<request-token xmlns='{NS_FAST}' mechanism='HT-SHA-256-ENDP'/>"
+        tokens = []
+        for _ in range(2):  # both <success/>s "lost": the client keeps using ``current``
+            client = await fast_client(fast_users, "ua-7")
+            success = await client.fast_login("HT-SHA-256-ENDP", "romeo", current, request)
+            token_el = success.find("token", NS_FAST)
+            assert success.name == "success" and token_el is not None
+            tokens.append(token_el.get("token") or "")
+            await client.close()
+        lost, latest = tokens
+        client = await fast_client(fast_users, "ua-7")
+        assert (await client.fast_login("HT-SHA-256-ENDP", "romeo", lost)).name == "failure"
+        await client.close()
+        client = await fast_client(fast_users, "ua-7")
+        assert (await client.fast_login("HT-SHA-256-ENDP", "romeo", current)).name == "success"
+        await client.close()
+        client = await fast_client(fast_users, "ua-7")
+        assert (await client.fast_login("HT-SHA-256-ENDP", "romeo", latest)).name == "success"
         await client.close()
     run(main())

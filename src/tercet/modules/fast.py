@@ -4,17 +4,22 @@ with the token alone in one round trip (the HT-SHA-256-* mechanisms, protocol/sa
 * Advertised as a SASL2 inline feature listing the HT mechanisms whose channel binding
   this connection has (NONE always; ENDP with tls-server-end-point; UNIQ on TLS 1.2).
 * ``<request-token mechanism='HT-…'/>`` in <authenticate/> (with a user-agent id): the
-  <success/> carries ``<token token=… expiry=…/>``. One token per account and user-agent
-  id; a new one replaces it, the one before stays valid until the new one is used (a lost
-  <success/> must not lock the client out): rotation.
+  <success/> carries ``<token token=… expiry=…/>``, good for that mechanism only (§4.4:
+  a token asked for with channel binding does not work without). Per account and
+  user-agent id the two slots of §6.1: the token last used ("current") and the newest
+  one issued ("new"). Issuing one replaces an unused "new" token (§4.5 SHOULD) and keeps
+  "current" until the new one is used (a lost <success/> must not lock the client out);
+  using a token retires every token issued before it (§4.5 MUST): rotation.
 * Storage holds no token: a token is HMAC(host secret, account, user-agent id, token id),
   and the ``fast`` map store keeps only the token id, expiry and use counter; the secret
   lives in the ``fast_secret`` keyval store. A dump of the tokens is worth nothing.
 * A token stops working when the password changes, the account is disabled or deleted:
   each record keeps a fingerprint of the account's SCRAM keys (new salts on every
   password change) and the login checks it against the account store.
-* ``<fast count='N'/>`` (§4.3, replay protection): N must grow from login to login;
-  ``<fast invalidate='true'/>`` logs in once more and forgets the token.
+* ``<fast count='N'/>`` (§4.4, replay protection): a positive integer that must grow from
+  login to login with the same token; it starts again with each new token (the client
+  resets it then). ``<fast invalidate='true'/>`` logs in once more and forgets the
+  client's tokens (§4.6).
 """
 
 from __future__ import annotations
@@ -108,27 +113,32 @@ class _Fast:
         if record.get("cred") != _fingerprint(creds):
             await self.tokens.set(username, key, None)  # the password changed: forget it
             return Sasl2Outcome()
-        now = self.module.now()
+        fast = request.element.find("fast", NS)
+        count = _count(fast)
+        if count is False:
+            return Sasl2Outcome(condition="malformed-request")
+        mechanism = request.element.get("mechanism") or ""
         for entry in record.get("tokens", []):
-            if entry["expires"] <= now:
-                continue
             token = await self._token(username, agent, entry["id"])
             if not hmac.compare_digest(ht_initiator(token, cb_data), mac):
                 continue
+            if entry["expires"] <= self.module.now():
+                return Sasl2Outcome(condition="credentials-expired")
+            if entry.get("mech", mechanism) != mechanism:
+                return Sasl2Outcome()  # §4.4: bound to the mechanism it was issued for
             if creds.disabled:
                 return Sasl2Outcome(condition="account-disabled")
-            fast = request.element.find("fast", NS)
-            count = _int(fast.get("count")) if fast is not None else None
-            if count is not None and count <= record.get("count", -1):
-                return Sasl2Outcome(condition="credentials-expired")
+            if count is not None and count <= entry.get("count", 0):
+                return Sasl2Outcome(condition="credentials-expired")  # a replay
             if fast is not None and fast.get("invalidate") in ("true", "1"):
                 await self.tokens.set(username, key, None)
             else:
-                # Using the newest token retires the ones before it (rotation).
+                # Using a token retires the ones issued before it; it becomes "current".
+                entry["used"] = True
+                if count is not None:
+                    entry["count"] = count
                 record["tokens"] = [e for e in record["tokens"] if e is entry or
                                     e["issued"] > entry["issued"]]
-                if count is not None:
-                    record["count"] = count
                 await self.tokens.set(username, key, record)
             return Sasl2Outcome(username=username,
                                 additional_data=ht_responder(token, cb_data))
@@ -156,10 +166,12 @@ class _Fast:
                 record = {"tokens": [], "cred": _fingerprint(creds)}
             now = self.module.now()
             token_id, expires = secrets.token_urlsafe(12), now + self.ttl
-            entry = {"id": token_id, "issued": now, "expires": expires}
-            # The newest token and the one before it (not yet used) stay valid.
-            record["tokens"] = [*[e for e in record["tokens"] if e["expires"] > now][-1:],
-                                entry]
+            entry = {"id": token_id, "issued": now, "expires": expires,
+                     "mech": req.get("mechanism")}
+            # Slots (§6.1): the token last used stays until the new one is used; a token
+            # issued before and never used is replaced by this one (§4.5).
+            current = [e for e in record["tokens"] if e.get("used") and e["expires"] > now]
+            record["tokens"] = [*current[-1:], entry]
             await self.tokens.set(username, key, record)
         token = await self._token(username, agent, token_id)
         expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
@@ -195,8 +207,14 @@ def _fingerprint(creds: AccountCredentials) -> str:
     return digest.hexdigest()[:32]
 
 
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
+def _count(fast: Element | None) -> int | None | bool:
+    """The ``count`` of ``<fast/>`` (§4.4: a positive integer); None when absent, False
+    when it is not a positive integer."""
+    text = fast.get("count") if fast is not None else None
+    if text is None:
         return None
+    try:
+        value = int(text)
+    except ValueError:
+        return False
+    return value if value > 0 else False

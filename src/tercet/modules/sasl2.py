@@ -176,6 +176,15 @@ class _Sasl2(SaslSettings):
     def on_abort(self, event: StreamElementEvent) -> bool:
         return self.fail(event.session, "aborted")
 
+    def on_legacy(self, event: StreamElementEvent) -> bool | None:
+        """RFC 6120 <auth/>, <response/> or <abort/> while a SASL2 exchange is under way:
+        only ``urn:xmpp:sasl:2`` elements continue it (XEP-0388 §2.4), so this ends the
+        exchange with ``malformed-request`` instead of letting legacy SASL drive (and
+        answer for) the SASL2 mechanism."""
+        if _KEY not in event.session.data:
+            return None  # a legacy exchange: saslauth's
+        return self.fail(event.session, "malformed-request", "not a SASL2 element")
+
 
 def load(module: ModuleApi) -> None:
     sasl2 = _Sasl2(module)
@@ -186,6 +195,8 @@ def load(module: ModuleApi) -> None:
         "abort": sasl2.on_abort}
     for name, handler in handlers.items():
         module.hook(f"stream/{NS}:{name}", handler)
+    for name in ("auth", "response", "abort"):  # before saslauth's (0)
+        module.hook(f"stream/{NS_SASL}:{name}", sasl2.on_legacy, 10)
 
 
 def _user_agent(el: Element) -> UserAgent:
