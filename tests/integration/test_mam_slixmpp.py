@@ -74,8 +74,9 @@ def test_thousand_messages_paged_both_ways(mam: ServerHarness) -> None:
             assert len(results) == 50
             backward = [body_of(r) for r in results] + backward
             first = fin["rsm"]["first"]
-            assert int(fin["rsm"]["first_index"]) == 1000 - len(backward)
             if fin["complete"] in (True, "true"):
+                # Only the page that reaches the start knows its index without counting.
+                assert fin["rsm"]["first_index"] == "0"
                 break
             page = await plugin.retrieve(rsm={"max": 50, "before": first}, timeout=TIMEOUT)
         assert backward == forward

@@ -23,6 +23,11 @@ async def chat(sender: TestClient, to: str, body: str, extra: str = "") -> None:
                       f"<body>{body}</body>{extra}</message>")
 
 
+def rsm_of(iq: Element) -> Element | None:
+    fin = iq.find("fin", NS_MAM)
+    return None if fin is None else fin.find("set", NS_RSM)
+
+
 async def query(client: TestClient, rsm: str = "", form: str = "",
                 extra: str = "") -> tuple[list[Element], Element]:
     x = (f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
@@ -148,7 +153,11 @@ def test_paging_forwards_backwards_flip_and_errors() -> None:
                 assert fin is not None
                 seen += bodies(results)
                 rsm = fin.find("set", NS_RSM)
-                assert rsm is not None and rsm.child_text("count", NS_RSM) == "120"
+                # No count on a page that is not the whole set (counting is not free).
+                assert rsm is not None and rsm.child_text("count", NS_RSM) is None
+                first = rsm.find("first", NS_RSM)
+                assert first is not None
+                assert first.get("index") == ("0" if not after else None)
                 if fin.get("complete") == "true":
                     break
                 after = f"<after>{rsm.child_text('last', NS_RSM)}</after>"
@@ -163,12 +172,30 @@ def test_paging_forwards_backwards_flip_and_errors() -> None:
                 assert rsm is not None
                 page = bodies(results)
                 first = rsm.find("first", NS_RSM)
-                assert first is not None and first.get("index") == str(int(page[0]))
+                assert first is not None
                 back = page + back
                 if fin.get("complete") == "true":
+                    # The page that reaches the start knows its index without counting.
+                    assert first.get("index") == "0" == page[0]
                     break
+                assert first.get("index") is None
                 before = f"<before>{first.text}</before>"
             assert back == seen
+            # XEP-0059 §2.7: <max>0</max> asks for the count alone.
+            results, iq = await query(romeo, "<max>0</max>")
+            rsm = rsm_of(iq)
+            assert results == [] and rsm is not None
+            assert rsm.child_text("count", NS_RSM) == "120" and rsm.find("first", NS_RSM) is None
+            results, iq = await query(romeo, "<max>0</max>", form=(
+                "<field var='start'><value>2023-11-14T22:14:00Z</value></field>"))
+            rsm = rsm_of(iq)
+            assert rsm is not None and rsm.child_text("count", NS_RSM) == "80"
+            # A page that is the whole set has its count for free.
+            results, iq = await query(romeo, "<max>50</max>", form=(
+                "<field var='start'><value>2023-11-14T22:15:00Z</value></field>"))
+            rsm = rsm_of(iq)
+            assert bodies(results) == [str(n) for n in range(100, 120)] and rsm is not None
+            assert rsm.child_text("count", NS_RSM) == "20"
             results, _ = await query(romeo, "<max>3</max>", extra="<flip-page/>")
             assert bodies(results) == ["2", "1", "0"]
             results, iq = await query(romeo, "<after>nope</after>")
@@ -282,4 +309,30 @@ def test_unloading_the_module_writes_what_is_queued() -> None:
             await srv.server.modules.unload("mam", "localhost")
             assert await archive(srv).count("romeo", ArchiveQuery()) == 20
             assert await archive(srv).count("juliet", ArchiveQuery()) == 20
+    run(main())
+
+
+def test_full_size_page_looks_one_item_further() -> None:
+    """With pages as large as the store allows, ``complete`` still comes from one more
+    item looked up, not from a count (XEP-0313 §4.3)."""
+    async def main() -> None:
+        host = HOST + "\nmax_archive_query_results = 1000"
+        async with ModuleTestServer(CONFIG, host) as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            for n in range(1001):
+                await archive(srv).append("romeo", Element("message", attrs={
+                    "to": "juliet@localhost", "type": "chat"}).text_tag("body", str(n)),
+                    when=1_700_000_000 + n, with_jid="juliet@localhost")
+            results, iq = await query(romeo, "<max>1000</max>")
+            fin = iq.find("fin", NS_MAM)
+            assert len(results) == 1000 and fin is not None and fin.get("complete") == "false"
+            results, iq = await query(romeo, "<max>1000</max><before/>")
+            fin = iq.find("fin", NS_MAM)
+            assert bodies(results) == [str(n) for n in range(1, 1001)]
+            assert fin is not None and fin.get("complete") == "false"
+            await archive(srv).delete("romeo", ArchiveQuery(end=1_700_000_000))
+            results, iq = await query(romeo, "<max>1000</max>")
+            fin, rsm = iq.find("fin", NS_MAM), rsm_of(iq)
+            assert len(results) == 1000 and fin is not None and fin.get("complete") == "true"
+            assert rsm is not None and rsm.child_text("count", NS_RSM) == "1000"
     run(main())

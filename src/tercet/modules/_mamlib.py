@@ -252,20 +252,29 @@ def result_message(to: str, queryid: str | None, key: str, when: float,
 
 @dataclass(frozen=True)
 class Page:
+    """One page of results. ``first_index`` and ``count`` are None when not worked out:
+    XEP-0059 §2.1 lets a responder leave out ``<count/>`` (which may be approximate) and
+    the ``index`` of ``<first/>``, and counting costs a walk over the whole result set,
+    so they are given only when the client asks for the count alone (``<max>0</max>``,
+    XEP-0059 §2.7) or when they are known for free (a page at the start of the set, a
+    page that is the whole set)."""
+
     keys: list[str]
-    first_index: int
-    count: int
+    first_index: int | None
+    count: int | None
     complete: bool
 
 
 def fin(page: Page) -> Element:
-    """``<fin/>`` with its RSM set (§4.3, XEP-0059 §2.6: an empty page has only count)."""
+    """``<fin/>`` with its RSM set (§4.3, XEP-0059 §2.6: an empty page has no first/last)."""
     out = Element("fin", NS_MAM, {"complete": "true" if page.complete else "false"})
     rsm = out.tag("set", NS_RSM)
     if page.keys:
-        rsm.text_tag("first", page.keys[0], NS_RSM, {"index": str(page.first_index)})
+        attrs = {} if page.first_index is None else {"index": str(page.first_index)}
+        rsm.text_tag("first", page.keys[0], NS_RSM, attrs)
         rsm.text_tag("last", page.keys[-1], NS_RSM)
-    rsm.text_tag("count", str(page.count), NS_RSM)
+    if page.count is not None:
+        rsm.text_tag("count", str(page.count), NS_RSM)
     return out
 
 

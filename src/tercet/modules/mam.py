@@ -451,21 +451,40 @@ class Mam:
         # The result set: the form's filters (before-id/after-id are bounds of the set).
         whole = ArchiveQuery(start=q.start, end=q.end, with_jid=with_jid, ids=q.ids,
                              after=q.after_id, before=q.before_id)
-        count = await self.store.count(username, whole)
-        if q.before is not None:  # backwards: the page ending just before <before/>
-            bound = q.before or q.before_id
-            page_q = dataclasses.replace(whole, before=bound, after=q.after or q.after_id,
-                                         limit=limit, reverse=True)
-            items = list(reversed(await self.store.find(username, page_q))) if limit else []
-            upto = items[0].key if items else bound
-            index = await self.store.count(username, dataclasses.replace(whole, before=upto))
-            return items, Page([i.key for i in items], index, count, complete=index == 0)
-        after = q.after or q.after_id
-        page_q = dataclasses.replace(whole, after=after, limit=limit)
-        items = await self.store.find(username, page_q) if limit else []
-        remaining = await self.store.count(username, dataclasses.replace(whole, after=after))
-        return items, Page([i.key for i in items], count - remaining, count,
-                           complete=len(items) >= remaining)
+        backwards = q.before is not None
+        if backwards:  # the page ending just before <before/> ("": the last page)
+            page_q = dataclasses.replace(whole, before=q.before or q.before_id,
+                                         after=q.after or q.after_id, reverse=True)
+        else:
+            page_q = dataclasses.replace(whole, after=q.after or q.after_id)
+        items, more = await self.page(username, page_q, limit)
+        if backwards:
+            items.reverse()
+        keys = [i.key for i in items]
+        # What is known without counting (Page): a page from the start of the set begins
+        # at index 0, and one from an end of the set with nothing beyond it is the set.
+        at_edge = not q.before if backwards else q.after is None
+        count = len(items) if at_edge and not more else None
+        index = 0 if (not more if backwards else q.after is None) else None
+        if limit == 0:  # XEP-0059 §2.7: the client asks for the count alone
+            count = await self.store.count(username, whole)
+        return items, Page(keys, index, count, complete=not more)
+
+    async def page(self, username: str, q: ArchiveQuery,
+                   limit: int) -> tuple[list[ArchiveItem], bool]:
+        """Up to ``limit`` items of ``q`` in its direction, and whether more follow them:
+        one more item is fetched to tell (XEP-0313 §4.3 ``complete``), never a count."""
+        got = await self.store.find(username, dataclasses.replace(q, limit=limit + 1))
+        if len(got) > limit:
+            return got[:limit], True
+        if len(got) < limit or limit < MAX_ARCHIVE_PAGE:
+            return got, False
+        # limit + 1 was clamped to the store's page bound: look one item further.
+        last = got[-1].key
+        probe = (dataclasses.replace(q, limit=1, before=last) if q.reverse
+                 else dataclasses.replace(q, limit=1, after=last))
+        beyond = await self.store.find(username, probe)
+        return got, bool(beyond)
 
     async def on_form(self, event: StanzaEvent) -> bool | None:
         if self.owner(event) is None:
