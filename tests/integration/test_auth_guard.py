@@ -65,3 +65,25 @@ def test_guessing_is_logged_and_slowed_without_locking_out_the_user(
         assert (await attempt(server.port(direct_tls=True), "guess", GUESSER))[0] == "failure"
         assert any("before this login attempt" in r.message for r in caplog.records)
     run(after_restart())
+
+
+def test_sasl2_failures_count_and_log_the_same_way(
+        make_server, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    caplog.set_level(logging.INFO, logger="tercet")
+    server: ServerHarness = make_server(host_extra='modules_enabled = ["sasl2"]')
+    server.create_user("romeo", PASSWORD)
+    port = server.port(direct_tls=True)
+
+    async def main() -> None:
+        for _ in range(FREE_FAILURES + 1):
+            client = await RawClient().connect(port, GUESSER)
+            try:
+                answer = await client.login("SCRAM-SHA-256", "romeo", "guess")
+            finally:
+                await client.close()
+            assert answer.name == "failure"
+        assert failures_logged(caplog) == [GUESSER] * (FREE_FAILURES + 1)
+        # Legacy SASL from the same address now waits too: one count for both.
+        answer, took = await attempt(port, PASSWORD, GUESSER)
+        assert answer == "success" and took >= delay_for(FREE_FAILURES + 1, MAX_DELAY)
+    run(main())

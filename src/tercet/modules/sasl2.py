@@ -27,6 +27,8 @@ from tercet.module import (
     StreamError,
     StreamFeaturesEvent,
 )
+from tercet.modules._authguard import SERVICE as GUARD_SERVICE
+from tercet.modules._authguard import AuthGuard
 from tercet.modules._sasllib import (
     Sasl2Outcome,
     Sasl2Request,
@@ -106,7 +108,10 @@ class _Sasl2(SaslSettings):
             await self.succeed(session, outcome.username, outcome.additional_data)
 
     async def drive(self, session: ClientSession, mech: ServerMechanism, step: Step) -> None:
-        step = await resolve_credentials(mech, step, self.module.auth)
+        # The same failure counts and waits as RFC 6120 SASL (saslauth offers the guard).
+        guard = self.module.find(GUARD_SERVICE, AuthGuard)
+        step = await resolve_credentials(mech, step, self.module.auth, guard=guard,
+                                         session=session)
         if isinstance(step, Challenge):
             el = Element("challenge", NS)
             el.append(encode_payload(step.data))
@@ -116,8 +121,12 @@ class _Sasl2(SaslSettings):
             if username is None:
                 self.fail(session, "invalid-authzid" if step.authzid else "not-authorized")
             else:
+                if guard is not None:
+                    self.module.spawn(guard.succeeded(session))
                 await self.succeed(session, username, step.additional_data)
         elif isinstance(step, Failure):
+            if guard is not None and step.condition == "not-authorized":
+                await guard.failed(session, mech.name)
             self.fail(session, step.condition, step.text)
 
     async def succeed(self, session: ClientSession, username: str,
