@@ -470,6 +470,7 @@ def _attach_commands() -> None:
         check_cmds,
         module_cmds,
         plugin_cmds,
+        pubsub_cmds,
         s2s_cmds,
         server_cmds,
         user_cmds,
@@ -480,7 +481,8 @@ def _attach_commands() -> None:
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
                     server_cmds.reload, user_cmds.user, module_cmds.module,
-                    plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s):
+                    plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s,
+                    pubsub_cmds.pubsub):
         cli.add_command(command)
 
 

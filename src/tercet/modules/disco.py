@@ -10,9 +10,10 @@ Accounts (an iq to a bare JID) are answered on the user's behalf (RFC 6121 §8.5
 the user and to contacts with a presence subscription ``from`` or ``both``; anyone else
 gets ``service-unavailable`` so the account's existence is not revealed. Account features
 come from ``module.provides("account-feature", "urn:...")`` in any module and from
-handlers of the ``account-disco-info`` event (an :class:`AccountDiscoEvent`). The owner's
-disco#items lists the account's bound resources; every authorised requester also gets
-what ``account-disco-items`` handlers add (PEP nodes). Full JIDs go to the client (iq.py).
+handlers of the ``account-disco-info`` event (an :class:`AccountDiscoEvent`). An
+account's disco#items holds what ``account-disco-items`` handlers add (PEP nodes), for
+every authorised requester; resources are not listed (presence tells who is online). Full
+JIDs go to the client (iq.py).
 
 Nodes: the caps node ``<CAPS_NODE>#<ver>`` is answered here (XEP-0115 §6.2); other nodes
 on the host fire ``disco-info-node/<node>`` / ``disco-items-node/<node>`` (the handler
@@ -310,9 +311,9 @@ class _AccountDisco:
         disco = AccountDiscoEvent(event.origin, event.stanza, username, node, query, owner)
         if node:
             return await self.finish_node(event, "account-disco-items-node", disco, reply)
-        if owner:
-            for resource, session in sorted(self.module.sessions(username).items()):
-                query.tag("item", NS_ITEMS, {"jid": session.full_jid or "", "name": resource})
+        # Only what modules add (PEP nodes): clients learn resources from presence, and a
+        # client that walks its own items for PEP nodes expects nothing else (Prosody
+        # lists none either).
         await self.module.fire_async("account-disco-items", disco)
         event.origin.send(reply)
         return True

@@ -35,6 +35,9 @@ DEFAULT_MODULES: tuple[str, ...] = (
     # Message carbons (XEP-0280) on by default, as in Prosody: only resources that enable
     # them get copies (docs/carbons.md). csi_simple stays opt-in, as in Prosody.
     "carbons",
+    # PEP (XEP-0163) on by default, as in Prosody's default config: avatars, bookmarks,
+    # OMEMO keys and nicknames live there (docs/pep.md).
+    "pep",
 )
 
 _STORAGE_DRIVERS = ("sqlite", "memory", "postgresql")
