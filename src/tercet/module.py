@@ -37,9 +37,17 @@ from tercet.core.config import (
     valid_interfaces,
 )
 from tercet.core.host import Identity
+from tercet.core.http import AltConnection, HttpHandler, HttpRoute, HttpRoutes
 from tercet.core.moduleapi import ModuleApi, ModuleError, Timer
 from tercet.core.modulemanager import LoadedModule
-from tercet.core.network import ConnectSpec, ListenSpec, PeerUnreachable, StreamLimits
+from tercet.core.network import (
+    ConnectSpec,
+    FramedStream,
+    ListenSpec,
+    MessageLink,
+    PeerUnreachable,
+    StreamLimits,
+)
 from tercet.core.router import StanzaEvent
 from tercet.core.services import RosterLookup
 from tercet.core.session import C2SSession as ClientSession
@@ -77,6 +85,7 @@ __all__ = [
     "NS_DELAY",
     "AdminCommandError",
     "AdminRequest",
+    "AltConnection",
     "ArchiveAppend",
     "ArchiveItem",
     "ArchiveKeyNotFound",
@@ -89,6 +98,10 @@ __all__ = [
     "ComponentSession",
     "ConnectSpec",
     "Element",
+    "FramedStream",
+    "HttpHandler",
+    "HttpRoute",
+    "HttpRoutes",
     "Identity",
     "Invalid",
     "InvalidJID",
@@ -96,6 +109,7 @@ __all__ = [
     "ListenSpec",
     "LoadedModule",
     "MapStore",
+    "MessageLink",
     "ModuleApi",
     "ModuleError",
     "Option",

@@ -19,8 +19,15 @@ from tercet.core import accounts
 from tercet.core.config import Option
 from tercet.core.events import EventBus, Handler, HookHandle, is_awaitable
 from tercet.core.host import Host, Identity
+from tercet.core.http import AltConnection, HttpHandler, HttpRoute, HttpRoutes
 from tercet.core.locks import KeyedLocks
-from tercet.core.network import ConnectSpec, ListenSpec
+from tercet.core.network import (
+    ConnectSpec,
+    FramedStream,
+    ListenSpec,
+    MessageLink,
+    StreamLimits,
+)
 from tercet.core.session import C2SSession, ServerSession
 from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
@@ -474,6 +481,53 @@ class ModuleApi:
         resolve or no connection is made within the spec's bounds. The session is not
         closed on unload: the caller owns it."""
         return await self._server.net.connect(spec)
+
+    def open_framed_stream(self, link: MessageLink, limits: StreamLimits) -> FramedStream:
+        """Run a client stream over a message-framed transport ``link`` (XMPP over
+        WebSocket, RFC 7395): the same c2s machinery as a TCP connection, with ``limits``.
+        The caller feeds it messages and tells it when the transport is gone. From a
+        module on a host, the stream may open only to that host (1.2)."""
+        return self._server.net.open_framed(link, limits,
+                                            None if self.host == "*" else self.host)
+
+    # -- HTTP (1.2) ---------------------------------------------------------------------------
+    def add_http_route(self, method: str, path: str, handler: HttpHandler, *,
+                       base: str | None = None, host_scoped: bool = True,
+                       cors: bool = False) -> HttpRoute:
+        """Serve ``method path`` with ``async def handler(request) -> response`` (aiohttp
+        types) on the server's HTTP ports; removed on unload (1.2).
+
+        ``path`` is relative to the module's base path: the operator's
+        ``http_paths[<module name>]``, else ``base``, else ``"/<module name>"``. A route of
+        a module loaded on a host answers only requests for that host (by ``Host:``),
+        unless ``host_scoped`` is False; a global module's routes answer every host.
+        ``cors`` lets browsers on other origins call it, per the http module's CORS
+        options. Raises ValueError when the path is taken. The ``http`` module serves the
+        routes: depend on it (``module.depends("http")``)."""
+        route = HttpRoute(method.upper(), path, handler, self.name,
+                          base if base is not None else f"/{self.name}",
+                          self.host if host_scoped and self.host != "*" else None, cors)
+        self._undo.append(self._server.http_routes.add(route))
+        return route
+
+    def http_url(self, route: HttpRoute, host: str | None = None) -> str:
+        """The public URL of ``route`` for ``host`` (default: this module's host):
+        ``http_external_url`` when set, else the HTTP server's own address (1.2)."""
+        routes = self._server.http_routes
+        target = host if host is not None else (None if self.host == "*" else self.host)
+        if routes.url_for is None:
+            raise ModuleError("the http module is not loaded")
+        return routes.url_for(target, routes.resolve(route))
+
+    @property
+    def http_routes(self) -> HttpRoutes:
+        """Every module's routes, for the module that serves HTTP (``http``) (1.2)."""
+        return self._server.http_routes
+
+    def alt_connections(self) -> list[AltConnection]:
+        """The connection methods offered as ``altconnect`` services on this host and
+        globally, for host-meta (XEP-0156) (1.2)."""
+        return [p for p in self.providers("altconnect") if isinstance(p, AltConnection)]
 
     @property
     def tls_available(self) -> bool:

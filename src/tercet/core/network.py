@@ -8,7 +8,9 @@ its limits as data and the network layer enforces them.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -39,8 +41,11 @@ class StreamLimits:
 class ListenSpec:
     """One listener a module asks for: which protocol, where, and with which limits.
 
-    ``service`` names the protocol the network layer speaks on the sockets ("c2s" today;
-    "s2s", "component" and "http" as they arrive).
+    ``service`` names the protocol the network layer speaks on the sockets ("c2s",
+    "s2s", "component"). A module that brings its own protocol (the ``http`` module's
+    HTTP server) passes ``factory`` instead, with a service name of its own for status
+    output (1.2): each accepted connection gets ``factory()``, and the network layer only
+    binds, applies TLS (the hosts' certificates, chosen by SNI) and reports failures.
     """
 
     service: str
@@ -48,6 +53,7 @@ class ListenSpec:
     interfaces: tuple[str, ...]
     direct_tls: bool = False
     limits: StreamLimits = StreamLimits()
+    factory: Callable[[], asyncio.BaseProtocol] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,58 @@ class Listening(Protocol):
     def close(self) -> None: ...
 
 
+class MessageLink(Protocol):
+    """A message-framed transport under a client stream (RFC 7395 WebSocket; 1.2): the
+    transport module implements it; ``Network.open_framed`` runs the c2s stream on it.
+
+    Each ``send_message`` is one complete XML element, sent as one transport message.
+    """
+
+    @property
+    def peer(self) -> str:
+        """The client's IP address (after trusted proxies)."""
+        ...
+
+    @property
+    def secure(self) -> bool:
+        """Whether the client's connection is encrypted (TLS here or at a trusted proxy)."""
+        ...
+
+    def send_message(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int:
+        """Bytes handed to ``send_message`` that the client has not taken yet."""
+        ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None:
+        """Close after the messages already handed over are sent."""
+        ...
+
+    def abort(self) -> None:
+        """Close now, dropping what is unsent."""
+        ...
+
+    def extra_info(self, name: str) -> object:
+        """Transport facts by asyncio's names (``ssl_object``), or None."""
+        ...
+
+
+class FramedStream(Protocol):
+    """The client stream ``Network.open_framed`` runs over a ``MessageLink`` (1.2)."""
+
+    def message_received(self, data: bytes) -> None:
+        """One whole message from the client (RFC 7395 §3.3.3: one element)."""
+        ...
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The transport is gone (closed by either side)."""
+        ...
+
+
 class Network(Protocol):
     """Listeners and live connections (tercet.net.NetManager is the real one)."""
 
@@ -102,6 +160,12 @@ class Network(Protocol):
     async def connect(self, spec: ConnectSpec) -> ServerSession:
         """Open an outbound stream; raises PeerUnreachable. The session is returned once
         its stream header is sent; negotiation continues through stream events."""
+        ...
+
+    def open_framed(self, link: MessageLink, limits: StreamLimits,
+                    host: str | None = None) -> FramedStream:
+        """Run a client stream (RFC 7395 framing) over ``link``: the same c2s machinery
+        as a TCP connection, with ``limits``; with ``host``, only for that host (1.2)."""
         ...
 
 

@@ -21,10 +21,10 @@ from tercet.core.certs import certificate_for_host
 from tercet.core.config import ALWAYS_LOADED, Config, ConfigError
 from tercet.core.events import EventBus
 from tercet.core.host import Host
+from tercet.core.http import HttpRoutes
 from tercet.core.logging import setup_logging
 from tercet.core.moduleapi import ModuleError
 from tercet.core.modulemanager import ModuleManager
-from tercet.core.http import HttpRoutes
 from tercet.core.network import Network, TLSProvider
 from tercet.core.permissions import Permissions
 from tercet.core.router import Router

@@ -202,7 +202,7 @@ class C2SSession(Session):
         "conn", "username", "resource", "full_jid", "bare_jid", "authenticated", "bound",
         "priority", "presence", "available", "interested", "directed", "stream_id",
         "lang", "sasl", "auth_failures", "stream_version", "secure_tls", "tls_info",
-        "_filters", "stanzas_in",
+        "_filters", "stanzas_in", "framed",
     )
 
     def __init__(self, host: Host | None, conn: Connection) -> None:
@@ -231,6 +231,9 @@ class C2SSession(Session):
         self._filters: list[tuple[float, SendFilter]] | None = None
         # Stanzas received from the client, counted by the connection (XEP-0198 §4).
         self.stanzas_in = 0
+        # The stream is message-framed (WebSocket, RFC 7395): no STARTTLS on it (§3.8:
+        # TLS belongs to the WebSocket's own connection) (1.2).
+        self.framed = False
 
     @property
     def secure(self) -> bool:

@@ -11,7 +11,7 @@ META = {"summary": "STARTTLS (RFC 6120 §5)", "stage": "stable", "xeps": []}
 def load(module: ModuleApi) -> None:
     def features(event: StreamFeaturesEvent) -> None:
         session = event.session
-        if session.secure or not module.tls_available:
+        if session.secure or session.framed or not module.tls_available:
             return None
         starttls = event.features.tag("starttls", NS_TLS)
         if module.option("c2s_require_encryption"):  # declared by the c2s module
@@ -20,7 +20,7 @@ def load(module: ModuleApi) -> None:
 
     async def starttls(event: StreamElementEvent) -> bool:
         session = event.session
-        if session.secure or not module.tls_available:
+        if session.secure or session.framed or not module.tls_available:
             # RFC 6120 §5.4.2.2: failure, then close the stream.
             session.send_element(Element("failure", NS_TLS))
             session.close()

@@ -326,6 +326,7 @@ class C2SConnection(asyncio.Protocol):
         session.secure_tls = fresh.secure_tls
         session.tls_info = fresh.tls_info
         session.lang = fresh.lang
+        session.framed = fresh.framed
         fresh.closed = True
         self.session = session
 

@@ -8,9 +8,16 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from tercet.core.network import ConnectSpec, ListenSpec, StreamLimits
+from tercet.core.network import (
+    ConnectSpec,
+    FramedStream,
+    ListenSpec,
+    MessageLink,
+    StreamLimits,
+)
 from tercet.net.c2s import C2SConnection
 from tercet.net.component import ComponentConnection
+from tercet.net.framed import FramedC2SConnection
 from tercet.net.s2s import S2SConnection
 from tercet.net.s2s import connect as connect_s2s
 from tercet.net.tls import TLSManager
@@ -84,7 +91,7 @@ class NetManager:
         return {key: list(addrs) for key, addrs in self.bound_addresses.items()}
 
     async def listen(self, spec: ListenSpec) -> Listening:
-        if spec.service not in PROTOCOLS:
+        if spec.service not in PROTOCOLS and spec.factory is None:
             raise ValueError(f"unknown service {spec.service!r}")
         listener = Listener(spec.service, spec.direct_tls, spec.limits)
         key = spec.service + ("/tls" if spec.direct_tls else "")
@@ -92,7 +99,10 @@ class NetManager:
         try:
             for port in spec.ports:
                 for iface in spec.interfaces:
-                    servers.append(await self._open(listener, iface, port))
+                    if spec.factory is not None:
+                        servers.append(await self._open_factory(spec, iface, port))
+                    else:
+                        servers.append(await self._open(listener, iface, port))
         except OSError:
             Listening(self, key, servers).close()
             raise
@@ -111,6 +121,23 @@ class NetManager:
             ssl=ssl_ctx,
             backlog=LISTEN_BACKLOG, reuse_address=True,
             ssl_handshake_timeout=30 if ssl_ctx else None)
+
+    async def _open_factory(self, spec: ListenSpec, iface: str, port: int) -> asyncio.Server:
+        """A socket for a module's own protocol (``ListenSpec.factory``: HTTP)."""
+        assert spec.factory is not None
+        ssl_ctx = self.tls.server_context() if spec.direct_tls else None
+        host = "0.0.0.0" if iface == "*" else iface
+        return await asyncio.get_running_loop().create_server(
+            spec.factory, host, port, ssl=ssl_ctx, backlog=LISTEN_BACKLOG,
+            reuse_address=True, ssl_handshake_timeout=30 if ssl_ctx else None)
+
+    def open_framed(self, link: MessageLink, limits: StreamLimits,
+                    host: str | None = None) -> FramedStream:
+        """A client stream over a message-framed transport (RFC 7395)."""
+        conn = FramedC2SConnection(self.server, Listener("c2s/framed", link.secure, limits),
+                                   self, link, host)
+        conn.start()
+        return conn
 
     async def connect(self, spec: ConnectSpec) -> ServerSession:
         """An outbound stream (``spec.service`` "s2s"); raises PeerUnreachable."""

@@ -168,6 +168,12 @@ class StreamReader:
         p.ExternalEntityRefHandler = self._restricted_ext
         self._parser = p
 
+    @property
+    def between_elements(self) -> bool:
+        """Whether no top-level element is partly parsed (message framing, RFC 7395
+        §3.3.3, checks that each message held whole elements)."""
+        return self._depth <= 1 and not self._stack
+
     # -- input ------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse more bytes; return the complete events. Raises StreamError."""
