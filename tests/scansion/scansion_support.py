@@ -40,6 +40,14 @@ REQUIRED = [
     "keep_full_sub_req", "presence_preapproval", "lastactivity", "uptime", "vcard_temp",
     "server_contact_info", "tombstones", "extdisco", "version",
     "mam_prefs_prep", "mam_extended",
+    # Publish-subscribe (XEP-0060) and PEP (XEP-0163). pep_itemreply and
+    # pep_publish_subscribe are not here: they expect an empty roster to carry ver='1'
+    # and the first push to carry ver='1' too, which would let a client that missed that
+    # push believe it is up to date (RFC 6121 §2.6); Tercet answers ver='0' first.
+    "pubsub_advanced", "pubsub_basic", "pubsub_config", "pubsub_createdelete",
+    "pubsub_max_items", "pubsub_multi_items", "pubsub_preconditions",
+    "pubsub_resend_on_sub", "pep_nickname", "pep_pubsub_max", "bookmarks2",
+    "empty_bookmarks",
 ]
 
 # Prosody module name -> Tercet module name, where they differ.
