@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from tercet.core.config import Config, ConfigError, plugin_path_of
@@ -32,12 +33,19 @@ log = logging.getLogger("tercet.server")
 
 def build_server(config: Config, *, clock: Callable[[], float] = time.time) -> Server:
     """A server wired to the real storage, TLS and network layers, not started yet."""
-    storage = StorageManager(StorageConfig.from_option(config.get("storage")),
-                             config.data_path)
+    storage = StorageManager(storage_config(config), config.data_path)
     tls = TLSManager(min_version=str(config.get("tls_min_version") or "1.2"))
     server = Server(config, storage=storage, tls=tls, clock=clock)
     server.attach_network(NetManager(server, tls))
     return server
+
+
+def storage_config(config: Config) -> StorageConfig:
+    """The ``storage`` option, with the driver settings other options give."""
+    found = StorageConfig.from_option(config.get("storage"))
+    return replace(found, options={
+        **found.options, "sqlite": {**found.options.get("sqlite", {}),
+                                    "synchronous": config.get("sqlite_synchronous")}})
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_port
-from helpers import accepts, until_sync
-
-TERCET = [sys.executable, "-m", "tercet"]
-
-
-def tercet(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TERCET, "-c", str(config), *args], capture_output=True, text=True,
-                          timeout=timeout)
+from helpers import until_sync
+from procsite import TERCET, admin_socket, c2s_port, init_site, tercet, wait_port
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
-    out = subprocess.run([*TERCET, "init", str(tmp_path / "site")], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    config = tmp_path / "site" / "tercet.toml"
-    text = config.read_text()
-    port, tls_port = free_port(), free_port()
-    # Unix socket paths are short; keep the admin socket out of pytest's long tmp path.
-    sock = Path("/tmp") / f"tercet-test-{os.getpid()}-{port}.sock"
-    text = text.replace("c2s_ports = [5222]", f"c2s_ports = [{port}]")
-    text = text.replace("c2s_direct_tls_ports = [5223]", f"c2s_direct_tls_ports = [{tls_port}]")
-    config.write_text(f'admin_socket = "{sock}"\n' + text)
-    (config.parent / "port").write_text(str(port))
+    config = init_site(tmp_path / "site")
     yield config
-    sock.unlink(missing_ok=True)  # a server killed by the test leaves it behind
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    until_sync(lambda: accepts(port), f"port {port} to open", timeout=timeout)
-
-
-def c2s_port(config: Path) -> int:
-    return int((config.parent / "port").read_text())
+    admin_socket(config).unlink(missing_ok=True)  # a server killed by a test leaves it
 
 
 def test_foreground_start_sigterm_closes_sessions_and_exits_0(site: Path) -> None:

@@ -10,6 +10,11 @@ from tercet.module import ClientSession
 
 # Fired on the host when a hibernated session's time is up, before it ends.
 HIBERNATION_TIMEOUT = "smacks-hibernation-timeout"
+# Fired on the host (payload: the ClientSession) when the client asks for an
+# acknowledgement (<r/>), before the <a/> goes out: a module that finishes work for the
+# stanzas received so far in the background (the archive writer) returns an awaitable,
+# so that an acknowledged stanza is also a stored one.
+ACKNOWLEDGE = "smacks-acknowledge"
 
 
 @dataclass

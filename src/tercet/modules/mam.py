@@ -33,6 +33,7 @@ import dataclasses
 import os
 import time
 from collections import OrderedDict, deque
+from collections.abc import Awaitable
 from typing import Any
 
 from tercet.module import (
@@ -71,6 +72,7 @@ from tercet.modules._mamlib import (
     strip_stanza_ids,
 )
 from tercet.modules._rosterlib import RosterService
+from tercet.modules._smlib import ACKNOWLEDGE
 from tercet.protocol.stanza import Element
 
 META = {"summary": "Message Archive Management", "stage": "beta",
@@ -156,6 +158,7 @@ def load(module: ModuleApi) -> None:
     module.hook(f"iq-get/self/{NS_MAM}:prefs", mam.on_prefs_get)
     module.hook(f"iq-set/self/{NS_MAM}:prefs", mam.on_prefs_set)
     module.hook("user-deleted", mam.on_user_deleted)
+    module.hook(ACKNOWLEDGE, mam.on_acknowledge)
     if mam.expires_after is not None:
         module.add_timer(mam.cleanup_interval, mam.cleanup)
 
@@ -325,6 +328,13 @@ class Mam:
                     _, fut = self.waiters.popleft()
                     if not fut.done():
                         fut.set_result(None)
+
+    def on_acknowledge(self, _session: ClientSession) -> Awaitable[None] | None:
+        """A stream management <r/>: what was received so far is acknowledged only once
+        its archive entries are written (a client may then forget it, and a crash must
+        not lose it). Queued writes of all users are waited for: one batch, no order
+        bookkeeping per session; usually nothing is pending and this costs nothing."""
+        return self.flushed() if self.written < self.queued else None
 
     async def flushed(self) -> None:
         """Return once everything queued before this call is in the archive."""

@@ -35,10 +35,11 @@ client did not acknowledge is resent after it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tercet.module import (
@@ -52,7 +53,7 @@ from tercet.module import (
     StreamFeaturesEvent,
 )
 from tercet.modules._sasllib import Bind2Inline, Sasl2Success
-from tercet.modules._smlib import HIBERNATION_TIMEOUT, HibernationTimeout
+from tercet.modules._smlib import ACKNOWLEDGE, HIBERNATION_TIMEOUT, HibernationTimeout
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -199,11 +200,23 @@ class StreamManagement:
         if state.queue:
             self.ask(old, state)
 
-    def request(self, event: StreamElementEvent) -> bool | None:
+    def request(self, event: StreamElementEvent) -> Awaitable[bool] | bool | None:
         state = event.session.data.get(KEY)
         if state is None:
             return None  # unsupported-stanza-type: not enabled
-        event.session.send_element(Element("a", NS_SM, {"h": str(state.handled(event.session))}))
+        pending = self.module.fire(ACKNOWLEDGE, event.session)
+        if inspect.isawaitable(pending):
+            return self._answer_after(event.session, state, pending)
+        return self._answer(event.session, state)
+
+    async def _answer_after(self, session: ClientSession, state: SmState,
+                            pending: Awaitable[Any]) -> bool:
+        await pending  # the stream reads nothing more meanwhile: h is the same number
+        return self._answer(session, state)
+
+    @staticmethod
+    def _answer(session: ClientSession, state: SmState) -> bool:
+        session.send_element(Element("a", NS_SM, {"h": str(state.handled(session))}))
         return True
 
     def answer(self, event: StreamElementEvent) -> bool | None:

@@ -47,6 +47,9 @@ T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], T]
 
 DB_FILENAME = "tercet.sqlite"
+#: The sqlite_synchronous setting -> the PRAGMA. NORMAL with WAL: a commit survives a crash
+#: of the process, and the last ones may be lost to a power cut; FULL: they survive both.
+SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 # Our own bound on operations waiting for the database thread. Each one is awaited by a
 # task, so this only caps bursts (say, a server-wide presence flood of roster loads):
@@ -160,8 +163,9 @@ class SqliteDriver(StorageDriver):
 
     name = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
+        self.synchronous = SYNCHRONOUS[synchronous]
         self._conn: sqlite3.Connection | None = None
         self._open_error: StorageError | None = None
         self._closed = False
@@ -179,7 +183,7 @@ class SqliteDriver(StorageDriver):
             try:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = ON")
                 migrate(conn, self.path)
             except BaseException:
@@ -280,7 +284,11 @@ def create_sqlite_driver(data_path: Path, options: Mapping[str, Any]) -> SqliteD
     if not isinstance(name, str) or not name:
         raise ValueError(
             f"storage option 'file' of driver 'sqlite' must be a file name, not {name!r}")
-    return SqliteDriver(data_path / name)
+    synchronous = options.get("synchronous", "normal")
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"storage option 'synchronous' of driver 'sqlite' must be one of "
+                         f"{', '.join(SYNCHRONOUS)}, not {synchronous!r}")
+    return SqliteDriver(data_path / name, synchronous=synchronous)
 
 
 def _user(user: str | None) -> str:

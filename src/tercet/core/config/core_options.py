@@ -88,6 +88,11 @@ CORE_OPTIONS: tuple[Option[Any], ...] = (
     Option[str | dict[str, Any]]("storage", str | dict[str, Any], "sqlite",
                                  "Storage driver, or a table of store name -> driver.",
                                  validate=_valid_storage),
+    Option("sqlite_synchronous", str, "normal",
+           "When SQLite waits for the disk: \"normal\" (with its write-ahead log, a power "
+           "loss may drop the last transactions, a crash of the server never does) or "
+           "\"full\" (every commit reaches the disk first; slower writes).",
+           choices=("normal", "full"), scope="global"),
     Option[str | dict[str, Any]]("log", str | dict[str, Any], "info",
                                  'Log level, or a table { level = "info", file = "tercet.log" }.',
                                  scope="global", validate=_valid_log),
