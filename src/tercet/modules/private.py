@@ -12,10 +12,20 @@ element, as serialised XML. A get names one fragment; a set may carry several. E
   account cannot grow the store without limit.
 
 Setting an empty element deletes the fragment; getting a missing one echoes the request.
+
+Another module may keep one namespace's fragment elsewhere (``bookmarks`` keeps
+``storage:bookmarks`` in PEP, XEP-0411) by hooking two host events named after the key,
+each with a :class:`PrivateFragment`:
+
+* ``private-get/<ns>:<name>``: return the Element to answer with (None: this module
+  answers from its store);
+* ``private-set/<ns>:<name>``: return True when the handler stored the fragment (this
+  module then drops any copy of its own), a StanzaError to refuse the whole set, or None.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tercet.module import ClientSession, ModuleApi, Option, StanzaEvent
@@ -37,6 +47,15 @@ OPTIONS: list[Option[Any]] = [
 
 def key_of(el: Element) -> str:
     return f"{el.xmlns}:{el.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateFragment:
+    """Payload of ``private-get/<key>`` (``element``: the empty element asked for) and
+    ``private-set/<key>`` (``element``: the fragment being stored)."""
+
+    username: str
+    element: Element
 
 
 class _PrivateStorage:
@@ -65,9 +84,16 @@ class _PrivateStorage:
         return await self.set_(event, username, fragments)
 
     async def get(self, event: StanzaEvent, username: str, wanted: Element) -> bool:
-        text = await self.store.get(username, key_of(wanted))
+        key = key_of(wanted)
+        found = await self.module.fire_async(f"private-get/{key}",
+                                             PrivateFragment(username, wanted))
         reply = event.stanza.reply()
         query = reply.tag("query", NS_PRIVATE)
+        if isinstance(found, Element):
+            query.append(found)
+            event.origin.send(reply)
+            return True
+        text = await self.store.get(username, key)
         found = None
         if isinstance(text, str):
             try:
@@ -81,8 +107,15 @@ class _PrivateStorage:
     async def set_(self, event: StanzaEvent, username: str, fragments: list[Element]) -> bool:
         values: dict[str, str | None] = {}
         for fragment in fragments:
-            # An empty element (no children) deletes, as clients clear data that way.
-            values[key_of(fragment)] = fragment.to_xml(None) if fragment.children else None
+            key = key_of(fragment)
+            taken = await self.module.fire_async(f"private-set/{key}",
+                                                 PrivateFragment(username, fragment))
+            if isinstance(taken, StanzaError):
+                event.origin.send(event.stanza.error_reply(taken))
+                return True
+            # An empty element (no children) deletes, as clients clear data that way; a
+            # fragment another module took is not kept here either.
+            values[key] = fragment.to_xml(None) if fragment.children and not taken else None
         if not await self.within_quota(username, values):
             return _error(event, "policy-violation", "too many private XML fragments")
         await self.store.set_keys(username, values)

@@ -7,6 +7,13 @@ that does not exist gives ``service-unavailable`` (RFC 6121 §8.5.1). Setting an
 vCard is ``forbidden``. A vCard larger than ``vcard_max_size`` bytes once serialised is
 refused with ``not-acceptable``; setting an empty <vCard/> deletes the stored one.
 Handlers of ``vcard-updated`` receive a :class:`VCardUpdated` (e.g. for XEP-0153 hashes).
+
+With ``pep`` loaded, avatars are converted both ways (XEP-0398, tercet.modules._avatars):
+a PHOTO set here is published as an XEP-0084 avatar before the vCard is stored (a PHOTO
+that is not base64 is ``bad-request``; a PEP refusal such as payload-too-big is answered
+and nothing is stored), an avatar published in PEP becomes the PHOTO, and each available
+presence of a local client carries the XEP-0153 hash. Accounts advertise
+``urn:xmpp:pep-vcard-conversion:0``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from tercet.module import ClientSession, ModuleApi, Option, StanzaEvent
+from tercet.modules._avatars import Avatars
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
@@ -48,6 +56,7 @@ class _VCards:
         self.module = module
         self.store = module.open_keyval("vcard")
         self.max_size: int = module.option("vcard_max_size")
+        self.avatars = Avatars(module, self)
 
     async def stored(self, user: str | None) -> Element | None:
         text = await self.store.get(user)
@@ -86,21 +95,26 @@ class _VCards:
         username = _own_account(event)
         if username is None:
             return None
-        if not any(True for _ in card.elements()):
-            await self.store.set(username, None)
-            card = None
-        else:
-            text = card.to_xml(None)
-            if len(text.encode()) > self.max_size:
-                event.origin.send(stanza.error_reply(StanzaError(
-                    "not-acceptable", f"vCard larger than {self.max_size} bytes")))
+        new: Element | None = card if any(True for _ in card.elements()) else None
+        if new is not None and len(new.to_xml(None).encode()) > self.max_size:
+            event.origin.send(stanza.error_reply(StanzaError(
+                "not-acceptable", f"vCard larger than {self.max_size} bytes")))
+            return True
+        # One writer at a time per account: a PEP avatar may be copied in concurrently.
+        async with self.module.lock(username):
+            refusal = await self.avatars.from_vcard(username, new)
+            if refusal is not None:
+                event.origin.send(stanza.error_reply(refusal))
                 return True
-            await self.store.set(username, text)
+            await self.store.set(username, None if new is None else new.to_xml(None))
         event.origin.send(stanza.reply())
-        await self.module.fire_async("vcard-updated", VCardUpdated(username, card))
+        await self.module.fire_async("vcard-updated", VCardUpdated(username, new))
         return True
 
-
+    async def save(self, user: str, card: Element | None) -> None:
+        """Store ``user``'s vCard as another source (a PEP avatar) changed it."""
+        await self.store.set(user, None if card is None else card.to_xml(None))
+        await self.module.fire_async("vcard-updated", VCardUpdated(user, card))
 
 
 def load(module: ModuleApi) -> None:
@@ -110,6 +124,14 @@ def load(module: ModuleApi) -> None:
     module.hook(f"iq-get/host/{NS_VCARD}:vCard", vcards.on_get)
     module.hook(f"iq-set/bare/{NS_VCARD}:vCard", vcards.on_set)
     module.hook(f"iq-set/host/{NS_VCARD}:vCard", _forbidden)
+    avatars = vcards.avatars
+    module.hook("pep-item-published", avatars.on_published)
+    module.hook("pep-item-retracted", avatars.on_retracted)
+    module.hook("account-disco-info", avatars.disco_info)
+    module.hook("resource-bind", avatars.on_bind)
+    # Before the presence module broadcasts or routes it (priorities 100 and 90).
+    for kind in ("bare", "full", "host"):
+        module.hook(f"pre-presence/{kind}", avatars.on_presence, 120)
 
 
 def _forbidden(event: StanzaEvent) -> bool:

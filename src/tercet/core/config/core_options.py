@@ -38,6 +38,9 @@ DEFAULT_MODULES: tuple[str, ...] = (
     # PEP (XEP-0163) on by default, as in Prosody's default config: avatars, bookmarks,
     # OMEMO keys and nicknames live there (docs/pep.md).
     "pep",
+    # On top of PEP: bookmarks (XEP-0402, converted for XEP-0048 clients) because every
+    # client needs them, and vCard4 (XEP-0292) as in Prosody's default config.
+    "bookmarks", "vcard4",
 )
 
 _STORAGE_DRIVERS = ("sqlite", "memory", "postgresql")
