@@ -72,6 +72,15 @@ def test_daemon_status_module_commands_reload_stop(site: Path) -> None:
         log = site.parent / "data" / "tercet.log"
         assert tercet(site, "reload").returncode == 0
         until_sync(lambda: "configuration reloaded" in log.read_text(), "the reload")
+        # What a reload applies, and what it cannot, as the operator sees it.
+        site.write_text(site.read_text().replace(
+            "allow_registration = false", 'allow_registration = true\nname = "Renamed"')
+            .replace("c2s_interfaces = [", 'c2s_interfaces = ["127.0.0.2", '))
+        done = tercet(site, "reload")
+        assert done.returncode == 0, done.stderr
+        assert "reloaded: disco@localhost (name)" in done.stdout, done.stdout
+        assert "reloaded: register@localhost (allow_registration)" in done.stdout
+        assert "needs a restart: c2s_interfaces" in done.stdout
         assert tercet(site, "status").returncode == 0
     finally:
         stopped = tercet(site, "stop")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from tercet.cli.adminclient import AdminClient, AdminError, AdminUnavailable
 from tercet.core.config import Config, ConfigError
 from tercet.files import private_file
 
@@ -125,13 +126,41 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
 @click.pass_context
-def reload(ctx: click.Context) -> None:
-    """Re-read the configuration and reopen log files (SIGHUP)."""
+def reload(ctx: click.Context, as_json: bool) -> None:
+    """Re-read the configuration, reopen log files and apply what changed: modules whose
+    options changed are reloaded, modules_enabled is followed, and options that need a
+    restart are listed. Uses the admin socket; without it, sends SIGHUP."""
     config = load_config(ctx)
+    sock = config.resolve_path("admin_socket")
+    try:
+        report = AdminClient(str(sock), timeout=60).call("server.reload")
+    except AdminUnavailable:
+        report = None
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+    if report is None:
+        _signal_reload(config)
+        return
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, title in (("reloaded", "reloaded"), ("loaded", "loaded"),
+                       ("unloaded", "unloaded"), ("failed", "FAILED"),
+                       ("restart_needed", "needs a restart")):
+        for item in report.get(key, []):
+            click.echo(f"{title}: {item}")
+    if not any(report.values()):
+        click.echo("configuration reloaded; nothing changed")
+    if report.get("failed"):
+        sys.exit(1)
+
+
+def _signal_reload(config: Config) -> None:
     pid = read_pid(config)
     if pid is None:
         click.echo("not running")
         sys.exit(1)
     os.kill(pid, signal.SIGHUP)
-    click.echo(f"reload signal sent to pid {pid}")
+    click.echo(f"reload signal sent to pid {pid} (the server log says what changed)")

@@ -22,6 +22,7 @@ def register(server: Server) -> None:
     commands = {
         "help": lambda req: help_(server),
         "server.status": lambda req: status(server),
+        "server.reload": lambda req: server_reload(server),
         "module.list": lambda req: module_list(server, req),
         "module.load": lambda req: module_load(server, req),
         "module.unload": lambda req: module_unload(server, req),
@@ -45,6 +46,15 @@ def status(server: Server) -> dict[str, Any]:
             "uptime": server.clock() - server.started, "hosts": list(server.hosts),
             "sessions": sessions,
             "listeners": server.net.bound()}
+
+
+async def server_reload(server: Server) -> dict[str, list[str]]:
+    """Re-read the configuration file and apply it (tercet.core.reload)."""
+    report = await server.reload()
+    if report is None:
+        raise AdminCommandError("the configuration file has errors (the server log and "
+                                "`tercet check` say which); nothing was changed")
+    return report.to_dict()
 
 
 def module_list(server: Server, req: AdminRequest) -> list[dict[str, Any]]:

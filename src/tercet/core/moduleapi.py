@@ -77,6 +77,9 @@ class ModuleApi:
         self.dependencies: list[str] = []
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._locks: KeyedLocks | None = None
+        #: Every option this module has read: `tercet reload` reloads the module when the
+        #: configuration file changes one of them (so values read at load are applied).
+        self.options_read: set[str] = set()
 
     # -- events (0.1) -----------------------------------------------------------------
     @property
@@ -232,7 +235,9 @@ class ModuleApi:
 
     def _declaration(self, name: str | Option[Any]) -> Option[Any]:
         if isinstance(name, Option):
+            self.options_read.add(name.name)
             return name
+        self.options_read.add(name)  # a reload that changes it reloads this module
         found = self._declared_options.get(name) or self._server.config.schema.get(name)
         if found is None:
             raise ModuleError(

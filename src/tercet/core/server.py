@@ -17,6 +17,7 @@ from typing import Any
 
 from tercet import SOFTWARE_NAME, __version__
 from tercet.core import admin_commands
+from tercet.core import reload as config_reload
 from tercet.core.certs import certificate_for_host
 from tercet.core.config import ALWAYS_LOADED, Config, ConfigError
 from tercet.core.events import EventBus
@@ -27,6 +28,7 @@ from tercet.core.moduleapi import ModuleError
 from tercet.core.modulemanager import ModuleManager
 from tercet.core.network import Network, TLSProvider
 from tercet.core.permissions import Permissions
+from tercet.core.reload import ReloadReport
 from tercet.core.router import Router
 from tercet.core.session import C2SSession
 from tercet.files import private_dir
@@ -161,18 +163,25 @@ class Server:
         await self.storage.close()
         self.stopping.set()
 
-    async def reload(self) -> None:
-        """SIGHUP: re-read the configuration file and reopen log files."""
+    async def reload(self) -> ReloadReport | None:
+        """SIGHUP / ``tercet reload``: re-read the configuration file, reopen log files and
+        apply what changed (tercet.core.reload); None when the file has errors (the
+        running configuration stays)."""
         try:
             new = Config.load(self.config.path)
         except ConfigError as exc:
             log.error("configuration not reloaded: %s", exc)
-            return
+            return None
+        old = self.config
+        kept = new.keep_running(old)
         self.config = new
         settings = new.logging()
         setup_logging(settings.level, settings.file)
+        report = await config_reload.apply(self, old, new)
+        report.restart_needed[:0] = kept
         self.events.fire("config-reloaded", self)
-        log.info("configuration reloaded from %s", new.path)
+        log.info("configuration reloaded from %s: %s", new.path, report.summary())
+        return report
 
     # -- sessions -------------------------------------------------------------------------
     def session_closed(self, session: C2SSession, *, lost: bool = False) -> None:

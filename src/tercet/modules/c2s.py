@@ -13,7 +13,8 @@ META = {"summary": "Client connections (RFC 6120)", "stage": "stable",
 
 def _ports(name: str, default: list[int], doc: str, cite: str) -> Option[list[int]]:
     # Port 0 lets the OS choose (used by tests).
-    return Option(name, list[int], default, doc, min=0, max=65535, scope="global", cite=cite)
+    return Option(name, list[int], default, doc, min=0, max=65535, scope="global", cite=cite,
+                  restart=True)
 
 
 OPTIONS: list[Option[Any]] = [
@@ -21,7 +22,7 @@ OPTIONS: list[Option[Any]] = [
     _ports("c2s_direct_tls_ports", [5223], "Client ports with direct TLS (XEP-0368).", ""),
     Option("c2s_interfaces", list[str], ["127.0.0.1", "::1"],
            'Addresses client ports listen on; "*" = all IPv4, "::" = all IPv6.',
-           scope="global", validate=valid_interfaces),
+           scope="global", validate=valid_interfaces, restart=True),
     Option("c2s_require_encryption", bool, True, "Refuse clients that do not use TLS.",
            cite="RFC 6120 §5.3.1"),
     Option("c2s_stanza_size_limit", int, 262144, "Largest client stanza in bytes.",

@@ -34,11 +34,11 @@ def _loopback_only(value: list[str]) -> list[Invalid]:
 
 PORTS = Option("component_ports", list[int], [5347],
                "Ports external components connect to (port 0: the OS chooses).",
-               min=0, max=65535, scope="global", cite="XEP-0114 §3")
+               min=0, max=65535, scope="global", cite="XEP-0114 §3", restart=True)
 INTERFACES = Option("component_interfaces", list[str], ["127.0.0.1", "::1"],
                     "Addresses component ports listen on; loopback, as the streams are "
                     "not encrypted.", scope="global", validate=_loopback_only,
-                    cite="XEP-0114 §5")
+                    cite="XEP-0114 §5", restart=True)
 STANZA_SIZE = Option("component_stanza_size_limit", int, 262144,
                      "Largest stanza from a component in bytes, counted while parsing.",
                      min=10000, max=16 * 1024 * 1024, scope="global", cite="RFC 6120 §13.12")

@@ -49,17 +49,18 @@ def _valid_base_url(value: str) -> list[Invalid]:
 
 def _ports(name: str, default: list[int], doc: str) -> Option[list[int]]:
     # Port 0 lets the OS choose (used by tests).
-    return Option(name, list[int], default, doc, min=0, max=65535, scope="global")
+    return Option(name, list[int], default, doc, min=0, max=65535, scope="global",
+                  restart=True)
 
 
 HTTP_PORTS = _ports("http_ports", [5280], "Plain HTTP ports.")
 HTTPS_PORTS = _ports("https_ports", [5281], "HTTPS ports (the hosts' certificates, by SNI).")
 HTTP_INTERFACES = Option("http_interfaces", list[str], LOOPBACK,
                          'Addresses the HTTP ports listen on; "*" = all IPv4, "::" = all IPv6.',
-                         scope="global", validate=valid_interfaces)
+                         scope="global", validate=valid_interfaces, restart=True)
 HTTPS_INTERFACES = Option("https_interfaces", list[str], LOOPBACK,
                           "Addresses the HTTPS ports listen on.", scope="global",
-                          validate=valid_interfaces)
+                          validate=valid_interfaces, restart=True)
 EXTERNAL_URL = Option("http_external_url", str, "",
                       "The public base URL of this host's HTTP services, as clients reach "
                       'them (behind a proxy: "https://example.org/"); empty: this server\'s '

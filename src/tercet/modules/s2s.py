@@ -53,7 +53,8 @@ def _valid_nameservers(value: list[str]) -> list[Invalid]:
 
 
 def _ports(name: str, default: list[int], doc: str, cite: str) -> Option[list[int]]:
-    return Option(name, list[int], default, doc, min=0, max=65535, scope="global", cite=cite)
+    return Option(name, list[int], default, doc, min=0, max=65535, scope="global", cite=cite,
+                  restart=True)
 
 
 REQUIRE_ENCRYPTION = Option("s2s_require_encryption", bool, True,
@@ -64,7 +65,7 @@ OPTIONS: list[Option[Any]] = [
     _ports("s2s_direct_tls_ports", [], "Server ports with direct TLS.", "XEP-0368"),
     Option("s2s_interfaces", list[str], ["127.0.0.1", "::1"],
            'Addresses server ports listen on; "*" = all IPv4, "::" = all IPv6.',
-           scope="global", validate=valid_interfaces),
+           scope="global", validate=valid_interfaces, restart=True),
     Option("s2s_timeout", int, 900,
            "Seconds a server stream (either direction) stays open without traffic.",
            min=1, max=86400, scope="global"),

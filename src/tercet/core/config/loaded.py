@@ -6,7 +6,7 @@ import copy
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,6 +100,37 @@ class Config:
                 self._scopes[scope.name] = scope
         #: Warnings found while loading.
         self.problems: list[ConfigProblem] = list(problems)
+
+    # reload -----------------------------------------------------------------------------
+
+    def keep_running(self, running: Config) -> list[str]:
+        """Where this (newly read) file changes an option declared ``restart=True``, keep
+        the value ``running`` uses, so the server's view matches what it does; returns the
+        names of those options (they apply at the next start)."""
+        kept = []
+        for option in self.schema:
+            if option.restart and self._differs(running, option.name):
+                self._take(running, option.name)
+                kept.append(option.name)
+        return kept
+
+    def _differs(self, other: Config, name: str) -> bool:
+        hosts = set(self._scopes) | set(other._scopes)
+        return any(self.get(name, host) != other.get(name, host) for host in [None, *hosts])
+
+    def _take(self, other: Config, name: str) -> None:
+        if name in other._global:
+            self._global[name] = other._global[name]
+        else:
+            self._global.pop(name, None)
+        for host, scope in list(self._scopes.items()):
+            settings = dict(scope.settings)
+            theirs = other._scopes.get(host)
+            if theirs is not None and name in theirs.settings:
+                settings[name] = theirs.settings[name]
+            else:
+                settings.pop(name, None)
+            self._scopes[host] = replace(scope, settings=settings)
 
     # construction ----------------------------------------------------------------------
 

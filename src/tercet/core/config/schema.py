@@ -233,6 +233,8 @@ class Option(Generic[T]):
     against the config file's directory ("config") or ``data_path`` ("data"). Bounds and
     ``choices`` apply to each item of a list; ``validate`` checks what they cannot.
     ``owner`` is filled in when declarations are collected; a module leaves it empty.
+    ``restart=True`` marks an option that a reload cannot apply (listening addresses, the
+    data directory): ``tercet reload`` keeps the running value and says a restart is due.
     """
 
     name: str
@@ -249,6 +251,7 @@ class Option(Generic[T]):
     validate: Validator | None = field(default=None, compare=False)
     cite: str = ""
     owner: str = ""
+    restart: bool = False
 
     def check(self, key: str, value: Any) -> list[Invalid]:
         """What is wrong with ``value`` for this option (written as ``key``)."""
