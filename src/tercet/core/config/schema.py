@@ -321,7 +321,8 @@ def _table(options: Iterable[Option[Any]]) -> str:
         kind = describe_type(opt.type)
         if opt.choices:
             kind = "one of " + ", ".join(f"`{toml_repr(c)}`" for c in opt.choices)
-        notes = "; ".join(n for n in (_bounds_text(opt), opt.cite) if n)
+        notes = "; ".join(n for n in (_bounds_text(opt), opt.cite,
+                                      "a restart applies it" if opt.restart else "") if n)
         doc = opt.doc + (f" ({notes})" if notes else "")
         default = opt.default_text().replace("|", "\\|")
         rows.append(f"| `{opt.name}` | {kind} | `{default}` | {opt.scope} | {doc} |")
