@@ -418,16 +418,16 @@ def test_option_typed_getter(tmp_path: Path) -> None:
 
 
 def test_declared_option_validates_and_documents() -> None:
-    rooms = Option("muc_max_rooms", int, 100, "Rooms per service.", min=1,
+    rooms = Option("muc_max_widgets", int, 100, "Rooms per service.", min=1,
                    cite="XEP-0045 §10.1", owner="muc")
     schema = core_schema().extended([rooms])
-    text = '[virtualhosts."a.example"]\nmuc_max_rooms = 0\n'
+    text = '[virtualhosts."a.example"]\nmuc_max_widgets = 0\n'
     assert Config.from_text(text).check() != []        # nobody declares it: a warning
-    with pytest.raises(ConfigError, match="muc_max_rooms"):
+    with pytest.raises(ConfigError, match="muc_max_widgets"):
         Config.from_text(text, schema=schema)
     assert "## Module `muc`" in schema.to_markdown()
     assert "Rooms per service. (min 1; XEP-0045 §10.1) |" in schema.to_markdown()
-    assert "muc_max_rooms" not in core_schema()
+    assert "muc_max_widgets" not in core_schema()
 
 
 def test_bound_violation_names_file_key_and_fix(tmp_path: Path) -> None:

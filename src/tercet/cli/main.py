@@ -469,6 +469,7 @@ def _attach_commands() -> None:
     from tercet.cli import (
         check_cmds,
         module_cmds,
+        muc_cmds,
         plugin_cmds,
         pubsub_cmds,
         s2s_cmds,
@@ -481,7 +482,7 @@ def _attach_commands() -> None:
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
                     server_cmds.reload, user_cmds.user, module_cmds.module,
-                    plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s,
+                    plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s, muc_cmds.muc,
                     pubsub_cmds.pubsub):
         cli.add_command(command)
 
