@@ -28,11 +28,9 @@ cached per user (bounded LRU), updated when set through this module.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import os
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Any
 
@@ -71,6 +69,14 @@ from tercet.modules._mamlib import (
     stamp,
     strip_stanza_ids,
 )
+from tercet.modules._mamstore import (
+    ARCHIVE_QUEUE_MAX,
+    CLEANUP_CONTINUE,
+    WRITE_BATCH,
+    ArchiveWriter,
+    expire,
+    query_page,
+)
 from tercet.modules._rosterlib import RosterService
 from tercet.modules._smlib import ACKNOWLEDGE
 from tercet.protocol.stanza import Element
@@ -83,18 +89,6 @@ META = {"summary": "Message Archive Management", "stage": "beta",
 INCOMING_PRIORITY = 1
 # pre-message: after every policy module, which may still refuse the message.
 OUTGOING_PRIORITY = -10
-# Expiry deletes at most this many items per store call, and at most CLEANUP_BATCHES
-# calls per run, then comes back after CLEANUP_CONTINUE seconds: a large backlog never
-# holds the storage for long.
-CLEANUP_BATCH = 500
-CLEANUP_BATCHES = 100
-CLEANUP_CONTINUE = 1.0
-# Archive appends waiting for the writer task. A bound on what a burst of messages can
-# make the server hold in memory (RFC 6120 §13.12, denial of service): beyond it, the
-# handler awaits its own write, as without the queue, pausing that sender's stream.
-ARCHIVE_QUEUE_MAX = 4096
-# Most queued appends the writer hands to the store in one call (one transaction).
-WRITE_BATCH = 256
 # Users whose stored preferences are kept in memory (least recently used dropped first).
 PREFS_CACHE_MAX = 1000
 _MISSING = object()
@@ -221,15 +215,10 @@ class Mam:
         # Stored preferences (the raw JSON value, None for none) of recent users.
         self.prefs_cache: OrderedDict[str, Any] = OrderedDict()
         self.prefs_generation = 0  # bumped on every set: a read racing it is not cached
-        # The writer: appends in arrival order; queued/written count them, waiters are
-        # (queued count to reach, future) in increasing order.
-        self.queue: asyncio.Queue[tuple[str, Element, float, str, str]] = asyncio.Queue(
-            ARCHIVE_QUEUE_MAX)
-        self.queued = 0
-        self.written = 0
-        self.blocked = 0  # handlers waiting for room in the queue
-        self.waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self.writer: asyncio.Task[None] | None = None
+        self.writer = ArchiveWriter(module, self.store, "message", max_queue=ARCHIVE_QUEUE_MAX,
+                                    batch=WRITE_BATCH)
+        self.flushed = self.writer.flushed
+        self.drain = self.writer.drain
 
     # -- archiving -------------------------------------------------------------------------
 
@@ -284,80 +273,24 @@ class Mam:
             self.module.log.exception("could not archive a message of %s", username)
             return None
         key = new_key()
-        item = (username, stanza, self.module.now(), with_jid, key)
-        if self.blocked or self.queue.full():
-            # Full: wait for room (behind anyone already waiting, so arrival order holds),
-            # then for this very write: bounded memory, and the sender's stream waits as it
-            # did before the queue.
-            self.blocked += 1
-            try:
-                await self.queue.put(item)
-            finally:
-                self.blocked -= 1
-            self.queued += 1
-            self.start_writer()
-            await self.flushed()
-            return key
-        self.queue.put_nowait(item)
-        self.queued += 1
-        self.start_writer()
+        waiting = self.writer.add(ArchiveAppend(username, stanza, self.module.now(),
+                                                with_jid, key))
+        if waiting is not None:
+            await waiting  # the queue was full: the sender's stream waits for its write
         return key
-
-    def start_writer(self) -> None:
-        """Run the writer task unless it runs already (it ends when the queue is empty)."""
-        if self.writer is None or self.writer.done():
-            self.writer = self.module.spawn(self.write_loop())
-
-    async def write_loop(self) -> None:
-        """The writer task: appends what is queued, in arrival order, up to
-        WRITE_BATCH items per store call (one transaction), until the queue is empty."""
-        while not self.queue.empty():
-            batch: list[ArchiveAppend] = []
-            while not self.queue.empty() and len(batch) < WRITE_BATCH:
-                batch.append(ArchiveAppend(*self.queue.get_nowait()))
-            try:
-                await self.store.append_many(batch)
-            except StorageError:
-                self.module.log.exception("could not archive %d message(s)", len(batch))
-            except Exception:
-                self.module.log.exception("archive writer failed on %d message(s)",
-                                          len(batch))
-            finally:
-                self.written += len(batch)
-                while self.waiters and self.waiters[0][0] <= self.written:
-                    _, fut = self.waiters.popleft()
-                    if not fut.done():
-                        fut.set_result(None)
 
     def on_acknowledge(self, _session: ClientSession) -> Awaitable[None] | None:
         """A stream management <r/>: what was received so far is acknowledged only once
         its archive entries are written (a client may then forget it, and a crash must
         not lose it). Queued writes of all users are waited for: one batch, no order
         bookkeeping per session; usually nothing is pending and this costs nothing."""
-        return self.flushed() if self.written < self.queued else None
-
-    async def flushed(self) -> None:
-        """Return once everything queued before this call is in the archive."""
-        target = self.queued
-        if self.written >= target:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append((target, fut))
-        await fut
-
-    async def drain(self) -> None:
-        """Write everything queued (unload, shutdown)."""
-        while self.written < self.queued or self.blocked or not self.queue.empty():
-            if not self.queue.empty():
-                self.start_writer()
-            await self.flushed()
-            await asyncio.sleep(0)  # handlers that were waiting for room queue now
+        return self.writer.flushed() if self.writer.pending else None
 
     async def on_user_deleted(self, event: UserDeleted) -> None:
         """Storage was purged: writes still queued for the user must not bring it back."""
         self.prefs_generation += 1
         self.prefs_cache.pop(event.username, None)
-        if self.written < self.queued:
+        if self.writer.pending:
             await self.flushed()
             try:
                 await self.store.delete_user(event.username)
@@ -456,45 +389,7 @@ class Mam:
                 with_jid = str(self.module.parse_jid(q.with_jid))
             except InvalidJID:
                 raise QueryError("jid-malformed", "the with field is not a JID") from None
-        if q.start is not None and q.end is not None and q.start > q.end:
-            raise QueryError("bad-request", "start is after end")
-        # The result set: the form's filters (before-id/after-id are bounds of the set).
-        whole = ArchiveQuery(start=q.start, end=q.end, with_jid=with_jid, ids=q.ids,
-                             after=q.after_id, before=q.before_id)
-        backwards = q.before is not None
-        if backwards:  # the page ending just before <before/> ("": the last page)
-            page_q = dataclasses.replace(whole, before=q.before or q.before_id,
-                                         after=q.after or q.after_id, reverse=True)
-        else:
-            page_q = dataclasses.replace(whole, after=q.after or q.after_id)
-        items, more = await self.page(username, page_q, limit)
-        if backwards:
-            items.reverse()
-        keys = [i.key for i in items]
-        # What is known without counting (Page): a page from the start of the set begins
-        # at index 0, and one from an end of the set with nothing beyond it is the set.
-        at_edge = not q.before if backwards else q.after is None
-        count = len(items) if at_edge and not more else None
-        index = 0 if (not more if backwards else q.after is None) else None
-        if limit == 0:  # XEP-0059 §2.7: the client asks for the count alone
-            count = await self.store.count(username, whole)
-        return items, Page(keys, index, count, complete=not more)
-
-    async def page(self, username: str, q: ArchiveQuery,
-                   limit: int) -> tuple[list[ArchiveItem], bool]:
-        """Up to ``limit`` items of ``q`` in its direction, and whether more follow them:
-        one more item is fetched to tell (XEP-0313 §4.3 ``complete``), never a count."""
-        got = await self.store.find(username, dataclasses.replace(q, limit=limit + 1))
-        if len(got) > limit:
-            return got[:limit], True
-        if len(got) < limit or limit < MAX_ARCHIVE_PAGE:
-            return got, False
-        # limit + 1 was clamped to the store's page bound: look one item further.
-        last = got[-1].key
-        probe = (dataclasses.replace(q, limit=1, before=last) if q.reverse
-                 else dataclasses.replace(q, limit=1, after=last))
-        beyond = await self.store.find(username, probe)
-        return got, bool(beyond)
+        return await query_page(self.store, username, q, limit, with_jid)
 
     async def on_form(self, event: StanzaEvent) -> bool | None:
         if self.owner(event) is None:
@@ -566,30 +461,15 @@ class Mam:
     # -- expiry ------------------------------------------------------------------------------
 
     async def cleanup(self) -> float:
-        """Delete items older than archive_expires_after, CLEANUP_BATCH at a time."""
+        """Delete items older than archive_expires_after, in bounded batches."""
         if self.expires_after is None:
             return self.cleanup_interval
-        cutoff = self.module.now() - self.expires_after
-        batches = deleted = 0
         try:
-            for user in await self.store.users():
-                while True:
-                    old = await self.store.find(user, ArchiveQuery(end=cutoff,
-                                                                   limit=CLEANUP_BATCH))
-                    if not old:
-                        break
-                    deleted += await self.store.delete(user, ArchiveQuery(
-                        end=cutoff, ids=[i.key for i in old]))
-                    batches += 1
-                    if batches >= CLEANUP_BATCHES:
-                        self.module.log.info("expired %d archived messages; more to do",
-                                             deleted)
-                        return CLEANUP_CONTINUE
-                    if len(old) < CLEANUP_BATCH:
-                        break
-                    await asyncio.sleep(0)  # let stanzas through between batches
+            deleted, done = await expire(self.store, self.module.now() - self.expires_after)
         except StorageError:
             self.module.log.exception("archive expiry failed")
+            return self.cleanup_interval
         if deleted:
-            self.module.log.info("expired %d archived messages", deleted)
-        return self.cleanup_interval
+            self.module.log.info("expired %d archived messages%s", deleted,
+                                 "" if done else "; more to do")
+        return self.cleanup_interval if done else CLEANUP_CONTINUE

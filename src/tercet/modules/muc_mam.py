@@ -28,8 +28,6 @@ the stanza-id is fixed before the broadcast, queries wait until earlier writes a
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -37,7 +35,6 @@ from typing import Any, cast
 
 from tercet.module import (
     JID,
-    MAX_ARCHIVE_PAGE,
     ArchiveAppend,
     ArchiveItem,
     ArchiveKeyNotFound,
@@ -64,6 +61,15 @@ from tercet.modules._mamlib import (
     result_message,
     stamp,
     strip_stanza_ids,
+)
+from tercet.modules._mamstore import (
+    ARCHIVE_QUEUE_MAX,
+    CLEANUP_BATCH,
+    CLEANUP_CONTINUE,
+    WRITE_BATCH,
+    ArchiveWriter,
+    expire,
+    query_page,
 )
 from tercet.modules._muc.api import (
     EV_BROADCAST_MESSAGE,
@@ -107,15 +113,6 @@ META = {"summary": "Message Archive Management for MUC rooms", "stage": "beta",
 BROADCAST_PRIORITY = -10
 STORE = "muc_log"  # Prosody's store name for room archives
 FIELD_ARCHIVING = "muc#roomconfig_enablearchiving"
-# Expiry and trimming delete at most CLEANUP_BATCH items per store call and at most
-# CLEANUP_BATCHES calls per run, then continue after CLEANUP_CONTINUE seconds.
-CLEANUP_BATCH = 500
-CLEANUP_BATCHES = 100
-CLEANUP_CONTINUE = 1.0
-# Appends waiting for the writer task (RFC 6120 §13.12: a burst of groupchat must not
-# grow memory without bound); beyond it, the room's broadcast waits for its own write.
-ARCHIVE_QUEUE_MAX = 4096
-WRITE_BATCH = 256  # most appends handed to the store in one call (one transaction)
 
 
 def _expiry_ok(value: Any) -> list[Invalid]:
@@ -204,12 +201,11 @@ class RoomArchive:
         self.max_items = module.option(MAX_ITEMS)
         self.max_results = int(module.option(MAX_RESULTS_OPTION))
         self.store = module.open_archive(STORE)
-        self.queue: asyncio.Queue[ArchiveAppend] = asyncio.Queue(ARCHIVE_QUEUE_MAX)
-        self.queued = 0
-        self.written = 0
-        self.blocked = 0
-        self.waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.writer: asyncio.Task[None] | None = None
+        self.writer = ArchiveWriter(module, self.store, "room message",
+                                    max_queue=ARCHIVE_QUEUE_MAX, batch=WRITE_BATCH,
+                                    after_batch=self.trim_written)
+        self.flushed = self.writer.flushed
+        self.drain = self.writer.drain
 
     @property
     def service(self) -> MucService:
@@ -241,71 +237,10 @@ class RoomArchive:
         add_stanza_id(stanza, key, by)
         item = ArchiveAppend(room.jid.node, stored, self.module.now(),
                              str(event.occupant.jid), key)
-        if self.blocked or self.queue.full():
-            return self.enqueue_waiting(item)
-        self.queue.put_nowait(item)
-        self.queued += 1
-        self.start_writer()
-        return None
+        return self.writer.add(item)
 
-    async def enqueue_waiting(self, item: ArchiveAppend) -> None:
-        """The queue is full: wait for room (behind earlier waiters) and for this write."""
-        self.blocked += 1
-        try:
-            await self.queue.put(item)
-        finally:
-            self.blocked -= 1
-        self.queued += 1
-        self.start_writer()
-        await self.flushed()
-
-    def start_writer(self) -> None:
-        if self.writer is None or self.writer.done():
-            self.writer = self.module.spawn(self.write_loop())
-
-    async def write_loop(self) -> None:
-        """Append what is queued in arrival order, WRITE_BATCH per store call; then trim
-        the rooms written to down to muc_log_max_items."""
-        while not self.queue.empty():
-            batch: list[ArchiveAppend] = []
-            while not self.queue.empty() and len(batch) < WRITE_BATCH:
-                batch.append(self.queue.get_nowait())
-            try:
-                await self.store.append_many(batch)
-                await self.trim({item.user for item in batch})
-            except StorageError:
-                self.module.log.exception("could not archive %d room message(s)", len(batch))
-            except Exception:
-                self.module.log.exception("room archive writer failed")
-            finally:
-                self.written += len(batch)
-                self.wake_waiters()
-
-    def wake_waiters(self) -> None:
-        still = []
-        for target, fut in self.waiters:
-            if target <= self.written:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                still.append((target, fut))
-        self.waiters = still
-
-    async def flushed(self) -> None:
-        """Return once everything queued before this call is in the archive."""
-        target = self.queued
-        if self.written >= target:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append((target, fut))
-        await fut
-
-    async def drain(self) -> None:
-        while self.written < self.queued or self.blocked or not self.queue.empty():
-            if not self.queue.empty():
-                self.start_writer()
-            await self.flushed()
-            await asyncio.sleep(0)
+    async def trim_written(self, batch: list[ArchiveAppend]) -> None:
+        await self.trim({item.user for item in batch})
 
     async def trim(self, rooms: set[str]) -> None:
         """Delete the oldest messages of rooms over muc_log_max_items."""
@@ -414,45 +349,16 @@ class RoomArchive:
         with_jid, possible = self.with_filter(room, q.with_jid)
         if q.start is not None and q.end is not None and q.start > q.end:
             raise QueryError("bad-request", "start is after end")
-        whole = ArchiveQuery(start=q.start, end=q.end, with_jid=with_jid, ids=q.ids,
-                             after=q.after_id, before=q.before_id)
         if not possible:
             await self.check_keys(node, q)
             return [], Page([], None, 0, complete=True)
-        backwards = q.before is not None
-        if backwards:  # the page ending just before <before/> ("": the last page)
-            page_q = dataclasses.replace(whole, before=q.before or q.before_id,
-                                         after=q.after or q.after_id, reverse=True)
-        else:
-            page_q = dataclasses.replace(whole, after=q.after or q.after_id)
-        items, more = await self.page(node, page_q, limit)
-        if backwards:
-            items.reverse()
-        at_edge = not q.before if backwards else q.after is None
-        count = len(items) if at_edge and not more else None
-        index = 0 if (not more if backwards else q.after is None) else None
-        if limit == 0:  # XEP-0059 §2.7: the count alone
-            count = await self.store.count(node, whole)
-        return items, Page([i.key for i in items], index, count, complete=not more)
+        return await query_page(self.store, node, q, limit, with_jid)
 
     async def check_keys(self, node: str, q: MamQuery) -> None:
         """Unknown ids are item-not-found even when nothing else can match (§5.1.2)."""
         for key in (q.after_id, q.before_id, q.after, q.before or None):
             if key:
                 await self.store.find(node, ArchiveQuery(after=key, limit=1))
-
-    async def page(self, node: str, q: ArchiveQuery,
-                   limit: int) -> tuple[list[ArchiveItem], bool]:
-        """Up to ``limit`` items and whether more follow (one item more is fetched)."""
-        got = await self.store.find(node, dataclasses.replace(q, limit=limit + 1))
-        if len(got) > limit:
-            return got[:limit], True
-        if len(got) < limit or limit < MAX_ARCHIVE_PAGE:
-            return got, False
-        beyond_q = (dataclasses.replace(q, limit=1, before=got[-1].key) if q.reverse
-                    else dataclasses.replace(q, limit=1, after=got[-1].key))
-        beyond = await self.store.find(node, beyond_q)
-        return got, bool(beyond)
 
     async def on_form(self, event: StanzaEvent) -> bool | None:
         try:
@@ -605,29 +511,15 @@ class RoomArchive:
     # -- expiry ------------------------------------------------------------------------------
 
     async def cleanup(self) -> float:
-        """Delete messages older than muc_log_expires_after, CLEANUP_BATCH at a time."""
+        """Delete messages older than muc_log_expires_after, in bounded batches."""
         if self.expires_after is None:
             return self.cleanup_interval
-        cutoff = self.module.now() - self.expires_after
-        batches = deleted = 0
         try:
-            for node in await self.store.users():
-                while True:
-                    old = await self.store.find(node, ArchiveQuery(end=cutoff,
-                                                                   limit=CLEANUP_BATCH))
-                    if not old:
-                        break
-                    deleted += await self.store.delete(node, ArchiveQuery(
-                        end=cutoff, ids=[i.key for i in old]))
-                    batches += 1
-                    if batches >= CLEANUP_BATCHES:
-                        self.module.log.info("expired %d room messages; more to do", deleted)
-                        return CLEANUP_CONTINUE
-                    if len(old) < CLEANUP_BATCH:
-                        break
-                    await asyncio.sleep(0)  # let stanzas through between batches
+            deleted, done = await expire(self.store, self.module.now() - self.expires_after)
         except StorageError:
             self.module.log.exception("room archive expiry failed")
+            return self.cleanup_interval
         if deleted:
-            self.module.log.info("expired %d room messages", deleted)
-        return self.cleanup_interval
+            self.module.log.info("expired %d room messages%s", deleted,
+                                 "" if done else "; more to do")
+        return self.cleanup_interval if done else CLEANUP_CONTINUE
