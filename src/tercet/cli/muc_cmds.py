@@ -12,21 +12,13 @@ from typing import Any
 
 import click
 
-from tercet.cli.adminclient import AdminClient, AdminError
-from tercet.cli.server_cmds import load_config
+from tercet.cli.server_cmds import call_server
 
 COLUMNS = ("ROOM", "OCCUPANTS", "FLAGS", "NAME")
 
 
 def _call(ctx: click.Context, cmd: str, **args: Any) -> Any:
-    config = load_config(ctx)
-    sock = config.resolve_path("admin_socket")
-    try:
-        return AdminClient(str(sock), timeout=30).call(cmd, **args)
-    except AdminError as exc:
-        if "unknown command" in str(exc):
-            raise click.ClickException(f"{exc} (is a muc component configured?)") from None
-        raise click.ClickException(str(exc)) from None
+    return call_server(ctx, cmd, missing="is a muc component configured?", **args)
 
 
 @click.group()

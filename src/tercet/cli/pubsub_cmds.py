@@ -13,21 +13,11 @@ from typing import Any
 
 import click
 
-from tercet.cli.adminclient import AdminClient, AdminError
-from tercet.cli.server_cmds import load_config
+from tercet.cli.server_cmds import call_server
 
 
 def _call(ctx: click.Context, cmd: str, **args: Any) -> Any:
-    config = load_config(ctx)
-    sock = config.resolve_path("admin_socket")
-    try:
-        with AdminClient(str(sock), timeout=30) as client:
-            return client.call(cmd, **args)
-    except AdminError as exc:
-        if "unknown command" in str(exc):
-            raise click.ClickException(
-                f"{exc} (is a pubsub component or pep loaded?)") from None
-        raise click.ClickException(str(exc)) from None
+    return call_server(ctx, cmd, missing="is a pubsub component or pep loaded?", **args)
 
 
 @click.group()

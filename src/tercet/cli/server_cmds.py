@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -164,3 +165,17 @@ def _signal_reload(config: Config) -> None:
         sys.exit(1)
     os.kill(pid, signal.SIGHUP)
     click.echo(f"reload signal sent to pid {pid} (the server log says what changed)")
+
+
+def call_server(ctx: click.Context, cmd: str, *, missing: str, **args: Any) -> Any:
+    """Run admin command ``cmd`` on the running server; a failure becomes a one-line CLI
+    error, and an unknown command says what to load (``missing``, e.g. "is the s2s module
+    loaded?")."""
+    sock = load_config(ctx).resolve_path("admin_socket")
+    try:
+        with AdminClient(str(sock), timeout=30) as client:
+            return client.call(cmd, **args)
+    except AdminError as exc:
+        if "unknown command" in str(exc):
+            raise click.ClickException(f"{exc} ({missing})") from None
+        raise click.ClickException(str(exc)) from None
