@@ -439,6 +439,12 @@ class RosterService:
         """"none", "to", "from" or "both": the state of ``contact`` in ``username``'s roster."""
         return (await self.load(username)).subscription(contact)
 
+    def cached_subscription(self, username: str, contact: str) -> str | None:
+        """:meth:`subscription` without waiting, when the roster is in the cache (it is
+        for accounts with a bound session); None when it would need the store."""
+        record = self.cache.get(username)
+        return None if record is None else record.subscription(contact)
+
     async def item(self, username: str, contact: str) -> dict[str, Any] | None:
         item = (await self.load(username)).items.get(contact)
         return None if item is None else dict(item)

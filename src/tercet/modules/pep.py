@@ -14,6 +14,7 @@ Other modules use the ``pep`` service (``module.find("pep", PepService)``) and t
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from tercet.module import ClientSession, Element, ModuleApi, Option, StanzaEvent, UserDeleted
@@ -24,7 +25,12 @@ from tercet.modules._pubsub.engine import Limits, Node, Service
 from tercet.modules._pubsub.errors import PubsubError
 from tercet.modules._pubsub.pep import PepNotifier, PepService
 from tercet.modules._pubsub.wire import NS_OWNER, NS_PUBSUB, PubsubWire, Request
-from tercet.modules._rosterlib import contact_subscription, sees_user, user_sees
+from tercet.modules._rosterlib import (
+    RosterService,
+    contact_subscription,
+    sees_user,
+    user_sees,
+)
 
 META = {"summary": "Personal Eventing Protocol", "stage": "beta",
         "xeps": ["XEP-0163", "XEP-0060", "XEP-0115", "XEP-0223", "XEP-0172"]}
@@ -140,9 +146,10 @@ class _Pep:
             if self.observe(owner, full_jid, ver):
                 await PepNotifier(self.pep, owner).send_last(full_jid, wanted)
 
-    async def on_inbound(self, event: StanzaEvent) -> None:
+    def on_inbound(self, event: StanzaEvent) -> Awaitable[None] | None:
         """Presence from a contact to a local account: the contact's caps (an observer:
-        delivery goes on)."""
+        delivery goes on). Synchronous unless the account's roster must be read: this
+        runs for every presence a local user receives (room occupants included)."""
         if event.to is None or event.to.node is None or event.from_ is None \
                 or event.from_.resource is None or event.from_.bare == event.to.bare:
             return None
@@ -152,10 +159,19 @@ class _Pep:
             self.observed.pop((event.to.node, full_jid), None)
         elif stanza.get("type") is None and self.module.sessions(event.to.node):
             # (Offline accounts drop the presence; their probes bring it again at login.)
-            sub = await contact_subscription(self.module, event.to.node, str(event.from_.bare))
-            if sees_user(sub):
-                self.seen(event.to.node, full_jid, stanza)
+            username, contact = event.to.node, str(event.from_.bare)
+            roster = self.module.find("roster", RosterService)
+            sub = None if roster is None else roster.cached_subscription(username, contact)
+            if sub is None and roster is not None:
+                return self._inbound_uncached(username, contact, full_jid, stanza)
+            if sees_user(sub or "none"):
+                self.seen(username, full_jid, stanza)
         return None
+
+    async def _inbound_uncached(self, username: str, contact: str, full_jid: str,
+                                stanza: Element) -> None:
+        if sees_user(await contact_subscription(self.module, username, contact)):
+            self.seen(username, full_jid, stanza)
 
     def seen(self, username: str, full_jid: str, stanza: Element) -> None:
         """Record ``full_jid``'s caps as ``username``'s service sees them; ask for an
