@@ -32,7 +32,7 @@ SHARED = HERE.parent.parent / "shared" / "bench"
 # The interpreter Tercet is installed in (with uvloop); override with TERCET_PYTHON.
 PY = os.environ.get("TERCET_PYTHON", sys.executable)
 DATA = Path("/tmp/benchdata")
-SCENARIOS = ("connect", "messages", "rate", "presence", "muc")
+SCENARIOS = ("connect", "messages", "rate", "presence", "muc", "pep")
 
 
 class Target:
@@ -66,9 +66,32 @@ class Target:
         return int(self.pidfile.read_text().strip())
 
 
-def targets(prosody_config: str) -> dict[str, Target]:
+def prosody_elsewhere(prosody_config: str, port: int) -> Target:
+    """Prosody with the shared config but c2s on ``port`` (when 5222 is taken by a process
+    that is not ours): the config is copied with only ``c2s_ports`` changed and started as
+    servers.sh starts it (as user prosody); servers.sh stops it by the recorded PID."""
+    name = f"{prosody_config}-{port}"
+    text = (SHARED / "configs" / f"{prosody_config}.cfg.lua").read_text()
+    assert "c2s_ports = { 5222 }" in text
+    cfg = DATA / "prosody" / f"{name}.cfg.lua"
+    start = ["bash", "-c", (
+        f"set -e; mkdir -p {DATA}/prosody/data; "
+        f"cat > {cfg} <<'EOF'\n{text.replace('c2s_ports = { 5222 }', f'c2s_ports = {{ {port} }}')}"
+        f"\nEOF\nchown -R prosody:prosody {DATA}/prosody; cd {DATA}/prosody; "
+        "setsid setpriv --reuid=prosody --regid=prosody --init-groups env HOME=/var/lib/prosody "
+        f"bash -c \"ulimit -n $(ulimit -Hn); exec prosody -F --config {cfg}\" "
+        f">{DATA}/prosody/stdout.log 2>&1 </dev/null & echo $! > {DATA}/{name}.launch.pid")]
+    return Target("prosody", port, start, [str(SHARED / "servers.sh"), "stop", name],
+                  DATA / f"{name}.launch.pid")
+
+
+def targets(prosody_config: str, prosody_port: int = 5222) -> dict[str, Target]:
     servers = str(SHARED / "servers.sh")
     tercet = str(HERE / "tercet.sh")
+    if prosody_port != 5222:
+        return {"prosody": prosody_elsewhere(prosody_config, prosody_port),
+                "tercet": Target("tercet", 5522, [tercet, "start"], [tercet, "stop"],
+                                 DATA / "tercet.launch.pid")}
     return {
         "prosody": Target("prosody", 5222, [servers, "start", prosody_config],
                           [servers, "stop", prosody_config],
@@ -116,7 +139,7 @@ def xmppbench(t: Target, pid: int, out: Path, name: str, *args: str) -> dict[str
 
 
 def run_all(cfg: argparse.Namespace, out: Path) -> None:
-    ts = targets(cfg.prosody_config)
+    ts = targets(cfg.prosody_config, cfg.prosody_port)
     order = [ts[n] for n in cfg.servers]
     common = ["--quiet-wait", str(cfg.quiet_wait)]
     steps: list[tuple[str, Callable[[Target], None]]] = []
@@ -159,6 +182,14 @@ def run_all(cfg: argparse.Namespace, out: Path) -> None:
                           "--window", str(cfg.window), "--duration", "10", "--warmup", "2",
                           *common)
             steps.append((f"muc N={n} occupants, 1 sender", muc))
+    if "pep" in cfg.only:
+        def pep(t: Target) -> None:
+            pid = t.restart()
+            path = out / f"pep_{t.name}.json"
+            bench([PY, str(HERE / "pep_bench.py"), "--port", str(t.port), "--server-pid",
+                   str(pid), "--label", t.name, "--json", str(path), "--contacts", "100",
+                   "--window", "1", "--duration", "20", "--warmup", "3", *common], pid, path)
+        steps.append(("pep: 1 publisher, 100 contacts with +notify", pep))
     for title, step in steps:
         print(f"== {title}", flush=True)
         for t in order:
@@ -250,6 +281,7 @@ def tables(out: Path, servers: list[str]) -> str:
                 f"{(r['rss_kb']['after_status'] or 0) / 1024:.1f} | "
                 f"{fmt(st['cpu'].get('others_cpu_pct'), 0)} |")
     muc_table(out, servers, add)
+    pep_table(out, servers, add)
     add("\n### ratios (tercet / prosody, same run)\n")
     add(ratio_table(out))
     return "\n".join(lines)
@@ -273,6 +305,27 @@ def muc_table(out: Path, servers: list[str], add: Callable[[str], None]) -> None
             f"{fmt(m.get('server_cpu_us_per_delivery'))} | "
             f"{r.get('rss', {}).get('after_run_kb', 0) / 1024:.1f} | "
             f"{fmt(m['cpu'].get('others_cpu_pct'), 0)} |")
+
+
+def pep_table(out: Path, servers: list[str], add: Callable[[str], None]) -> None:
+    rows = {s: load(out, f"pep_{s}.json") for s in servers}
+    if not any(rows.values()):
+        return
+    add("\n### pep, 1 publisher, 100 online contacts with +notify, closed loop (1 in flight)\n")
+    add("| server | publishes/s | notifications/s | publish → last notification p50 / p99 ms "
+        "| publish → iq result p50 ms | server µs CPU/publish | server µs CPU/notification "
+        "| errors / lost | server CPU % | others CPU % |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for s, r in rows.items():
+        if r is None or "publish" not in r:
+            continue
+        p, last = r["publish"], r["publish"]["latency_last_ms"]
+        add(f"| {s} | {fmt(p['publishes_per_s'], 0)} | {fmt(p['notifications_per_s'], 0)} | "
+            f"{fmt(last['p50'], 2)} / {fmt(last['p99'], 2)} | "
+            f"{fmt(p['latency_result_ms']['p50'], 2)} | {fmt(p['server_cpu_us_per_publish'])} "
+            f"| {fmt(p['server_cpu_us_per_notification'])} | {p['errors']} / "
+            f"{p['lost_publishes']} | {fmt(p['cpu']['server_cpu_pct'], 0)} | "
+            f"{fmt(p['cpu'].get('others_cpu_pct'), 0)} |")
 
 
 def ratio_table(out: Path) -> str:
@@ -307,6 +360,10 @@ def ratio_table(out: Path) -> str:
         ("MUC fan-out deliveries/s, 1000 occupants (higher)", "muc1000",
          ("muc", "delivered_per_s"), False),
         ("time for 1000 occupants to join (lower)", "muc1000", ("muc_join", "seconds"), True),
+        ("PEP notifications/s, 100 contacts (higher)", "pep",
+         ("publish", "notifications_per_s"), False),
+        ("server CPU per PEP publish to 100 contacts (lower)", "pep",
+         ("publish", "server_cpu_us_per_publish"), True),
     ]
     lines = ["| metric | prosody | tercet | tercet vs prosody |", "|---|---|---|---|"]
     for title, name, path, lower in rows:
@@ -327,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--servers", nargs="*", default=["prosody", "tercet"])
     ap.add_argument("--prosody-config", default="prosody", choices=["prosody", "prosody-tuned"])
+    ap.add_argument("--prosody-port", type=int, default=5222,
+                    help="run Prosody's c2s on another port (a copy of its config)")
     ap.add_argument("--connect-ns", nargs="*", type=int, default=[1000, 5000])
     ap.add_argument("--connect-procs", type=int, default=2,
                     help="generator processes for logins (client PBKDF2 is the bottleneck)")

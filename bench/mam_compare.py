@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import DATA, HERE, PY, SHARED, Target, bench, fmt, load, verdict  # noqa: E402

@@ -8,7 +8,9 @@ SHA-1/256/512 at the config's ``scram_iterations``). Key derivation runs in work
 (hashlib releases the GIL), ``--concurrency`` accounts at a time. Existing ones are kept.
 
 ``rosters``: every user gets ``--contacts`` contacts with subscription "both" (its ring
-neighbours user<i-25>..user<i+25>, so the relation is mutual), written
+neighbours user<i-25>..user<i+25>, so the relation is mutual), or with ``--star`` the
+first user gets all the others as contacts and each of them that one (pep_bench.py),
+written
 * for Tercet into the keyval store ``roster`` in the layout of tercet.modules._rosterlib
   (``{"<bare jid>": {"subscription": "both", "groups": []}, "@meta": {...}}``);
 * for Prosody (``--prosody-data DIR``) as the Lua files its internal storage reads,
@@ -18,6 +20,7 @@ neighbours user<i-25>..user<i+25>, so the relation is mutual), written
     python3 bench/provision.py rosters --users 1000 --contacts 50
     python3 bench/provision.py rosters --users 1000 --contacts 50 \
         --prosody-data /tmp/benchdata/prosody/data
+    python3 bench/provision.py rosters --users 101 --prefix pepuser --star
 """
 
 from __future__ import annotations
@@ -80,6 +83,13 @@ def contacts_of(index: int, first: int, users: int, contacts: int) -> list[int]:
     return [first + (offset + k) % users for k in range(-half, half + 1) if k != 0]
 
 
+def star_contacts(index: int, first: int, users: int) -> list[int]:
+    """The hub (the first user) has every other user; each of them has the hub."""
+    if index == first:
+        return list(range(first + 1, first + users))
+    return [first]
+
+
 def roster_record(names: list[str], host: str) -> dict[str, Any]:
     """A Tercet roster record: every contact with subscription "both"."""
     record: dict[str, Any] = {f"{n}@{host}": {"subscription": "both", "groups": []}
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password", default="pass")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--contacts", type=int, default=50)
+    ap.add_argument("--star", action="store_true",
+                    help="rosters: a star around the first user instead of a ring")
     ap.add_argument("--prosody-data", default=None,
                     help="rosters: write Prosody's files under this data_path instead")
     args = ap.parse_args(argv)
@@ -143,18 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accounts: {created} created, {existing} already there, "
               f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
         return 0
-    rosters = {
-        f"{args.prefix}{i}": [f"{args.prefix}{j}" for j in
-                              contacts_of(i, args.first, args.users, args.contacts)]
-        for i in range(args.first, args.first + args.users)
-    }
+    def contacts(i: int) -> list[int]:
+        if args.star:
+            return star_contacts(i, args.first, args.users)
+        return contacts_of(i, args.first, args.users, args.contacts)
+    rosters = {f"{args.prefix}{i}": [f"{args.prefix}{j}" for j in contacts(i)]
+               for i in range(args.first, args.first + args.users)}
     if args.prosody_data:
         write_prosody_rosters(Path(args.prosody_data), args.host, rosters)
         where = f"Prosody files in {args.prosody_data}"
     else:
         asyncio.run(write_rosters(config, args.host, rosters))
         where = f"Tercet store 'roster' in {config.data_path}"
-    print(f"rosters: {len(rosters)} x {args.contacts} contacts ({where}), "
+    shape = "star" if args.star else f"{args.contacts} contacts"
+    print(f"rosters: {len(rosters)} x {shape} ({where}), "
           f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     return 0
 
