@@ -22,6 +22,7 @@ from tercet.core.config import Config, ConfigError, plugin_path_of
 from tercet.core.logging import setup_logging
 from tercet.core.modulemanager import declared_schema
 from tercet.core.server import Server
+from tercet.core.shell_commands import SHUTDOWN_EVENT
 from tercet.files import private_dir
 from tercet.net.admin import start_admin_socket
 from tercet.net.listeners import NetManager
@@ -116,6 +117,7 @@ async def _main(config: Config, pidfile: Path | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
+    server.events.hook(SHUTDOWN_EVENT, lambda _reason: stop.set())  # `server.shutdown`
     pid = pidfile or config.resolve_path("pidfile", None)
     if pid is not None:
         private_dir(pid.parent)

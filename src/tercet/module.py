@@ -27,7 +27,7 @@ from __future__ import annotations
 from tercet.auth import AuthProvider
 from tercet.auth.errors import AuthError, UserExists, UserNotFound
 from tercet.core.accounts import UserDeleted
-from tercet.core.admin import AdminCommandError, AdminRequest
+from tercet.core.admin import AdminCommandError, AdminRequest, SessionReport
 from tercet.core.config import (
     Invalid,
     Option,
@@ -46,7 +46,9 @@ from tercet.core.network import (
     ListenSpec,
     MessageLink,
     PeerUnreachable,
+    ReadLimiter,
     StreamLimits,
+    TrafficPolicy,
 )
 from tercet.core.router import StanzaEvent
 from tercet.core.services import RosterLookup
@@ -58,6 +60,7 @@ from tercet.core.session import (
     ServerStreamEvent,
     Session,
 )
+from tercet.core.stats import STANZA_KINDS, STREAM_TYPES, ServerStats, StanzaCounts
 from tercet.core.streamevents import (
     ComponentHandshake,
     StreamElementEvent,
@@ -77,12 +80,15 @@ from tercet.storage.base import (
     MapStore,
     StorageError,
 )
+from tercet.storage.timed import StorageObserver
 
 __all__ = [
     "JID",
     "MAX_ARCHIVE_PAGE",
     "NS_CLIENT",
     "NS_DELAY",
+    "STANZA_KINDS",
+    "STREAM_TYPES",
     "AdminCommandError",
     "AdminRequest",
     "AltConnection",
@@ -114,19 +120,25 @@ __all__ = [
     "ModuleError",
     "Option",
     "PeerUnreachable",
+    "ReadLimiter",
     "RosterLookup",
     "ServerSession",
+    "ServerStats",
     "ServerStreamEvent",
     "SendFilter",
+    "SessionReport",
     "Session",
+    "StanzaCounts",
     "StanzaError",
     "StanzaEvent",
     "StorageError",
+    "StorageObserver",
     "StreamElementEvent",
     "StreamError",
     "StreamFeaturesEvent",
     "StreamLimits",
     "Timer",
+    "TrafficPolicy",
     "UserDeleted",
     "UserExists",
     "UserNotFound",

@@ -31,7 +31,7 @@ from tercet.protocol.stanza import Element
 EXAMPLES = int(os.environ.get("TERCET_FUZZ_EXAMPLES", "300"))
 
 OPTIONAL = ["mam", "csi_simple", "cloud_notify", "pep", "bookmarks", "vcard4",
-            "sasl2", "external_services"]
+            "sasl2", "external_services", "admin_adhoc"]
 COMPONENTS = {"conference.localhost": ("muc", ["muc_mam"]), "pubsub.localhost": ("pubsub", [])}
 
 

@@ -148,6 +148,17 @@ def test_disabled_account(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MECHANISMS)
+def test_disabled_account_reason_only_with_the_right_password(name: str) -> None:
+    """RFC 6120 §6.5.1: the operator's reason travels as the failure's <text/>."""
+    creds = AccountCredentials(account().scram, disabled=True, disabled_reason="Spam")
+    accounts = {"juliet": creds}
+    assert run(client_for(name), server_for(name), accounts)[0] == \
+        Failure("account-disabled", "Spam")
+    wrong = run(client_for(name, password="x"), server_for(name), accounts)
+    assert wrong[0] == Failure("not-authorized")
+
+
+@pytest.mark.parametrize("name", MECHANISMS)
 def test_no_initial_response(name: str) -> None:
     client, server = client_for(name), server_for(name)
     assert server.start(None) == Challenge(b"")

@@ -127,6 +127,10 @@ def server_config() -> tuple[str, str]:
         "hide_os_type": "true",
         "allow_registration": "false",
         "storage": '"memory"',
+        # Components with HTTP routes (upload.localhost) load the HTTP server: let the OS
+        # pick its ports, as for c2s.
+        "http_ports": "[0]",
+        "https_ports": "[0]",
         "modules_enabled": toml_list(tercet_modules()),
     }
     lines = [f"{k} = {v}" for k, v in settings.items() if k not in given]

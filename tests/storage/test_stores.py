@@ -30,6 +30,7 @@ from tercet.storage import (
 )
 from tercet.storage.memory import MemoryDriver, MemoryKeyValStore
 from tercet.storage.sqlite import DB_FILENAME, MIGRATIONS, SqliteDriver, SqliteKeyValStore
+from tercet.storage.timed import TimedKeyValStore
 
 HOST = "example.org"
 
@@ -438,8 +439,11 @@ async def test_per_store_driver_overrides(tmp_path: Path) -> None:
     async with opened("sqlite", tmp_path, roster="memory") as m:
         roster = m.open(HOST, "roster", "keyval")
         vcard = m.open(HOST, "vcard", "keyval")
-        assert isinstance(roster, MemoryKeyValStore)
-        assert isinstance(vcard, SqliteKeyValStore)
+        # The manager's stores are timed wrappers around the driver's (storage/timed.py).
+        assert isinstance(roster, TimedKeyValStore)
+        assert isinstance(roster.inner, MemoryKeyValStore)
+        assert isinstance(vcard, TimedKeyValStore)
+        assert isinstance(vcard.inner, SqliteKeyValStore)
         await roster.set("alice", 1)
         await vcard.set("alice", 2)
         await m.delete_user(HOST, "alice")  # reaches both drivers
@@ -644,8 +648,10 @@ async def test_many_concurrent_tasks(backend: str, tmp_path: Path) -> None:
 @async_test
 async def test_manager_accepts_the_raw_option(tmp_path: Path) -> None:
     m = StorageManager({"default": "memory", "roster": "sqlite"}, tmp_path)
-    assert isinstance(m.open(HOST, "vcard", "keyval"), MemoryKeyValStore)
-    assert isinstance(m.open(HOST, "roster", "keyval"), SqliteKeyValStore)
+    vcard = m.open(HOST, "vcard", "keyval")
+    roster = m.open(HOST, "roster", "keyval")
+    assert isinstance(vcard, TimedKeyValStore) and isinstance(vcard.inner, MemoryKeyValStore)
+    assert isinstance(roster, TimedKeyValStore) and isinstance(roster.inner, SqliteKeyValStore)
     await m.ready()
     await m.close()
     await m.close()  # idempotent

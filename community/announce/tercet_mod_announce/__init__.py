@@ -10,11 +10,12 @@ from __future__ import annotations
 from tercet.module import ModuleApi, StanzaError, StanzaEvent
 
 META = {"summary": "Announcements to every online user", "stage": "stable", "xeps": []}
+#: The least role with each action (docs/roles.md); custom roles may grant or deny it.
+PERMISSIONS = {":send": "tercet:admin"}
 
 
 def load(module: ModuleApi) -> None:
     address = f"{module.host}/announce/online"
-    module.default_permission("admin", ":send")
 
     async def on_message(event: StanzaEvent) -> bool | None:
         stanza = event.stanza

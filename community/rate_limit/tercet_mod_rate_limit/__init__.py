@@ -17,6 +17,8 @@ from tercet.module import ModuleApi, Option, StanzaEvent
 from tercet.protocol.errors import StanzaError, StreamError
 
 META = {"summary": "Per-session stanza rate limit", "stage": "stable", "xeps": []}
+#: The least role with each action (docs/roles.md); custom roles may grant or deny it.
+PERMISSIONS = {":unlimited": "tercet:admin"}
 OPTIONS: list[Option[Any]] = [
     Option("rate_limit_rate", float, 10.0, "Stanzas per second a session may send on average.",
            min=0.01, max=100000),
@@ -55,7 +57,6 @@ def load(module: ModuleApi) -> None:
     rate = float(module.option("rate_limit_rate"))
     burst = module.option("rate_limit_burst")
     kick_after = module.option("rate_limit_kick_after")
-    module.default_permission("admin", ":unlimited")
     key = module.name  # our slot in session.data
 
     def check(event: StanzaEvent) -> bool | None:

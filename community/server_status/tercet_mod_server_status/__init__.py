@@ -20,6 +20,8 @@ from tercet.protocol.errors import StanzaError
 
 NS = "urn:tercet:status"
 META = {"summary": "Server status for admins and monitoring", "stage": "stable", "xeps": []}
+#: The least role with each action (docs/roles.md); custom roles may grant or deny it.
+PERMISSIONS = {":query": "tercet:admin"}
 OPTIONS: list[Option[Any]] = [
     Option("server_status_file", str, "",
            "Absolute path of the JSON status file ({host} is replaced); empty: none."),
@@ -29,7 +31,6 @@ OPTIONS: list[Option[Any]] = [
 
 
 def load(module: ModuleApi) -> None:
-    module.default_permission("admin", ":query")
     file = module.option("server_status_file").replace("{host}", module.host)
     interval = float(module.option("server_status_interval"))
     if file and not Path(file).is_absolute():

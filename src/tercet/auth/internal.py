@@ -4,7 +4,11 @@ One record per user in the ``accounts`` keyval store::
 
     {"scram": {"SHA-1":   {"salt": b64, "iterations": n, "stored_key": b64, "server_key": b64},
                "SHA-256": {...}, "SHA-512": {...}},
-     "created": <epoch seconds>, "disabled": false}
+     "created": <epoch seconds>, "disabled": false,
+     # optional, absent while unset (1.3):
+     "disabled_reason": "text shown at login", "role": "tercet:member",
+     "last_login": {"time": <epoch seconds>, "address": "192.0.2.1"},
+     "deleted": <epoch seconds: deleted with a grace period, purged later>}
 
 Keeping StoredKey/ServerKey (RFC 5802 §3) rather than a password hash lets SCRAM run
 without ever seeing the password; PLAIN is checked by deriving the same keys.
@@ -17,6 +21,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tercet.auth.errors import UserExists, UserNotFound
@@ -29,7 +34,8 @@ from tercet.protocol.sasl.scram import (
 )
 from tercet.storage.base import KeyValStore
 
-__all__ = ["DEFAULT_ITERATIONS", "SCRAM_HASHES", "InternalHashedProvider"]
+__all__ = ["DEFAULT_ITERATIONS", "DELETED_REASON", "SCRAM_HASHES", "AccountInfo",
+           "InternalHashedProvider"]
 
 # Every new or changed password is stored for all three, so any SCRAM variant the
 # client picks works (XEP-0474 downgrade protection needs the full list advertised).
@@ -73,9 +79,64 @@ def _decode_record(username: str, record: Any) -> AccountCredentials:
                 stored_key=_unb64(entry["stored_key"]),
                 server_key=_unb64(entry["server_key"]),
             )
-        return AccountCredentials(scram=scram, disabled=bool(record.get("disabled", False)))
+        info = _info(username, record)
+        return AccountCredentials(scram=scram, disabled=info.locked,
+                                  disabled_reason=info.lock_reason)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"account record of {username!r} is corrupt: {exc!r}") from exc
+
+
+#: The <text/> of account-disabled for an account deleted with a grace period.
+DELETED_REASON = "This account has been deleted."
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """What an account record says besides its keys (1.3)."""
+
+    username: str
+    created: float | None = None
+    disabled: bool = False
+    disabled_reason: str | None = None
+    role: str | None = None  # None: the default role
+    last_login: float | None = None
+    last_address: str | None = None
+    deleted: float | None = None  # deleted with a grace period at this time
+
+    @property
+    def locked(self) -> bool:
+        """No login: disabled, or deleted and waiting to be purged."""
+        return self.disabled or self.deleted is not None
+
+    @property
+    def lock_reason(self) -> str | None:
+        return DELETED_REASON if self.deleted is not None else self.disabled_reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"username": self.username, "created": self.created,
+                "disabled": self.disabled, "disabled_reason": self.disabled_reason,
+                "role": self.role, "last_login": self.last_login,
+                "last_address": self.last_address, "deleted": self.deleted}
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and \
+        not isinstance(value, bool) else None
+
+
+def _info(username: str, record: dict[str, Any]) -> AccountInfo:
+    last = record.get("last_login")
+    last = last if isinstance(last, dict) else {}
+    reason = record.get("disabled_reason")
+    role = record.get("role")
+    address = last.get("address")
+    return AccountInfo(username, _number(record.get("created")),
+                       bool(record.get("disabled", False)),
+                       reason if isinstance(reason, str) else None,
+                       role if isinstance(role, str) else None,
+                       _number(last.get("time")),
+                       address if isinstance(address, str) else None,
+                       _number(record.get("deleted")))
 
 
 class InternalHashedProvider:
@@ -179,14 +240,65 @@ class InternalHashedProvider:
         """Every account name, sorted."""
         return sorted(await self._store.users())
 
-    async def set_disabled(self, username: str, disabled: bool) -> None:
-        """Disable (or re-enable) logins; raise :class:`UserNotFound` if no account."""
-        async with self._lock:
-            record = await self._existing(username)
+    async def set_disabled(self, username: str, disabled: bool,
+                           reason: str | None = None) -> None:
+        """Disable (or re-enable) logins, with an optional ``reason`` shown to the user
+        when a login is refused (1.3); raise :class:`UserNotFound` if no account."""
+        def change(record: dict[str, Any]) -> None:
             record["disabled"] = bool(disabled)
-            await self._store.set(username, record)
+            if disabled and reason:
+                record["disabled_reason"] = reason
+            else:
+                record.pop("disabled_reason", None)
+        await self._update(username, change)
 
     async def is_disabled(self, username: str) -> bool:
         """Whether logins are disabled; raise :class:`UserNotFound` if no account."""
         record = await self._existing(username)
         return bool(record.get("disabled", False))
+
+    # -- account lifecycle (1.3) -------------------------------------------------------------
+    async def _update(self, username: str,
+                      change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        async with self._lock:
+            record = await self._existing(username)
+            change(record)
+            await self._store.set(username, record)
+            return record
+
+    async def account_info(self, username: str) -> AccountInfo | None:
+        """Everything but the keys, or None if there is no such account."""
+        record = await self._record(username)
+        return None if record is None else _info(username, record)
+
+    async def set_role(self, username: str, role: str | None) -> None:
+        """Store the account's role (None: back to the default); the server applies it
+        from the account's next login. Raise :class:`UserNotFound` if no account."""
+        def change(record: dict[str, Any]) -> None:
+            if role is None:
+                record.pop("role", None)
+            else:
+                record["role"] = role
+        await self._update(username, change)
+
+    async def record_login(self, username: str, address: str | None) -> AccountInfo:
+        """Note a successful login now from ``address``; returns the account's info."""
+        def change(record: dict[str, Any]) -> None:
+            record["last_login"] = {"time": self._clock(), "address": address}
+        return _info(username, await self._update(username, change))
+
+    async def mark_deleted(self, username: str, when: float) -> None:
+        """Lock the account as deleted at ``when``; its data stays until it is purged."""
+        def change(record: dict[str, Any]) -> None:
+            record["deleted"] = when
+        await self._update(username, change)
+
+    async def restore(self, username: str) -> bool:
+        """Undo ``mark_deleted``; False if the account was not waiting to be purged."""
+        pending = False
+
+        def change(record: dict[str, Any]) -> None:
+            nonlocal pending
+            pending = record.pop("deleted", None) is not None
+        await self._update(username, change)
+        return pending

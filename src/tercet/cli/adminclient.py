@@ -85,6 +85,23 @@ class AdminClient:
             return response.get("result")
         raise AdminError(str(response.get("error") or f"{cmd} failed"))
 
+    def next_event(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next server-initiated line (``{"event": ...}``) of a watch started with
+        :meth:`call`, waiting up to ``timeout`` seconds (None: for ever); TimeoutError
+        when none came, AdminError when the server closed the connection."""
+        sock = self._connect()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                message = self._read_message(sock, deadline)
+            except OSError as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                self.close()
+                raise AdminError(f"lost the connection to the server: {exc}") from None
+            if "event" in message:
+                return message
+
     def _connect(self) -> socket.socket:
         if self._sock is not None:
             return self._sock
@@ -122,15 +139,18 @@ class AdminClient:
             # A response to an earlier, timed-out request: not ours, keep reading.
         raise AdminError("the server sent events but no answer")
 
-    def _read_message(self, sock: socket.socket, deadline: float) -> dict[str, Any]:
+    def _read_message(self, sock: socket.socket, deadline: float | None) -> dict[str, Any]:
         while (end := self._buffer.find(b"\n", self._scanned)) < 0:
             self._scanned = len(self._buffer)
             if len(self._buffer) > MAX_LINE:
                 raise AdminError("the server sent an over-long line")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
+            if deadline is None:
+                sock.settimeout(None)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
             chunk = sock.recv(65536)
             if not chunk:
                 self.close()

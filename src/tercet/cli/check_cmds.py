@@ -1,4 +1,4 @@
-"""`tercet check dns` and `tercet check certs`: what the world sees of each virtual host.
+"""`tercet check dns|certs|features|connectivity`: what the world sees of each virtual host.
 
 ``check dns`` asks DNS (the server's own resolver and ``dns_nameservers``; the hosts file
 is ignored, remote peers do not see it) for the SRV records of RFC 6120 §3.2 and XEP-0368
@@ -7,15 +7,22 @@ host's certificate is valid for clients (DNS-ID, RFC 6125 §6.4) and for servers
 SRV-ID or XmppAddr, RFC 6120 §13.7.1.2 / RFC 7590), how long it stays valid, and whether
 its chain verifies against the system trust store (or ``--cafile``).
 
-Both print findings like plain ``tercet check`` (``--json`` for machines) and exit 1 when
-there is an error.
+``check features`` says which features of the XMPP Compliance Suites each host enables
+(tercet.cli.compliance) and what the Advanced Server level still needs: advice, so it
+always exits 0. ``check connectivity`` connects to every configured listener from this
+machine and checks that an XMPP stream answers.
+
+All print findings like plain ``tercet check`` (``--json`` for machines) and exit 1 when
+there is an error; advice never makes the exit code non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import ssl
 import sys
 import warnings
@@ -29,6 +36,7 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from tercet.cli import compliance
 from tercet.core import certs
 from tercet.core.config import Config, ConfigProblem
 from tercet.net.resolver import Resolver
@@ -398,3 +406,175 @@ def _cert_problems(config: Config, host: str, path: Path, facts: dict[str, Any],
                             "Include the intermediate certificates (fullchain.pem), or pass "
                             "--cafile for a private CA."))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# features
+
+
+@click.command("features")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def features(ctx: click.Context, as_json: bool) -> None:
+    """Which features of the XMPP Compliance Suites 2022/2023 (XEP-0459, XEP-0479) each
+    host enables, per suite and level, and what to enable for the Advanced Server level.
+    Advice only: the exit code is 0."""
+    config = _load(ctx)
+    hosts: list[dict[str, Any]] = []
+    xeps_of = compliance.module_xeps(config)
+    for host in config.hosts:
+        setup = compliance.setup_for(config, host)
+        suites = compliance.evaluate(setup)
+        hosts.append({"host": host, "modules": sorted(setup.modules),
+                      "component_modules": sorted(setup.component_modules),
+                      "xeps": compliance.enabled_xeps(setup, xeps_of),
+                      "suites": suites, "advice": compliance.advice(suites)})
+    if as_json:
+        click.echo(json.dumps({"config": config.file, "ok": True,
+                               "compliance_suites": list(compliance.SUITE_DOCS),
+                               "hosts": hosts}, indent=2))
+        return
+    for report in hosts:
+        click.echo("\n".join([report["host"], *_show_features(report)]))
+    click.echo(f"{config.file}: per {' and '.join(compliance.SUITE_DOCS)}")
+
+
+def _show_features(report: dict[str, Any]) -> list[str]:
+    lines = [f"  XEPs enabled: {', '.join(x.removeprefix('XEP-') for x in report['xeps'])}"]
+    for suite, result in report["suites"].items():
+        level = ("Advanced Server" if result["advanced_server"] else
+                 "Server" if result["server"] else "no level")
+        missing = [f["feature"] for f in result["features"]
+                   if f["server"] and not f["enabled"]]
+        if missing:
+            level += f" (the Server level needs: {', '.join(missing)})"
+        elif not result["server"]:
+            level += " (the Server level needs the Core suite's)"
+        lines.append(f"  {suite + ':':<13} {level}")
+    if report["advice"]:
+        lines.append("  for the Advanced Server level of every suite:")
+        lines += [f"    {line}" for line in report["advice"]]
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# connectivity
+
+#: Port options, the module that opens them, the stream namespace spoken there and whether
+#: TLS comes first (XEP-0368). HTTP is checked for an answer to a plain request.
+LISTENERS = (
+    ("c2s_ports", "c2s_interfaces", "c2s", "jabber:client", False),
+    ("c2s_direct_tls_ports", "c2s_interfaces", "c2s", "jabber:client", True),
+    ("s2s_ports", "s2s_interfaces", "s2s", "jabber:server", False),
+    ("s2s_direct_tls_ports", "s2s_interfaces", "s2s", "jabber:server", True),
+    ("component_ports", "component_interfaces", "component_listener",
+     "jabber:component:accept", False),
+)
+CONNECT_TIMEOUT = 5.0
+#: Enough of the answer to see the stream header; a server sends it in its first bytes.
+READ_LIMIT = 4096
+
+
+@click.command("connectivity")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", default=CONNECT_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.1, 60), help="Seconds per connection attempt.")
+@click.pass_context
+def connectivity(ctx: click.Context, as_json: bool, timeout: float) -> None:
+    """Connect to each configured client, server and component port on its configured
+    interfaces (from this machine) and check that an XMPP stream answers there. Exits 1
+    when one does not."""
+    config = _load(ctx)
+    targets = listener_targets(config)
+    results = asyncio.run(_probe_all(targets, timeout))
+    problems = [_listener_problem(config, r) for r in results if not r["ok"]]
+    errors = len(problems)
+    if as_json:
+        click.echo(json.dumps({"config": config.file, "ok": errors == 0, "errors": errors,
+                               "warnings": 0, "listeners": results,
+                               "problems": [p.to_dict() for p in problems]}, indent=2))
+    else:
+        for r in results:
+            state = "ok" if r["ok"] else f"FAILED: {r['error']}"
+            click.echo(f"{r['option']:<22} {r['address']:<24} {state}")
+        if not results:
+            click.echo("no listeners configured")
+        click.echo(f"{config.file}: {errors} error(s)")
+    if errors:
+        sys.exit(1)
+
+
+def listener_targets(config: Config) -> list[dict[str, Any]]:
+    """Every (option, address, port) the running server should listen on."""
+    enabled = {m for h in config.hosts for m in config.modules_for_host(h)} | {"c2s"}
+    out = []
+    for ports_key, ifaces_key, module, ns, tls in LISTENERS:
+        if module not in enabled:
+            continue
+        for iface in config.get(ifaces_key) or ():
+            address = {"*": "127.0.0.1", "::": "::1", "0.0.0.0": "127.0.0.1"}.get(iface, iface)
+            for port in config.get(ports_key) or ():
+                out.append({"option": ports_key, "interface": iface, "host": address,
+                            "port": int(port), "namespace": ns, "tls": tls,
+                            "domain": config.hosts[0] if config.hosts else "localhost"})
+    return out
+
+
+async def _probe_all(targets: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(_probe(t, timeout) for t in targets)))
+
+
+async def _probe(target: dict[str, Any], timeout: float) -> dict[str, Any]:
+    host, port = target["host"], target["port"]
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    result = {"option": target["option"], "address": shown, "tls": target["tls"],
+              "ok": False, "error": None}
+    try:
+        answer = await asyncio.wait_for(_stream_answer(target), timeout)
+    except TimeoutError:
+        result["error"] = f"no answer within {timeout:g} s"
+    except ssl.SSLError as exc:
+        result["error"] = f"TLS handshake failed ({exc.reason or exc})"
+    except OSError as exc:
+        result["error"] = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    else:
+        result["ok"] = "<stream:stream" in answer or "stream:features" in answer
+        if not result["ok"]:
+            result["error"] = "something answered, but not an XMPP stream"
+    return result
+
+
+async def _stream_answer(target: dict[str, Any]) -> str:
+    """Open the connection (TLS first on direct TLS ports), send a stream header and read
+    the start of the answer."""
+    context = None
+    if target["tls"]:
+        context = ssl.create_default_context()
+        context.check_hostname = False  # `check certs` judges the certificate
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(
+        target["host"], target["port"], ssl=context,
+        server_hostname=target["domain"] if context else None)
+    try:
+        writer.write(("<?xml version='1.0'?><stream:stream xmlns='" + target["namespace"] +
+                      "' xmlns:stream='http://etherx.jabber.org/streams' to='" +
+                      target["domain"] + "' version='1.0'>").encode())
+        await writer.drain()
+        data = b""
+        while len(data) < READ_LIMIT and b">" not in data.partition(b"<stream:stream")[2]:
+            chunk = await reader.read(READ_LIMIT)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("utf-8", "replace")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+def _listener_problem(config: Config, result: dict[str, Any]) -> ConfigProblem:
+    return ConfigProblem("error", config.file, result["option"],
+                         f"{result['address']}: {result['error']}",
+                         "Start the server (tercet start), or check the interfaces, the "
+                         "firewall and what else listens on that port.")

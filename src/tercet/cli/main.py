@@ -379,13 +379,27 @@ def collect_problems(config: Config) -> list[ConfigProblem]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def check(click_ctx: click.Context, as_json: bool) -> None:
-    """Check the configuration and certificates. Exits 1 if there are errors,
-    0 if there are only warnings. `check dns` and `check certs` look further: at the
-    DNS records and certificates the rest of the world sees."""
+    """Check the configuration and certificates (same as `check config`). Exits 1 if
+    there are errors, 0 if there are only warnings or advice. `check dns`, `check certs`,
+    `check features` and `check connectivity` look further: at the DNS records and
+    certificates the rest of the world sees, the XMPP Compliance Suites, the listeners."""
     if click_ctx.invoked_subcommand is not None:
         return
     ctx = click_ctx.find_object(CliContext)
     assert ctx is not None
+    _check_config(ctx, as_json)
+
+
+@check.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_cli
+def check_config(ctx: CliContext, as_json: bool) -> None:
+    """Check the configuration file, the certificates it needs and the data directory.
+    Exits 1 if there are errors, 0 if there are only warnings."""
+    _check_config(ctx, as_json)
+
+
+def _check_config(ctx: CliContext, as_json: bool) -> None:
     try:
         problems = collect_problems(ctx.load_config())
     except ProblemReport as exc:
@@ -468,22 +482,26 @@ def _attach_commands() -> None:
     # Imported here, not at the top: these modules import this one for pass_cli.
     from tercet.cli import (
         check_cmds,
+        invite_cmds,
         module_cmds,
         muc_cmds,
         plugin_cmds,
         pubsub_cmds,
         s2s_cmds,
         server_cmds,
+        shell,
         user_cmds,
     )
 
     check.add_command(check_cmds.dns)
     check.add_command(check_cmds.certs_)
+    check.add_command(check_cmds.features)
+    check.add_command(check_cmds.connectivity)
 
     for command in (server_cmds.start, server_cmds.stop, server_cmds.status,
                     server_cmds.reload, user_cmds.user, module_cmds.module,
                     plugin_cmds.plugin, plugin_cmds.repo, s2s_cmds.s2s, muc_cmds.muc,
-                    pubsub_cmds.pubsub):
+                    pubsub_cmds.pubsub, invite_cmds.invite, shell.shell):
         cli.add_command(command)
 
 

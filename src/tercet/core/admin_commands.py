@@ -5,10 +5,11 @@ Modules add more by hooking ``admin/<cmd>`` on the global bus (see tercet.net.ad
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING, Any
 
-from tercet.core import accounts
+from tercet.core import accounts, shell_commands
 from tercet.core.admin import AdminCommandError, AdminRequest
 from tercet.core.moduleapi import ModuleError
 from tercet.protocol.errors import StreamError
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 def register(server: Server) -> None:
     bus = server.events
     commands = {
-        "help": lambda req: help_(server),
+        "help": lambda req: help_(server, req),
         "server.status": lambda req: status(server),
         "server.reload": lambda req: server_reload(server),
         "module.list": lambda req: module_list(server, req),
@@ -33,9 +34,19 @@ def register(server: Server) -> None:
     }
     for name, handler in commands.items():
         bus.hook(f"admin/{name}", handler)
+    shell_commands.register(server)  # the commands behind `tercet shell`
 
 
-def help_(server: Server) -> list[str]:
+def help_(server: Server, req: AdminRequest) -> list[str] | dict[str, str]:
+    """Every command's name; with ``command``, what that command does (the first
+    paragraph of its handler's docstring)."""
+    wanted = req.arg("command")
+    if wanted:
+        handlers = server.events.handlers(f"admin/{wanted}")
+        if not handlers:
+            raise AdminCommandError(f"unknown command {wanted!r}")
+        doc = inspect.getdoc(handlers[0].handler) or ""
+        return {"command": str(wanted), "doc": doc.split("\n\n")[0]}
     return sorted(name[len("admin/"):] for name in server.events._chains  # noqa: SLF001
                   if name.startswith("admin/"))
 
@@ -130,12 +141,15 @@ def close_user_sessions(server: Server, req: AdminRequest, condition: str) -> in
 
 
 async def user_delete(server: Server, req: AdminRequest) -> dict[str, Any]:
-    """Delete an account and all its data the way XEP-0077 cancel does (core.accounts)."""
+    """Delete an account and all its data the way XEP-0077 cancel does (core.accounts):
+    locked until ``user_deletion_grace_period`` ends, unless ``now`` is set."""
     jid = str(req.arg("jid", ""))
     user, _, host = jid.partition("@")
     h = server.hosts.get(host)
     if h is None or h.kind != "local":
         raise AdminCommandError(f"no such virtual host {host!r}")
-    if not await accounts.delete_account(server, host, user):
+    immediate = bool(req.arg("now", False))
+    if not await accounts.delete_account(server, host, user, immediate=immediate):
         raise AdminCommandError(f"{jid} does not exist")
-    return {"jid": jid, "deleted": True}
+    grace = 0.0 if immediate else accounts.grace_period(server.config, host)
+    return {"jid": jid, "deleted": True, "grace_period": grace}

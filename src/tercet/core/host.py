@@ -39,6 +39,9 @@ class Host:
     extensions: list[Element] = field(default_factory=list)
     items: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     providers: dict[str, list[Any]] = field(default_factory=dict)
+    #: username -> the role its latest login read from the account store, for checks by
+    #: JID (``ModuleApi.may(action, jid)``); one entry per account that logged in.
+    account_roles: dict[str, str] = field(default_factory=dict)
     origin: HostSession = field(init=False)
 
     def __post_init__(self) -> None:

@@ -119,3 +119,40 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
     _OURS.append(new)
     root.addHandler(new)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    if _WATCHES:  # live log watches (watch_root) outlive a reload at their own level
+        _BASE_LEVEL[:] = [root.level]
+        _apply_watch_levels()
+
+
+# Live log watches (handlers) and the root level from before the first one started.
+_WATCHES: list[logging.Handler] = []
+_BASE_LEVEL: list[int] = []
+
+
+def watch_root(handler: logging.Handler) -> Callable[[], None]:
+    """Add ``handler`` to the root logger until the returned function is called (a live
+    log watch). A watch below the configured level lowers the root logger's level while
+    it lasts, with the configured level put on the server's own handlers so the log file
+    and stderr keep what they had."""
+    root = logging.getLogger()
+    if not _WATCHES:
+        _BASE_LEVEL[:] = [root.level]
+    _WATCHES.append(handler)
+    root.addHandler(handler)
+    _apply_watch_levels()
+
+    def undo() -> None:
+        if handler in _WATCHES:
+            _WATCHES.remove(handler)
+            root.removeHandler(handler)
+            _apply_watch_levels()
+    return undo
+
+
+def _apply_watch_levels() -> None:
+    root = logging.getLogger()
+    base = _BASE_LEVEL[0] if _BASE_LEVEL else root.level
+    level = min([base, *(h.level for h in _WATCHES)])
+    for own in _OURS:
+        own.setLevel(base if level < base else logging.NOTSET)
+    root.setLevel(level)

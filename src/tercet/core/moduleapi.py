@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, overload
 
@@ -27,8 +28,11 @@ from tercet.core.network import (
     ListenSpec,
     MessageLink,
     StreamLimits,
+    TrafficPolicy,
 )
-from tercet.core.session import C2SSession, ServerSession
+from tercet.core.session import C2SSession, ServerSession, Session
+from tercet.core.stats import ServerStats
+from tercet.files import private_dir
 from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
 
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
     from tercet.auth import AuthProvider
     from tercet.core.router import StanzaEvent
     from tercet.core.server import Server
-    from tercet.core.session import Session
     from tercet.storage.base import ArchiveStore, KeyValStore, MapStore
+    from tercet.storage.timed import StorageObserver
 
 StoreKind = Literal["keyval", "map", "archive"]
 
@@ -106,6 +110,13 @@ class ModuleApi:
     def hook_global(self, name: str, handler: Handler, priority: float = 0) -> HookHandle:
         """Hook an event on the server-wide bus (route/remote, server-started, ...) (0.1)."""
         return self._record_hook(self._server.events, name, handler, priority)
+
+    def hook_each_host(self, name: str, handler: Handler, priority: float = 0) -> None:
+        """Hook ``name`` on the bus of every hosted domain, for a global module that
+        observes them all (``authentication-failure`` for metrics) (1.2). The hosts are
+        those of the configuration: every host exists before any module loads."""
+        for host in self._server.hosts.values():
+            self._record_hook(host.events, name, handler, priority)
 
     def _record_hook(self, bus: EventBus, name: str, handler: Handler,
                      priority: float) -> HookHandle:
@@ -297,6 +308,16 @@ class ModuleApi:
     def open_archive(self, name: str | None = None) -> ArchiveStore:
         return self.open_store(name, "archive")
 
+    def data_dir(self) -> Path:
+        """This module's directory for files of its own under ``data_path``:
+        ``<data_path>/<module name>/<host>`` (a global module: ``<data_path>/<module
+        name>``), created private (0700) when missing (1.2). For data that is no store's,
+        such as uploaded files."""
+        path = self._server.config.data_path / self.name
+        if self.host != "*":
+            path = path / self.host
+        return private_dir(path)
+
     async def delete_user_data(self, username: str) -> None:
         """Delete every piece of a user's data in every store of this host (0.1)."""
         await self._server.storage.delete_user(self.host, username)
@@ -308,6 +329,11 @@ class ModuleApi:
         False if there is no such account. See tercet.core.accounts."""
         return await accounts.delete_account(self._server, self.host, username,
                                              before_close=before_close)
+
+    async def purge_deleted_accounts(self, limit: int = accounts.PURGE_BATCH) -> int:
+        """Purge up to ``limit`` accounts of this host whose deletion grace period
+        (``user_deletion_grace_period``) has ended; returns how many (1.3)."""
+        return await accounts.purge_expired(self._server, self.host, limit)
 
     # -- stanzas and sessions (0.1) ----------------------------------------------------
     async def send(self, stanza: Element) -> None:
@@ -351,6 +377,51 @@ class ModuleApi:
         h = self._server.hosts.get(host or self.host)
         return [] if h is None else list(h.all_sessions())
 
+    def live_sessions(self) -> list[Session]:
+        """Every session of the server (1.2): clients (negotiating, bound or hibernated),
+        server-to-server streams both ways, external components. A snapshot, for reports
+        (metrics): O(sessions), not for the stanza path."""
+        found: list[Session] = list(self._server.net.sessions())
+        for host in self._server.hosts.values():
+            found.extend(s for s in host.all_sessions() if s.detached)
+        return found
+
+    @property
+    def server_stats(self) -> ServerStats:
+        """The counters the core keeps (stanzas by stream type and name), read by a
+        metrics module (1.2); see tercet.core.stats."""
+        return self._server.stats
+
+    def observe_storage(self, observer: StorageObserver) -> None:
+        """Tell ``observer(driver, kind, operation, seconds)`` of every store operation
+        from now until this module unloads (1.2). One observer at a time: ModuleError
+        when another module has one. It runs on the event loop per operation: keep it
+        cheap (a histogram observation)."""
+        storage = self._server.storage
+        if storage.observer is not None:
+            raise ModuleError("another module already observes storage operations")
+        storage.observer = observer
+
+        def stop() -> None:
+            if storage.observer is observer:
+                storage.observer = None
+        self._undo.append(stop)
+
+    def limit_traffic(self, policy: TrafficPolicy) -> None:
+        """Have the network layer ask ``policy`` whether to accept each inbound connection
+        and how fast each connection may send, until this module unloads (1.3). One
+        policy at a time: ModuleError when another module has one. Connections open
+        already keep the budget they were given."""
+        server = self._server
+        if server.traffic_policy is not None:
+            raise ModuleError("another module already limits traffic")
+        server.traffic_policy = policy
+
+        def stop() -> None:
+            if server.traffic_policy is policy:
+                server.traffic_policy = None
+        self._undo.append(stop)
+
     def close_session(self, session: Session, error: Any = None) -> None:
         """Close a session now (with a StreamError) and run its unbind events (0.1)."""
         session.close(error)
@@ -384,20 +455,52 @@ class ModuleApi:
         return bool(username) and auth is not None and await auth.user_exists(username or "")
 
     def is_admin(self, jid: str) -> bool:
-        """True for JIDs listed in ``admins`` (global or this host) (0.1)."""
+        """COMPAT (0.1): whether ``jid``'s role here is tercet:admin or above. Prefer
+        ``may`` with a declared permission (1.3), which custom roles can grant or deny."""
         return self._server.is_admin(jid, None if self.host == "*" else self.host)
 
-    def may(self, action: str, event: StanzaEvent | str) -> bool:
-        """Whether the actor may do ``action`` (":" prefix = this module's namespace) (0.1)."""
-        actor = event if isinstance(event, str) else str(event.from_ or "")
-        return self._server.permissions.may(self._qualify(action), actor,
-                                            None if self.host == "*" else self.host)
+    def may(self, action: str, event: StanzaEvent | Session | str) -> bool:
+        """Whether the actor may do ``action`` (":" prefix = this module's namespace) (0.1).
+
+        The actor is the sender of a stanza event, a session, or a JID (1.3: sessions, and
+        a client's role is the one its account had at login; docs/roles.md)."""
+        return self._server.permissions.allows(self.role_of(event), self._qualify(action))
+
+    def role_of(self, actor: StanzaEvent | Session | str) -> str:
+        """The role of a stanza's sender, a session or a JID on this host (1.3)."""
+        host = None if self.host == "*" else self.host
+        session: Session | None = None
+        if isinstance(actor, str):
+            jid = actor
+        elif isinstance(actor, C2SSession):
+            session, jid = actor, actor.bare_jid or ""
+            if actor.username and actor.host is not None and not jid:
+                jid = f"{actor.username}@{actor.host.name}"
+        elif isinstance(actor, Session):
+            jid = ""  # a server or component stream: nobody's account
+        else:
+            session, jid = actor.origin, str(actor.from_ or "")
+        stored = None
+        if isinstance(session, C2SSession) and session.role is not None and \
+                session.host is not None and session.username is not None and \
+                jid.partition("/")[0] == f"{session.username}@{session.host.name}":
+            stored = session.role
+        return self._server.role_of(jid, host, stored)
 
     def default_permission(self, role: str, action: str) -> None:
-        """Grant ``action`` to ``role`` ("prosody:user"-style names: admin, user, guest) (0.1)."""
+        """Grant ``action`` to the built-in ``role`` and every role above it (0.1; 1.3:
+        tercet:guest, tercet:registered, tercet:member, tercet:admin, tercet:operator;
+        COMPAT: "guest", "user" and "admin" mean tercet:guest, tercet:registered and
+        tercet:admin). Prefer declaring ``PERMISSIONS`` (docs/roles.md)."""
         action = self._qualify(action)
         self._server.permissions.grant(role, action)
         self._undo.append(lambda: self._server.permissions.revoke(role, action))
+
+    async def account_login(self, session: C2SSession) -> str:
+        """Tell the core that ``session`` authenticated (SASL modules call it before
+        <success/>): it reads the account's role into ``session.role`` and records the
+        login time and address (1.3). Returns the role."""
+        return await accounts.logged_in(self._server, session)
 
     def _qualify(self, action: str) -> str:
         return f"{self.name}{action}" if action.startswith(":") else action
@@ -491,9 +594,11 @@ class ModuleApi:
         """Run a client stream over a message-framed transport ``link`` (XMPP over
         WebSocket, RFC 7395): the same c2s machinery as a TCP connection, with ``limits``.
         The caller feeds it messages and tells it when the transport is gone. From a
-        module on a host, the stream may open only to that host (1.2)."""
+        module on a host, the stream may open only to that host (1.2). The session's
+        ``transport`` is this module's name ("websocket", "bosh"), as metrics count it."""
         return self._server.net.open_framed(link, limits,
-                                            None if self.host == "*" else self.host)
+                                            None if self.host == "*" else self.host,
+                                            self.name)
 
     # -- HTTP (1.2) ---------------------------------------------------------------------------
     def add_http_route(self, method: str, path: str, handler: HttpHandler, *,

@@ -153,6 +153,8 @@ class ModuleManager:
             self._check_conflicts(entry)
             entry.api = ModuleApi(self.server, name, host)
             entry.api._declare(declared_options(entry.pymodule, name))
+            for action, role in module_permissions(entry.pymodule, name).items():
+                entry.api.default_permission(role, action)
             result = entry.pymodule.load(entry.api)
         except Exception as exc:
             return self._fail(entry, self._describe(exc))
@@ -393,6 +395,38 @@ def declared_options(module: ModuleType, owner: str) -> list[Option[Any]]:
         else:
             log.warning("module %s: %r in OPTIONS is not an Option; ignored", owner, item)
     return options
+
+
+def module_permissions(module: ModuleType, owner: str) -> dict[str, str]:
+    """The ``PERMISSIONS`` dict of an imported module (action -> least role having it),
+    with ":"-prefixed actions qualified by the module name (docs/roles.md) (1.3)."""
+    declared = getattr(module, "PERMISSIONS", {})
+    if not isinstance(declared, dict):
+        log.warning("module %s: PERMISSIONS is not a dict; ignored", owner)
+        return {}
+    out = {}
+    for action, role in declared.items():
+        if isinstance(action, str) and isinstance(role, str):
+            out[f"{owner}{action}" if action.startswith(":") else action] = role
+        else:
+            log.warning("module %s: PERMISSIONS entry %r: %r ignored", owner, action, role)
+    return out
+
+
+def declared_permissions(plugin_path: Path | None = None) -> dict[str, str]:
+    """Every permission the findable modules declare (``tercet check``: a custom role
+    naming anything else is a typo, or needs a plugin that is not installed) (1.3)."""
+    sources = available_sources(plugin_path)
+    names = {s.name for s in sources}
+    sources += [s for s in _environment_sources() if s.name not in names]
+    found: dict[str, str] = {}
+    for source in sources:
+        try:
+            module = import_source(source)
+        except Exception:  # noqa: BLE001 - module_options already warned about it
+            continue
+        found.update(module_permissions(module, source.name))
+    return found
 
 
 def module_options(source: ModuleSource) -> list[Option[Any]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from tercet.core.session import ServerSession
+    from tercet.core.session import ServerSession, Session
     from tercet.protocol.errors import StreamError
 
 # RFC 6120 §13.12: a server may limit the resources a session uses to counter denial of
@@ -144,6 +144,37 @@ class FramedStream(Protocol):
         ...
 
 
+class ReadLimiter(Protocol):
+    """The read budget of one connection (1.3). For every chunk read, the connection
+    asks how much of it may be processed now; it holds the rest and stops reading for
+    ``wait`` seconds, then asks again."""
+
+    def consume(self, size: int) -> int:
+        """How many of ``size`` bytes just read may be processed now (spent)."""
+        ...
+
+    def wait(self, size: int) -> float:
+        """Seconds until some of ``size`` held bytes may be processed."""
+        ...
+
+
+class TrafficPolicy(Protocol):
+    """Abuse and load controls one module enforces through the network layer (1.3):
+    which connections are accepted, and how fast each may send.
+
+    ``kind`` is the stream type as Prosody names session types: "c2s", "s2sin",
+    "s2sout", "component". Framed client streams (WebSocket, BOSH) are their transport
+    module's to police and do not come here."""
+
+    def admit(self, ip: str, kind: str) -> bool:
+        """Whether a new inbound connection from ``ip`` is accepted (RFC 6120 §13.12)."""
+        ...
+
+    def read_limiter(self, kind: str, session: Session) -> ReadLimiter | None:
+        """The read budget of a new connection carrying ``session``; None: unlimited."""
+        ...
+
+
 class Network(Protocol):
     """Listeners and live connections (tercet.net.NetManager is the real one)."""
 
@@ -157,15 +188,20 @@ class Network(Protocol):
         """Close every connection, authenticated or not (shutdown)."""
         ...
 
+    def sessions(self) -> list[Session]:
+        """The session of every open connection, authenticated or not (for metrics)."""
+        ...
+
     async def connect(self, spec: ConnectSpec) -> ServerSession:
         """Open an outbound stream; raises PeerUnreachable. The session is returned once
         its stream header is sent; negotiation continues through stream events."""
         ...
 
     def open_framed(self, link: MessageLink, limits: StreamLimits,
-                    host: str | None = None) -> FramedStream:
+                    host: str | None = None, transport: str = "websocket") -> FramedStream:
         """Run a client stream (RFC 7395 framing) over ``link``: the same c2s machinery
-        as a TCP connection, with ``limits``; with ``host``, only for that host (1.2)."""
+        as a TCP connection, with ``limits``; with ``host``, only for that host (1.2).
+        ``transport`` names the transport for metrics ("websocket", "bosh")."""
         ...
 
 

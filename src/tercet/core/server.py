@@ -17,6 +17,7 @@ from typing import Any
 
 from tercet import SOFTWARE_NAME, __version__
 from tercet.core import admin_commands
+from tercet.core import permissions as roles
 from tercet.core import reload as config_reload
 from tercet.core.certs import certificate_for_host
 from tercet.core.config import ALWAYS_LOADED, Config, ConfigError
@@ -26,17 +27,26 @@ from tercet.core.http import HttpRoutes
 from tercet.core.logging import setup_logging
 from tercet.core.moduleapi import ModuleError
 from tercet.core.modulemanager import ModuleManager
-from tercet.core.network import Network, TLSProvider
+from tercet.core.network import Network, TLSProvider, TrafficPolicy
 from tercet.core.permissions import Permissions
 from tercet.core.reload import ReloadReport
 from tercet.core.router import Router
 from tercet.core.session import C2SSession
+from tercet.core.stats import ServerStats
 from tercet.files import private_dir
 from tercet.protocol.errors import StreamError
 from tercet.protocol.jid import JID, InvalidJID
 from tercet.storage.manager import StorageManager
 
 log = logging.getLogger("tercet.server")
+
+
+def custom_roles(config: Config) -> list[roles.CustomRole]:
+    """The usable custom roles of ``config`` (``tercet check`` reports the others)."""
+    found, problems = roles.parse_custom_roles(config.get("custom_roles") or [])
+    for problem in problems:
+        log.warning("custom_roles: %s", problem)
+    return found
 
 # Protocol modules every virtual host needs, loaded even when modules_enabled leaves them
 # out (operators can still name them in modules_disabled). Not the default-enabled list.
@@ -60,15 +70,21 @@ class Server:
         self.providers: dict[str, list[Any]] = {}
         # Every module's HTTP routes; the http module serves them (core/http.py).
         self.http_routes = HttpRoutes()
+        # Stanza counters the connections and sessions keep, for metrics (core/stats.py).
+        self.stats = ServerStats()
         profile = config.get("jid_profile")
         self.parse_jid: Callable[[str], JID] = (
             (lambda text: JID.parse(text, profile="precis")) if profile == "precis"
             else JID.parse)
         self.router = Router(self.hosts, self.events, self.parse_jid)
         self.storage = storage
-        self.permissions = Permissions(self._role_of)
+        self.permissions = Permissions(self.role_of, custom_roles(config))
+        self._role_facts: dict[tuple[str, str | None], frozenset[str] | bool] = {}
         self.tls = tls
         self._net: Network | None = None
+        # Connection admission and read budgets, set by the module that enforces them
+        # (``ModuleApi.limit_traffic``; the ``limits`` module); None: no limits.
+        self.traffic_policy: TrafficPolicy | None = None
         plugin_path = config.resolve_path("installer_plugin_path", None)
         self.modules = ModuleManager(self, plugin_path)
         self.stopping = asyncio.Event()
@@ -175,6 +191,8 @@ class Server:
         old = self.config
         kept = new.keep_running(old)
         self.config = new
+        self._role_facts.clear()
+        self.permissions.configure(custom_roles(new))
         settings = new.logging()
         setup_logging(settings.level, settings.file)
         report = await config_reload.apply(self, old, new)
@@ -206,28 +224,71 @@ class Server:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    # -- roles ----------------------------------------------------------------------------
+    # -- roles (docs/roles.md) ---------------------------------------------------------------
     def is_admin(self, jid: str, host: str | None) -> bool:
-        try:
-            bare = str(self.parse_jid(jid).bare)
-        except InvalidJID:
-            return False
-        admins = set(self.config.get("admins") or ())
-        if host is not None:
-            admins |= set(self.config.get("admins", host=host) or ())
-        return bare in admins
+        """COMPAT (1.0): whether ``jid``'s role on ``host`` is tercet:admin or above."""
+        return roles.builtin_rank(self.permissions.base(self.role_of(jid, host))) >= \
+            roles.builtin_rank(roles.ADMIN)
 
-    def _role_of(self, actor: str, host: str | None) -> str:
-        if self.is_admin(actor, host):
-            return "admin"
+    def role_of(self, actor: str, host: str | None, stored: str | None = None) -> str:
+        """``actor``'s role on ``host`` (None: server-wide).
+
+        Global ``admins`` are tercet:operator everywhere; a host's (or component's) own
+        ``admins`` are tercet:admin there. An account has its stored role, as its latest
+        login read it (``stored``: what a session read, for an account no login has
+        cached), on its own host and on the components under that domain
+        (conference.example.org for example.org; virtual hosts are never "under" one
+        another); elsewhere only tercet:operator carries over and anything else is
+        tercet:registered. Anonymous users, remote users and malformed actors are
+        tercet:guest.
+        """
         try:
             jid = self.parse_jid(actor)
         except InvalidJID:
-            return "guest"
-        h = self.hosts.get(jid.domain)
-        if jid.node and h is not None and h.kind == "local":
-            return "user"
-        return "guest"
+            return roles.GUEST
+        bare = str(jid.bare)
+        if bare in self._admins(None):
+            return roles.OPERATOR
+        if host is not None and bare in self._admins(host):
+            return roles.ADMIN
+        home = self.hosts.get(jid.domain)
+        if jid.node is None or home is None or home.kind != "local" or \
+                self._anonymous(jid.domain):
+            return roles.GUEST
+        role = home.account_roles.get(jid.node) or stored or roles.DEFAULT_ROLE
+        if bare in self._admins(jid.domain) and role != roles.OPERATOR:
+            role = roles.ADMIN
+        if host is None or host == jid.domain or role == roles.OPERATOR or \
+                self._is_component_of(host, jid.domain):
+            return role
+        return roles.REGISTERED
+
+    # role_of runs for every occupant a room presence goes to (MUC joins are O(N²)): the
+    # configuration facts it needs are read once per configuration, not per call.
+    def _admins(self, host: str | None) -> frozenset[str]:
+        """The global ``admins`` (host None) or a host table's own."""
+        key = ("admins", host)
+        found = self._role_facts.get(key)
+        if found is None:
+            value = self.config.get("admins") if host is None else \
+                self.config.get_host_only("admins", host)
+            found = self._role_facts[key] = frozenset(value or ())
+        assert isinstance(found, frozenset)
+        return found
+
+    def _anonymous(self, host: str) -> bool:
+        key = ("anonymous", host)
+        found = self._role_facts.get(key)
+        if found is None:
+            found = self._role_facts[key] = \
+                self.config.get("authentication", host=host) == "anonymous"
+        return bool(found)
+
+    def _is_component_of(self, host: str, parent: str) -> bool:
+        """Whether ``host`` is a component under ``parent`` (conference.example.org)."""
+        found = self.hosts.get(host)
+        return found is not None and found.kind == "component" and \
+            host.endswith("." + parent)
 
     def fire_sync_or_log(self, bus: EventBus, name: str, event: Any) -> Any:
         result = bus.fire(name, event)

@@ -108,7 +108,7 @@ class Session:
     """Base of every session kind; ``kind`` names it for logs and event names."""
 
     kind = "local"
-    __slots__ = ("id", "host", "closed", "data")
+    __slots__ = ("id", "host", "closed", "data", "sent_counts")
 
     def __init__(self, host: Host | None) -> None:
         self.id = f"{self.kind}{next(_ids)}"
@@ -117,6 +117,14 @@ class Session:
         # Per-session scratch space for modules (keyed by module name), so modules keep
         # their state on the session without monkey-patching attributes onto it.
         self.data: dict[str, Any] = {}
+        # Stanzas written, by name: the ``sent`` counts of the stream type (core/stats.py),
+        # given by the connection; None for sessions no connection carries.
+        self.sent_counts: dict[str, int] | None = None
+
+    def _count_sent(self, name: str) -> None:
+        counts = self.sent_counts
+        if counts is not None and name in counts:
+            counts[name] += 1
 
     @property
     def log(self) -> SessionLog:
@@ -172,6 +180,7 @@ class ComponentSession(Session):
         # Serialised against jabber:client: the stanza's namespace is left implicit, so on
         # the wire it is the stream's default, jabber:component:accept.
         if not self.closed:
+            self._count_sent(stanza.name)
             self.conn.write(stanza.to_xml().encode())
 
     def set_authenticated(self) -> None:
@@ -202,7 +211,7 @@ class C2SSession(Session):
         "conn", "username", "resource", "full_jid", "bare_jid", "authenticated", "bound",
         "priority", "presence", "available", "interested", "directed", "stream_id",
         "lang", "sasl", "auth_failures", "stream_version", "secure_tls", "tls_info",
-        "_filters", "stanzas_in", "framed",
+        "_filters", "stanzas_in", "framed", "transport", "sasl_mechanism", "role",
     )
 
     def __init__(self, host: Host | None, conn: Connection) -> None:
@@ -222,6 +231,10 @@ class C2SSession(Session):
         self.stream_id = ""
         self.lang = "en"
         self.sasl: Any = None  # the SASL mechanism in progress
+        # The name of the mechanism of the latest authentication attempt, set by the SASL
+        # modules for one they offer (None before, or for a mechanism not offered), so
+        # authentication-success/-failure handlers can tell it (metrics) (1.2).
+        self.sasl_mechanism: str | None = None
         self.auth_failures = 0
         self.stream_version = "1.0"
         self.secure_tls = False
@@ -234,6 +247,12 @@ class C2SSession(Session):
         # The stream is message-framed (WebSocket, RFC 7395): no STARTTLS on it (§3.8:
         # TLS belongs to the WebSocket's own connection) (1.2).
         self.framed = False
+        # What carries the stream: "tcp", or the module that frames it ("websocket",
+        # "bosh") (1.2).
+        self.transport = "tcp"
+        # The account's role as read at login (docs/roles.md); None before authentication.
+        # A role changed later applies from the account's next login (1.3).
+        self.role: str | None = None
 
     @property
     def secure(self) -> bool:
@@ -251,6 +270,9 @@ class C2SSession(Session):
         if self._filters is not None:
             self._send_through(stanza, 0)
             return
+        counts = self.sent_counts
+        if counts is not None and stanza.name in counts:
+            counts[stanza.name] += 1
         self.conn.write(stanza.to_xml().encode())
 
     # -- send filters (1.0): modules that hold back or record what goes out ------------
@@ -283,6 +305,7 @@ class C2SSession(Session):
             if passed is None:
                 return
             stanza = passed
+        self._count_sent(stanza.name)
         self.conn.write(stanza.to_xml().encode())
 
     def send_raw(self, data: str) -> None:
@@ -426,6 +449,7 @@ class ServerSession(Session):
         # Serialised against jabber:client: the stanza's own namespace is left implicit,
         # so on the wire it is the stream's default, jabber:server (RFC 6120 §4.8.3).
         if not self.closed:
+            self._count_sent(stanza.name)
             self.conn.write(stanza.to_xml().encode())
 
     def carries(self, local: str, remote: str) -> bool:

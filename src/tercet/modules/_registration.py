@@ -13,18 +13,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class RegistrationAttempt:
-    """Payload of ``user-registering``: return a StanzaError from a handler to refuse."""
+    """Payload of ``user-registering``: return a StanzaError from a handler to refuse.
+    ``session`` is None for an account created outside a client stream (the web form of
+    invites_page)."""
 
     username: str
     host: str
     ip: str
-    session: ClientSession
+    session: ClientSession | None
 
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """Payload of ``user-registered`` (after the account exists)."""
+    """Payload of ``user-registered`` (after the account exists); ``session`` is the
+    client stream that registered it, None for the web form."""
 
     username: str
     host: str
     ip: str
+    session: ClientSession | None = None

@@ -129,11 +129,13 @@ class Sasl2Request:
 
 @dataclass(frozen=True, slots=True)
 class Sasl2Outcome:
-    """``username`` (nodeprep'd) on success, else ``condition`` (RFC 6120 §6.5)."""
+    """``username`` (nodeprep'd) on success, else ``condition`` (RFC 6120 §6.5) with an
+    optional ``text`` for the user (a disabled account's reason, 1.3)."""
 
     username: str | None = None
     condition: str = "not-authorized"
     additional_data: bytes | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

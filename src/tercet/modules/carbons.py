@@ -28,6 +28,7 @@ from tercet.module import (
     Element,
     ModuleApi,
     Option,
+    SessionReport,
     StanzaEvent,
     StreamFeaturesEvent,
 )
@@ -64,6 +65,12 @@ def load(module: ModuleApi) -> None:
     # Bind2 (XEP-0386 §4): <enable/> inline in the bind request of a SASL2 login.
     module.hook("bind2-features", advertise_inline)
     module.hook(f"bind2-inline/{NS}:enable", enable_inline)
+    module.hook("session-report", report)  # `c2s list` in the admin shell
+
+
+def report(event: SessionReport) -> None:
+    if enabled(event.session):
+        event.features["carbons"] = True
 
 
 def advertise_inline(event: StreamFeaturesEvent) -> None:

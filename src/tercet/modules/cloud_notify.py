@@ -45,6 +45,7 @@ from tercet.module import (
     InvalidJID,
     ModuleApi,
     Option,
+    SessionReport,
     StanzaError,
     StanzaEvent,
     StorageError,
@@ -133,6 +134,7 @@ def load(module: ModuleApi) -> None:
     module.hook("iq/host", push.on_reply, 10)  # before iq dispatch (-1)
     module.hook("resource-bind", push.on_live)
     module.hook("session-closed", push.on_closed)
+    module.hook("session-report", report)  # `c2s list` in the admin shell
     module.hook(HIBERNATION_TIMEOUT, push.on_hibernation_timeout)
     module.on_unload(push.unload)
 
@@ -439,3 +441,9 @@ def form(fields: Iterable[tuple[str, list[str]]]) -> Element:
         for value in values:
             f.text_tag("value", value)
     return x
+
+
+def report(event: SessionReport) -> None:
+    state = event.session.data.get(KEY)
+    if isinstance(state, SessionPush) and state.ids:
+        event.features["push"] = len(state.ids)

@@ -42,6 +42,7 @@ from tercet.module import (
     Element,
     ModuleApi,
     Option,
+    SessionReport,
     StreamElementEvent,
     StreamFeaturesEvent,
 )
@@ -122,12 +123,17 @@ def load(module: ModuleApi) -> None:
         for session in module.all_sessions():
             stop(session)
 
+    def report(event: SessionReport) -> None:  # `c2s list` in the admin shell
+        if isinstance(event.session.data.get(key), Held):
+            event.features["csi"] = "inactive"
+
     module.hook("stream-features", features)
     module.hook(f"stream/{NS}:inactive", inactive)
     module.hook(f"stream/{NS}:active", active)
     module.hook("bind2-features", bind2_features)
     module.hook(f"bind2-inline/{NS}:inactive", bind2_inactive)
     module.hook("connection-lost", connection_lost, LOST_PRIORITY)
+    module.hook("session-report", report)
     module.on_unload(unload)
 
 

@@ -49,6 +49,9 @@ NS_DATA = "jabber:x:data"
 CAPS_NODE = "https://tercet.im"
 META = {"summary": "Service discovery and server capabilities", "stage": "stable",
         "xeps": ["XEP-0030", "XEP-0115", "XEP-0128"]}
+#: docs/roles.md: accounts whose role has it show the XEP-0030 account identity
+#: type "admin" (as Prosody's ``be-discovered-admin``).
+PERMISSIONS = {":be-discovered-admin": "tercet:admin"}
 
 OPTIONS: list[Option[Any]] = [
     Option("name", str, None,
@@ -327,7 +330,7 @@ class _AccountDisco:
         return True
 
     def account_type(self, username: str) -> str:
-        if self.module.is_admin(f"{username}@{self.module.host}"):
+        if self.module.may(":be-discovered-admin", f"{username}@{self.module.host}"):
             return "admin"
         if self.module.option("authentication") == "anonymous":
             return "anonymous"

@@ -127,7 +127,8 @@ class _Fast:
             if entry.get("mech", mechanism) != mechanism:
                 return Sasl2Outcome()  # §4.4: bound to the mechanism it was issued for
             if creds.disabled:
-                return Sasl2Outcome(condition="account-disabled")
+                return Sasl2Outcome(condition="account-disabled",
+                                    text=creds.disabled_reason)
             if count is not None and count <= entry.get("count", 0):
                 return Sasl2Outcome(condition="credentials-expired")  # a replay
             if fast is not None and fast.get("invalidate") in ("true", "1"):

@@ -22,13 +22,26 @@ from typing import Any
 
 from tercet.module import ModuleApi, ModuleError, Option
 from tercet.modules._muc import admin
-from tercet.modules._muc.adminsocket import INSTANCES, admin_destroy, admin_list, admin_show
+from tercet.modules._muc.adminsocket import (
+    INSTANCES,
+    admin_affiliations,
+    admin_destroy,
+    admin_list,
+    admin_occupants,
+    admin_show,
+)
 from tercet.modules._muc.api import NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_UNIQUE, RoomConfig
 from tercet.modules._muc.handlers import NS_COMMANDS, Muc
 from tercet.modules._muc.service import Restriction, Settings
 
 META = {"summary": "Multi-User Chat", "stage": "beta",
         "xeps": ["XEP-0045", "XEP-0203", "XEP-0249", "XEP-0317", "XEP-0410", "XEP-0421"]}
+
+#: docs/roles.md. ``admin``: the service's administrators, owners of every room (XEP-0045
+#: §5.2 "service administrator"), who may destroy rooms by ad-hoc command;
+#: ``create-room``: creating rooms while ``restrict_room_creation`` is "admin" (with
+#: "local", users of this server may too).
+PERMISSIONS = {":admin": "tercet:admin", ":create-room": "tercet:admin"}
 
 RESTRICT_CREATION = Option[bool | str](
     "restrict_room_creation", bool | str, False,
@@ -129,6 +142,8 @@ def load(module: ModuleApi) -> Any:
     module.hook_global("admin/muc.list", admin_list)
     module.hook_global("admin/muc.show", admin_show)
     module.hook_global("admin/muc.destroy", admin_destroy)
+    module.hook_global("admin/muc.occupants", admin_occupants)
+    module.hook_global("admin/muc.affiliations", admin_affiliations)
     return muc.start()
 
 

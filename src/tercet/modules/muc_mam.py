@@ -264,7 +264,7 @@ class RoomArchive:
         moderators (and server admins)."""
         affiliation = room.affiliation(reader.bare)
         occupant = room.occupant_by_real_jid(reader)
-        admin = self.module.is_admin(str(reader.bare))
+        admin = self.module.may("muc:admin", str(reader.bare))
         if affiliation == "outcast" and not admin:
             return Access(False, False)
         member = affiliation in ("owner", "admin", "member")

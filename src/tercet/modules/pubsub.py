@@ -30,6 +30,9 @@ from tercet.protocol.dataforms import Field, build_form
 
 META = {"summary": "Publish-Subscribe service (component)", "stage": "beta",
         "xeps": ["XEP-0060", "XEP-0248"]}
+#: docs/roles.md. ``admin``: owner of every node (XEP-0060 §4.1 service administrator);
+#: ``create-node``: creating nodes on this (component) service.
+PERMISSIONS = {":admin": "tercet:admin", ":create-node": "tercet:admin"}
 
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -88,7 +91,8 @@ class PubsubComponent:
                         max_subscriptions=module.option("pubsub_max_subscriptions"))
         self.service = Service(module.host, default_config=COMPONENT_DEFAULT, limits=limits,
                                store=_NodeStore(self.store), notifier=self,
-                               access=self.access, admins=module.is_admin,
+                               access=self.access,
+                               admins=lambda jid: module.may(":admin", jid),
                                expose_publisher=module.option("expose_publisher"))
         self.wire = PubsubWire(self)
 
@@ -101,7 +105,7 @@ class PubsubComponent:
 
     # -- Frontend / Notifier ------------------------------------------------------------------
     def may_create(self, request: Request) -> bool:
-        return self.module.is_admin(request.actor)
+        return self.module.may(":create-node", request.actor)
 
     async def after_subscribe(self, request: Request, node: Node, jid: str) -> None:
         item = node.last_item()

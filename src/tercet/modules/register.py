@@ -5,7 +5,8 @@ Creation is off unless ``allow_registration = true``; password change and cancel
 always work for logged-in users (as Prosody's mod_user_account_management). Creation is
 refused for IPs in ``registration_denylist``, limited to one per
 ``min_seconds_between_registrations`` per IP (IPs in ``registration_allowlist``, by default
-loopback, are exempt), and other modules may refuse it from the ``user-registering`` event
+loopback, are exempt; the times are kept in the host's store, so a restart does not reset
+the throttle), and other modules may refuse it from the ``user-registering`` event
 (mod_tombstones does) by returning a StanzaError. After success ``user-registered`` fires
 (mod_welcome, mod_watchregistrations). Cancellation goes through the one account deletion
 path (``module.delete_account``, tercet.core.accounts).
@@ -20,6 +21,7 @@ from typing import Any
 
 from tercet.module import (
     ClientSession,
+    MapStore,
     ModuleApi,
     ModuleError,
     Option,
@@ -45,6 +47,8 @@ DEFAULT_INSTRUCTIONS = "Choose a username and password for use with this service
 # registrations without fixing a mechanism.
 DEFAULT_THROTTLE_CACHE = 100
 LOOPBACK = ["127.0.0.1", "::1"]
+#: Host-wide map: IP -> time of its last registration, so a restart keeps the throttle.
+THROTTLE_STORE = "register_throttle"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -66,23 +70,53 @@ OPTIONS: list[Option[Any]] = [
 
 
 class Throttle:
-    """When each IP last registered, for at most ``size`` IPs (least recent dropped)."""
+    """When each IP last registered, for at most ``size`` IPs (least recent dropped).
 
-    def __init__(self, period: float, size: int, clock: Callable[[], float]) -> None:
+    With a ``store`` (a host-wide map: IP -> time), the times survive a restart: an IP
+    not in memory is looked up there (``recall``) before it is judged, and each
+    registration is written through; entries older than the period are swept."""
+
+    def __init__(self, period: float, size: int, clock: Callable[[], float],
+                 store: MapStore | None = None) -> None:
         self.period = period
         self.size = size
         self.clock = clock
+        self.store = store
         self._last: OrderedDict[str, float] = OrderedDict()
 
     def allows(self, ip: str) -> bool:
         last = self._last.get(ip)
         return self.period <= 0 or last is None or self.clock() - last >= self.period
 
-    def record(self, ip: str) -> None:
-        self._last[ip] = self.clock()
+    def _remember(self, ip: str, when: float) -> None:
+        self._last[ip] = when
         self._last.move_to_end(ip)
         while len(self._last) > self.size:
             self._last.popitem(last=False)
+
+    async def recall(self, ip: str) -> None:
+        """Load ``ip``'s last registration from the store, if memory does not have it."""
+        if self.store is None or self.period <= 0 or ip in self._last:
+            return
+        stored = await self.store.get(None, ip)
+        if isinstance(stored, (int, float)) and self.clock() - stored < self.period:
+            self._remember(ip, float(stored))
+
+    async def record(self, ip: str) -> None:
+        now = self.clock()
+        self._remember(ip, now)
+        if self.store is not None and self.period > 0:
+            await self.store.set(None, ip, now)
+
+    async def sweep(self) -> float:
+        """Forget stored times older than the period (bounded by registrations made)."""
+        if self.store is not None and self.period > 0:
+            now = self.clock()
+            stale = {ip: None for ip, when in (await self.store.get_all(None)).items()
+                     if not isinstance(when, (int, float)) or now - when >= self.period}
+            if stale:
+                await self.store.set_keys(None, stale)
+        return max(self.period, 60.0)
 
 
 def parse_networks(name: str, entries: Iterable[object]) -> list[Network]:
@@ -178,28 +212,34 @@ class _Creation:
         self.allowlist_only: bool = module.option("allowlist_registration_only")
         self.throttle = Throttle(module.option("min_seconds_between_registrations"),
                                  module.option("registration_throttle_cache_size"),
-                                 module.now)
+                                 module.now, module.open_map(THROTTLE_STORE))
 
     def features(self, event: StreamFeaturesEvent) -> None:
         session = event.session
         if self.allow and not session.authenticated and (session.secure or not self.require_tls):
             event.features.tag("register", NS_FEATURE)
 
-    def ip_refusal(self, ip: str) -> StanzaError | None:
+    def ip_refusal(self, ip: str, throttled: bool = True) -> StanzaError | None:
         if ip_in(ip, self.denylist):
             return StanzaError("forbidden", "Your IP address is blocklisted", type="auth")
         allowed = ip_in(ip, self.allowlist)
         if self.allowlist_only and not allowed:
             return StanzaError("forbidden", "Your IP address is not allowlisted", type="auth")
-        if not allowed and not self.throttle.allows(ip):
+        if throttled and not allowed and not self.throttle.allows(ip):
             return StanzaError("policy-violation",
                                "Too many registrations from this IP address recently",
                                type="wait")
         return None
 
+    def open_for(self, session: ClientSession) -> bool:
+        """Registration is open, or another module opens it for this stream: handlers of
+        ``registration-allowed`` (synchronous; invites_register, after a valid invitation
+        token, XEP-0445 §3) return True."""
+        return self.allow or self.module.fire("registration-allowed", session) is True
+
     def on_query(self, event: StreamElementEvent) -> Awaitable[bool] | bool:
         session, stanza = event.session, event.element
-        if not self.allow:
+        if not self.open_for(session):
             return reply_error(session, stanza, StanzaError("service-unavailable"))
         if self.require_tls and not session.secure:
             return reply_error(session, stanza, StanzaError(
@@ -225,19 +265,25 @@ class _Creation:
             return reply_error(session, stanza, checked)
         username, password = checked
         ip = session.peer
-        refusal = self.ip_refusal(ip) or await self.module.fire_async(
+        await self.throttle.recall(ip)
+        # Where registration is closed, an invitation opened it: its token limits how
+        # many accounts it creates, so the per-IP throttle does not apply (a household
+        # behind one address registering with one reusable invitation).
+        refusal = self.ip_refusal(ip, throttled=self.allow) or await self.module.fire_async(
             "user-registering", RegistrationAttempt(username, self.module.host, ip, session))
         if isinstance(refusal, StanzaError):
-            session.log.info("registration of %s refused: %s", username, refusal.condition)
+            session.log.info("registration of %s from %s refused: %s (%s)", username, ip,
+                             refusal.condition, refusal.text or "by a module")
             return reply_error(session, stanza, refusal)
         error = await self.create_account(username, password)
         if error is not None:
             return reply_error(session, stanza, error)
         if not ip_in(ip, self.allowlist):
-            self.throttle.record(ip)
+            await self.throttle.record(ip)
         session.send(stanza.reply())
         session.log.info("registered %s@%s from %s", username, self.module.host, ip)
-        await self.module.fire_async("user-registered", Registered(username, self.module.host, ip))
+        await self.module.fire_async("user-registered",
+                                     Registered(username, self.module.host, ip, session))
         return True
 
     async def create_account(self, username: str, password: str) -> StanzaError | None:
@@ -262,6 +308,7 @@ class _Creation:
 def load_creation(module: ModuleApi) -> None:
     """Account creation on unauthenticated streams."""
     creation = _Creation(module)
+    module.add_timer(max(creation.throttle.period, 60.0), creation.throttle.sweep)
     module.hook("stream-features", creation.features, 5)
     module.hook(f"unauthenticated-iq/{NS_REGISTER}:query", creation.on_query)
 

@@ -81,6 +81,7 @@ class _Sasl2(SaslSettings):
         session, el = event.session, event.element
         if session.authenticated:
             raise StreamError("policy-violation", "already authenticated")
+        session.sasl_mechanism = None
         if self.require_tls and not session.secure:
             return self.fail(session, "encryption-required")
         name = el.get("mechanism") or ""
@@ -95,6 +96,7 @@ class _Sasl2(SaslSettings):
         if mech is None:
             return self._external(session, Sasl2Request(session, el, initial, agent))
         session.sasl = mech
+        session.sasl_mechanism = mech.name
         return self.drive(session, mech, mech.start(initial))
 
     async def _external(self, session: ClientSession, request: Sasl2Request) -> None:
@@ -102,8 +104,10 @@ class _Sasl2(SaslSettings):
         outcome = await self.module.fire_async(f"sasl2-authenticate/{name}", request)
         if not isinstance(outcome, Sasl2Outcome):
             self.fail(session, "invalid-mechanism")
-        elif outcome.username is None:
-            self.fail(session, outcome.condition)
+            return
+        session.sasl_mechanism = name  # a module serves it (FAST's HT-*)
+        if outcome.username is None:
+            self.fail(session, outcome.condition, outcome.text)
         else:
             await self.succeed(session, outcome.username, outcome.additional_data)
 
@@ -134,6 +138,7 @@ class _Sasl2(SaslSettings):
         request, agent, mechanism = session.data.pop(_KEY)
         session.sasl = None
         session.set_authenticated(username)
+        await self.module.account_login(session)  # its role, and the last login recorded
         success = Element("success", NS)
         if additional is not None:
             success.text_tag("additional-data", encode_payload(additional), NS)

@@ -83,13 +83,13 @@ class _Sasl(SaslSettings):
         if isinstance(step, Challenge):
             _send(session, "challenge", step.data)
         elif isinstance(step, Success):
-            self.succeed(session, step)
+            await self.succeed(session, step)
         elif isinstance(step, Failure):
             if step.condition == "not-authorized":  # wrong credentials, not a bad request
                 await self.guard.failed(session, mech.name)
             self.fail(session, step.condition, step.text)
 
-    def succeed(self, session: ClientSession, step: Success) -> None:
+    async def succeed(self, session: ClientSession, step: Success) -> None:
         # Accounts are stored under their nodeprep'd name (RFC 6122 §A), SASL names are
         # only SASLprep'd (RFC 4013): compare and bind on the prepared form.
         username = _nodeprep(step.username)
@@ -102,6 +102,7 @@ class _Sasl(SaslSettings):
             return
         session.sasl = None
         session.set_authenticated(username)
+        await self.module.account_login(session)  # its role, and the last login recorded
         _send(session, "success", step.additional_data)
         session.restart_stream()
         session.log.info("authenticated as %s@%s", username, self.module.host)
@@ -124,12 +125,15 @@ class _Sasl(SaslSettings):
         session = event.session
         if session.authenticated:
             raise StreamError("policy-violation", "already authenticated")
+        session.sasl_mechanism = None
         if self.require_tls and not session.secure:
             self.fail(session, "encryption-required")
             return True
         name = event.element.get("mechanism") or ""
         ctx = self.context(session)
         mech = server_mechanism(name, ctx) if name in offered_mechanisms(ctx) else None
+        if mech is not None:
+            session.sasl_mechanism = mech.name
         if mech is None:
             self.fail(session, "invalid-mechanism")
             return True

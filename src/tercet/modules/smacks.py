@@ -48,6 +48,7 @@ from tercet.module import (
     Element,
     ModuleApi,
     Option,
+    SessionReport,
     StreamElementEvent,
     StreamError,
     StreamFeaturesEvent,
@@ -451,6 +452,7 @@ def load(module: ModuleApi) -> None:
     sm = StreamManagement(module)
     _INSTANCES[module] = sm
     module.hook("stream-features", sm.features)
+    module.hook("session-report", report)  # `c2s list` in the admin shell
     module.hook(f"stream/{NS_SM}:enable", sm.enable)
     module.hook(f"stream/{NS_SM}:r", sm.request)
     module.hook(f"stream/{NS_SM}:a", sm.answer)
@@ -474,3 +476,11 @@ async def unload(module: ModuleApi) -> None:
     sm = _INSTANCES.pop(module, None)
     if sm is not None:
         await sm.drain()
+
+
+def report(event: SessionReport) -> None:
+    """Stream management in use: resumable or not, and stanzas not acknowledged yet."""
+    state = event.session.data.get(KEY)
+    if isinstance(state, SmState) and not state.ended:
+        event.features["sm"] = "resumable" if state.resume_id else "on"
+        event.features["sm_unacked"] = len(state.queue)

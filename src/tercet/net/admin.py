@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +42,19 @@ class AdminConnection:
         self.reader = reader
         self.writer = writer
         self.closed = asyncio.Event()
-        self.on_close: list[Any] = []
+        self.on_close: list[Callable[[], None]] = []
 
     def send(self, obj: dict[str, Any]) -> None:
         if self.writer.is_closing():
             return
         self.writer.write(json.dumps(obj, default=str).encode() + b"\n")
+
+    def buffered(self) -> int:
+        transport = self.writer.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def when_closed(self, fn: Callable[[], None]) -> None:
+        self.on_close.append(fn)
 
     async def serve(self) -> None:
         try:

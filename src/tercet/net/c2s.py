@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from tercet.core.events import is_awaitable
+from tercet.core.network import ReadLimiter
 from tercet.core.session import C2SSession
 from tercet.core.streamevents import StreamElementEvent, StreamFeaturesEvent
 from tercet.protocol.errors import StreamError
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tercet.c2s")
 
 STANZA_NAMES = frozenset(("message", "presence", "iq"))
+#: Bytes held beyond the read budget while reading is paused: what one read returns
+#: (asyncio reads at most 256 KiB), with room for a TLS record in flight.
+MAX_HELD = 512 * 1024
 
 
 class C2SConnection(asyncio.Protocol):
@@ -50,18 +54,25 @@ class C2SConnection(asyncio.Protocol):
     #: The content namespace a closing ``<stream:error/>`` is serialised against.
     _error_ns = NS_CLIENT
 
+    #: The stream type stanzas are counted under (core/stats.py).
+    stream_type = "c2s"
+
     # One of these per connected client: slots keep idle sessions small.
-    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent", "_out",
-                 "_out_size", "_peer", "_reader", "_secure", "_send_limit", "_sent_size",
-                 "_stream_lang", "_timeout", "listener", "net", "server", "session",
-                 "transport")
+    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
+                 "_limiter", "_out", "_out_size", "_peer", "_reader", "_received", "_secure",
+                 "_send_limit", "_sent_size", "_stream_lang", "_throttled", "_timeout",
+                 "listener", "net", "server", "session", "transport")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         self.server = server
         self.listener = listener
         self.net = net
         self.transport: asyncio.Transport | None = None
+        counts = server.stats.counts_for(self.stream_type)
+        # Stanzas received, by name (one increment per stanza; core/stats.py).
+        self._received = counts.received
         self.session = C2SSession(None, self)
+        self.session.sent_counts = counts.sent
         self._peer = "?"
         self._secure = listener.direct_tls
         self._reader = StreamReader(listener.limits.stanza_size)
@@ -73,6 +84,10 @@ class C2SConnection(asyncio.Protocol):
         self._closing = False
         self._counted_unauth = False
         self._timeout: asyncio.TimerHandle | None = None
+        # The read budget (the traffic policy's), and the bytes read beyond it, held while
+        # reading waits for it to refill (None: not waiting).
+        self._limiter: ReadLimiter | None = None
+        self._throttled: bytes | None = None
         self._send_limit = listener.limits.send_buffer
         # Output written during this loop iteration, sent by _flush (None: nothing).
         self._out: list[bytes] | None = None
@@ -155,6 +170,8 @@ class C2SConnection(asyncio.Protocol):
             self.close_stream(StreamError("policy-violation", "too many connections"))
             return
         self._counted_unauth = True
+        if not self._apply_policy():
+            return
         self._timeout = asyncio.get_running_loop().call_later(limits.auth_timeout,
                                                               self._auth_timeout)
         if self._secure:
@@ -177,7 +194,64 @@ class C2SConnection(asyncio.Protocol):
     def _session_closed(self, lost: bool) -> None:
         self.server.session_closed(self.session, lost=lost)
 
+    def limit_kind(self) -> str | None:
+        """The stream type the traffic policy knows this connection by (None: not its)."""
+        return self.stream_type
+
+    def _apply_policy(self) -> bool:
+        """Ask the traffic policy (if any) to admit this connection and for its read
+        budget; False when refused (the stream is closed)."""
+        policy = self.server.traffic_policy
+        kind = self.limit_kind()
+        if policy is None or kind is None:
+            return True
+        if kind != "s2sout" and not policy.admit(self._peer, kind):
+            self.close_stream(StreamError("policy-violation",
+                                          "too many connections from your address; "
+                                          "try again later"))
+            return False
+        self._limiter = policy.read_limiter(kind, self.session)
+        return True
+
+    def _within_budget(self, data: bytes) -> bytes:
+        """The part of ``data`` the read budget allows now; the rest is held and reading
+        stops until the budget refills (a timer, not a loop)."""
+        limiter = self._limiter
+        assert limiter is not None
+        if self._throttled is not None:
+            # In flight when reading paused; bounded by what one read returns.
+            self._throttled += data
+            if len(self._throttled) > MAX_HELD:
+                self.close_stream(StreamError("policy-violation", "sending too fast"))
+            return b""
+        allowed = limiter.consume(len(data))
+        if allowed >= len(data):
+            return data
+        held = self._throttled = data[allowed:]
+        if self.transport is not None:
+            self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(limiter.wait(len(held)), self._unthrottle)
+        return data[:allowed]
+
+    def _unthrottle(self) -> None:
+        held, self._throttled = self._throttled, None
+        if self.transport is None or self._closing or held is None:
+            return
+        allowed = self._within_budget(held)
+        if allowed:
+            self._feed(allowed)
+        if self._throttled is None and not self._busy and self.transport is not None \
+                and not self._closing:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
+        if self._limiter is not None:
+            data = self._within_budget(data)
+            if not data:
+                return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self._reader.feed(data)
         except StreamError as err:
@@ -230,7 +304,8 @@ class C2SConnection(asyncio.Protocol):
         if self._closing or self.transport is None:
             return
         self._drain()
-        if not self._busy and self.transport is not None and not self._closing:
+        if (not self._busy and self._throttled is None and self.transport is not None
+                and not self._closing):
             self.transport.resume_reading()
 
     def _handle(self, event: StreamEvent) -> Any:
@@ -278,6 +353,7 @@ class C2SConnection(asyncio.Protocol):
         session = self.session
         if el.name in STANZA_NAMES and el.xmlns == NS_CLIENT:
             session.stanzas_in += 1
+            self._received[el.name] += 1
             if session.bound:
                 return self._route(el)
             if session.host is None:
@@ -327,6 +403,7 @@ class C2SConnection(asyncio.Protocol):
         session.tls_info = fresh.tls_info
         session.lang = fresh.lang
         session.framed = fresh.framed
+        session.transport = fresh.transport
         fresh.closed = True
         self.session = session
 

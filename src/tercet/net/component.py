@@ -46,12 +46,14 @@ class ComponentConnection(C2SConnection):
 
     __slots__ = ("component",)
     _error_ns = NS_COMPONENT
+    stream_type = "component"
 
     def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         super().__init__(server, listener, net)
         self._secure = False  # no TLS on component streams, even on a direct-TLS listener
         self._reader = StreamReader(listener.limits.stanza_size, content_ns=NS_COMPONENT)
         self.component = ComponentSession(None, self)
+        self.component.sent_counts = server.stats.counts_for(self.stream_type).sent
         # The C2S machinery logs and closes through ``session``.
         self.session = self.component  # type: ignore[assignment]
 
@@ -100,6 +102,7 @@ class ComponentConnection(C2SConnection):
             # COMPAT: some libraries put jabber:client on the stanzas they send; Prosody
             # accepts them too.
             if el.name in STANZA_NAMES and el.xmlns in STANZA_NAMESPACES:
+                self._received[el.name] += 1
                 return self._route_from(host, el)
             raise StreamError("unsupported-stanza-type")
         if host is None or el.name != "handshake" or el.xmlns != NS_COMPONENT \

@@ -69,8 +69,14 @@ class FramedC2SConnection(C2SConnection):
     __slots__ = ("_framing", "_link", "_only_host")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager,
-                 link: MessageLink, only_host: str | None = None) -> None:
+                 link: MessageLink, only_host: str | None = None,
+                 transport: str = "websocket") -> None:
         super().__init__(server, listener, net)
+        # Counted under the transport's name, not as TCP clients (core/stats.py).
+        counts = server.stats.counts_for(transport)
+        self._received = counts.received
+        self.session.sent_counts = counts.sent
+        self.session.transport = transport
         self._link = link
         self._framing = FramingReader(listener.limits.stanza_size)
         # The host whose endpoint this is (a module loaded per host): others' streams
@@ -82,6 +88,11 @@ class FramedC2SConnection(C2SConnection):
         """The transport is up: run what a TCP connection runs on connect."""
         # uvloop's transports are look-alikes too; the connection needs only these methods.
         self.connection_made(_LinkTransport(self._link))  # type: ignore[arg-type]
+
+    def limit_kind(self) -> None:
+        # Admission and read budgets of a framed transport are its module's (the HTTP
+        # server meters requests, not stream bytes).
+        return None
 
     # -- FramedStream -----------------------------------------------------------------
     def message_received(self, data: bytes) -> None:

@@ -25,7 +25,7 @@ from tercet.protocol.errors import StreamError
 
 if TYPE_CHECKING:
     from tercet.core.server import Server
-    from tercet.core.session import ServerSession
+    from tercet.core.session import ServerSession, Session
 
 log = logging.getLogger("tercet.net")
 
@@ -61,9 +61,13 @@ LISTEN_BACKLOG = 1024
 
 
 class StreamConnection(Protocol):
-    """What the manager needs of any accepted connection: closing it with a stream error."""
+    """What the manager needs of any accepted connection: closing it with a stream error,
+    and the session it carries (for metrics)."""
 
     def close_stream(self, error: StreamError | None = None) -> None: ...
+
+    @property
+    def session(self) -> Session: ...
 
 
 # ListenSpec.service -> the protocol spoken on its sockets. A new stream kind (s2s,
@@ -132,10 +136,10 @@ class NetManager:
             reuse_address=True, ssl_handshake_timeout=30 if ssl_ctx else None)
 
     def open_framed(self, link: MessageLink, limits: StreamLimits,
-                    host: str | None = None) -> FramedStream:
+                    host: str | None = None, transport: str = "websocket") -> FramedStream:
         """A client stream over a message-framed transport (RFC 7395)."""
         conn = FramedC2SConnection(self.server, Listener("c2s/framed", link.secure, limits),
-                                   self, link, host)
+                                   self, link, host, transport)
         conn.start()
         return conn
 
@@ -152,6 +156,10 @@ class NetManager:
         deadline = asyncio.get_running_loop().time() + grace
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
+
+    def sessions(self) -> list[Session]:
+        """The session of every open connection."""
+        return [conn.session for conn in self.connections]
 
     def admit_unauthenticated(self, ip: str, limit: int) -> bool:
         """Count a new unauthenticated connection; False once the per-IP cap is reached."""

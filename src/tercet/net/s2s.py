@@ -71,6 +71,7 @@ class S2SConnection(C2SConnection):
     """One server-to-server TCP connection, either direction."""
 
     __slots__ = ("_held", "_peer_chain", "s2s")
+    stream_type = "s2s"
 
     def __init__(self, server: Server, listener: Listener, net: NetManager,
                  direction: str = "in", local: str | None = None,
@@ -78,6 +79,7 @@ class S2SConnection(C2SConnection):
         super().__init__(server, listener, net)
         self._reader = StreamReader(listener.limits.stanza_size, content_ns=NS_SERVER)
         self.s2s = ServerSession(self, direction, local, remote)
+        self.s2s.sent_counts = server.stats.counts_for(self.stream_type).sent
         self.s2s.reply_route = self._reply
         self.s2s.on_authenticated = self._pair_authenticated
         self.s2s.last_activity = server.clock()
@@ -89,6 +91,9 @@ class S2SConnection(C2SConnection):
         self._held: list[bytes] | None = None
         # The C2S machinery logs and closes through ``session``.
         self.session = self.s2s  # type: ignore[assignment]
+
+    def limit_kind(self) -> str:
+        return "s2sin" if self.s2s.direction == "in" else "s2sout"
 
     # -- connection lifecycle ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -206,6 +211,7 @@ class S2SConnection(C2SConnection):
         session = self.s2s
         session.last_activity = self.server.clock()
         if el.name in STANZA_NAMES and el.xmlns == NS_SERVER:
+            self._received[el.name] += 1
             return self._route_in(el)
         if el.xmlns == NS_STREAM and el.name == "error":
             self._peer_error(el)

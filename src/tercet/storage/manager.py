@@ -29,6 +29,12 @@ from tercet.storage.base import (
 )
 from tercet.storage.memory import create_memory_driver
 from tercet.storage.sqlite import create_sqlite_driver
+from tercet.storage.timed import (
+    StorageObserver,
+    TimedArchiveStore,
+    TimedKeyValStore,
+    TimedMapStore,
+)
 
 __all__ = [
     "DEFAULT_DRIVER",
@@ -149,6 +155,9 @@ class StorageManager:
         self._drivers: dict[str, StorageDriver] = {}
         self._stores: dict[tuple[str, str, StoreKind], Store] = {}
         self._closed = False
+        # Told of every store operation and its duration when set (the metrics module);
+        # the stores ``open`` returns read it at each call (storage/timed.py).
+        self.observer: StorageObserver | None = None
 
     def driver(self, name: str) -> StorageDriver:
         """The driver called ``name``, created on first use."""
@@ -180,18 +189,19 @@ class StorageManager:
     def open(self, host: str, store: str, kind: StoreKind) -> Store: ...
 
     def open(self, host: str, store: str, kind: StoreKind) -> Store:
-        """Return the store ``store`` of ``kind`` for ``host`` (the same object each time)."""
+        """Return the store ``store`` of ``kind`` for ``host`` (the same object each time),
+        timed for ``observer`` (the driver's own store is its ``inner``)."""
         cached = self._stores.get((host, store, kind))
         if cached is not None:
             return cached
         driver = self.driver(self.config.driver_for(store))
         opened: Store
         if kind == "keyval":
-            opened = driver.keyval(host, store)
+            opened = TimedKeyValStore(driver.keyval(host, store), self, driver.name)
         elif kind == "map":
-            opened = driver.map(host, store)
+            opened = TimedMapStore(driver.map(host, store), self, driver.name)
         elif kind == "archive":
-            opened = driver.archive(host, store)
+            opened = TimedArchiveStore(driver.archive(host, store), self, driver.name)
         else:
             raise ValueError(f"unknown store kind {kind!r}; expected keyval, map or archive")
         self._stores[(host, store, kind)] = opened

@@ -77,9 +77,49 @@ def _valid_log(value: str | dict[str, Any]) -> list[Invalid]:
     return []
 
 
+def _valid_custom_roles(value: list[dict[str, Any]]) -> list[Invalid]:
+    # Imported here: the permission model is not part of the configuration package, and
+    # collecting what modules declare imports module files (which import this one).
+    from tercet.core.modulemanager import declared_permissions
+    from tercet.core.permissions import CUSTOM_ROLES_EXAMPLE, custom_role_problems
+
+    known = declared_permissions()
+    fixes = {"nothing": "Add allow or deny entries, or give accounts the parent role.",
+             "no module": "Check the name against docs/roles.md, or install the plugin "
+                          "that declares it."}
+    out = []
+    for problem in custom_role_problems(value, known):
+        fix = next((f for word, f in fixes.items() if word in problem),
+                   f"Write roles like: {CUSTOM_ROLES_EXAMPLE}.")
+        out.append(Invalid("custom roles that work (docs/roles.md)", problem, fix,
+                           severity="warning"))
+    return out
+
+
+def _valid_duration(value: str | int) -> list[Invalid]:
+    from tercet.core.durations import parse_duration
+
+    try:
+        parse_duration(value)
+    except ValueError:
+        return [Invalid('a duration such as "30s", "12h" or "7d"', toml_repr(value),
+                        'Write it like: user_deletion_grace_period = "7d".')]
+    return []
+
+
 CORE_OPTIONS: tuple[Option[Any], ...] = (
-    Option("admins", list[str], [], "Bare JIDs with the admin role.",
-           example=["admin@example.org"], validate=valid_bare_jids),
+    Option("admins", list[str], [],
+           "Bare JIDs with the tercet:admin role on this host (global: tercet:operator, "
+           "every host).", example=["admin@example.org"], validate=valid_bare_jids),
+    Option("custom_roles", list[dict[str, Any]], [],
+           "Roles of your own: tables of name, inherits, allow, deny (docs/roles.md).",
+           scope="global", validate=_valid_custom_roles,
+           example=[{"name": "helpdesk", "inherits": "tercet:member",
+                     "allow": ["muc:create-room"]}]),
+    Option[str | int]("user_deletion_grace_period", str | int, 0,
+                      "How long a deleted account stays locked, its data kept, before it "
+                      "is purged (\"7d\"; 0: deleted at once).",
+                      validate=_valid_duration, example="7d"),
     Option("modules_enabled", list[str], list(DEFAULT_MODULES),
            "Modules to load; a host's list adds to the global one."),
     Option("modules_disabled", list[str], [], "Modules not to load, even if enabled.",

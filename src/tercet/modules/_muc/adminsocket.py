@@ -1,5 +1,6 @@
-"""Admin socket commands of the MUC: ``muc.list``, ``muc.show`` and ``muc.destroy``
-(``tercet muc ...``). One handler answers for every MUC component of the server, so the
+"""Admin socket commands of the MUC: ``muc.list``, ``muc.show``, ``muc.occupants``,
+``muc.affiliations`` and ``muc.destroy`` (``tercet muc ...``, ``tercet shell``). One
+handler answers for every MUC component of the server, so the
 commands are registered once whatever the number of components.
 """
 
@@ -50,6 +51,22 @@ def admin_show(req: AdminRequest) -> dict[str, Any]:
     row["occupants_list"] = [{"nick": o.nick, "role": o.role, "jid": str(o.bare_jid),
                               "sessions": len(o.sessions)} for o in room.occupants()]
     return row
+
+
+def admin_occupants(req: AdminRequest) -> list[dict[str, Any]]:
+    """``muc.occupants``: a room's occupants with their role and affiliation (XEP-0045
+    §5)."""
+    _muc, room = _find(req)
+    return [{"nick": o.nick, "role": o.role, "affiliation": room.affiliation(o.bare_jid),
+             "jid": str(o.bare_jid), "sessions": len(o.sessions)}
+            for o in room.occupants()]
+
+
+def admin_affiliations(req: AdminRequest) -> list[dict[str, Any]]:
+    """``muc.affiliations``: a room's affiliated JIDs (XEP-0045 §5.2)."""
+    _muc, room = _find(req)
+    return [{"jid": jid, "affiliation": affiliation}
+            for jid, affiliation in sorted(room.affiliations().items())]
 
 
 def admin_destroy(req: AdminRequest) -> dict[str, Any]:

@@ -53,7 +53,9 @@ class Muc:
         self.service = Service(
             module.host, settings, route=self.outbox.put,
             fire=module.fire_async, notify=module.fire_detached, now=module.now,
-            is_admin=module.is_admin, is_local_user=self._is_local_user, parse_jid=module.parse_jid,
+            is_admin=lambda jid: module.may(":admin", jid),
+            may_create_rooms=lambda jid: module.may(":create-room", jid),
+            is_local_user=self._is_local_user, parse_jid=module.parse_jid,
             on_change=self.store.changed, on_destroy=self.store.destroyed,
             flush_later=self.outbox.flush_later)
         self.forwarded: OrderedDict[str, Forwarded] = OrderedDict()
@@ -242,7 +244,7 @@ class Muc:
         command = self._payload(event)
         if command.get("node") != DESTROY_NODE:
             return None  # another module's command
-        if event.from_ is None or not self.module.is_admin(str(event.from_)):
+        if event.from_ is None or not self.module.may(":admin", event):
             return self._fail(event, StanzaError("forbidden"))
         form = find_form(command)
         if form is None:

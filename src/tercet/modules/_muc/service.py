@@ -59,6 +59,7 @@ class Service:
                  notify: Callable[[str, object], None],
                  now: Callable[[], float],
                  is_admin: Callable[[str], bool],
+                 may_create_rooms: Callable[[str], bool],
                  is_local_user: Callable[[str], bool],
                  parse_jid: Callable[[str], JID],
                  on_change: Callable[[Room], None],
@@ -71,6 +72,7 @@ class Service:
         self.notify = notify  # not awaited: observers (created, joined, left, destroyed)
         self.now = now
         self._is_admin = is_admin
+        self._may_create_rooms = may_create_rooms
         self._is_local_user = is_local_user
         self.parse_jid = parse_jid
         self._on_change = on_change
@@ -157,12 +159,13 @@ class Service:
         self.remove_room(room)
 
     def may_create(self, bare: str) -> bool:
-        """``restrict_room_creation``: anyone, local users only, or admins only."""
+        """``restrict_room_creation``: anyone, local users only, or only the roles with
+        the ``muc:create-room`` permission (tercet:admin and above by default)."""
         restriction = self.settings.restrict_creation
         if restriction == "admin":
-            return self._is_admin(bare)
+            return self._may_create_rooms(bare)
         if restriction == "local":
-            return self._is_admin(bare) or self._is_local_user(bare)
+            return self._may_create_rooms(bare) or self._is_local_user(bare)
         return True
 
     # -- presence (§7.1-§7.7, §7.14) ---------------------------------------------------------

@@ -88,7 +88,7 @@ class PlainServer:
         if not check_password(creds, password):
             return self._fail("not-authorized")
         if creds.disabled:
-            return self._fail("account-disabled")
+            return self._fail("account-disabled", creds.disabled_reason)
         self._state = "done"
         return Success(self._authcid, self._authzid, None)
 
@@ -96,10 +96,10 @@ class PlainServer:
         if self._state != state:
             raise RuntimeError(f"PLAIN: call not expected in state {self._state!r}")
 
-    def _fail(self, condition: str) -> Failure:
+    def _fail(self, condition: str, text: str | None = None) -> Failure:
         self._state = "done"
         self._password = ""
-        return Failure(condition)
+        return Failure(condition, text)
 
     def _on_response(self, data: bytes) -> Step:
         parsed = _parse(data)

@@ -84,6 +84,8 @@ class AccountCredentials:
 
     scram: dict[str, ScramCredentials]
     disabled: bool = False
+    #: Shown to the user with ``account-disabled`` (RFC 6120 §6.5.1 <text/>), if any.
+    disabled_reason: str | None = None
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -321,6 +323,7 @@ class ScramServer:
         self._creds: ScramCredentials | None = None
         self._decoy = False
         self._disabled = False
+        self._disabled_reason: str | None = None
         self._server_first = ""
 
     def start(self, initial: bytes | None) -> Step:
@@ -345,6 +348,7 @@ class ScramServer:
         stored = creds.scram.get(self.hash_name) if creds is not None else None
         self._decoy = stored is None
         self._disabled = creds is not None and creds.disabled
+        self._disabled_reason = creds.disabled_reason if creds is not None else None
         if stored is None:
             iterations = self._ctx.scram_iterations
             stored = decoy_credentials(self.hash_name, self._first.username, iterations)
@@ -359,10 +363,10 @@ class ScramServer:
         if self._state != state:
             raise RuntimeError(f"{self.name}: call not expected in state {self._state!r}")
 
-    def _fail(self, condition: str) -> Failure:
+    def _fail(self, condition: str, text: str | None = None) -> Failure:
         self._state = "done"
         self._creds = None
-        return Failure(condition)
+        return Failure(condition, text)
 
     def _on_client_first(self, data: bytes) -> Step:
         text = _decode_message(data)
@@ -412,7 +416,7 @@ class ScramServer:
         if self._decoy or not proof_ok:
             return self._fail("not-authorized")
         if self._disabled:
-            return self._fail("account-disabled")
+            return self._fail("account-disabled", self._disabled_reason)
         signature = _hmac(self._digest, stored.server_key, auth_message)
         self._state = "done"
         return Success(first.username, first.authzid, f"v={_b64(signature)}".encode("ascii"))
