@@ -57,6 +57,8 @@ REQUIRED = [
     "muc_outcast_reason", "muc_password", "muc_presence_probe", "muc_register",
     "muc_show_offline", "muc_subject_issue_667", "muc_whois_anyone_member", "issue1224",
     "issue505", "issue978", "issue978-multi",
+    # HTTP File Share (XEP-0363).
+    "http_upload",
 ]
 
 # Prosody module name -> Tercet module name, where they differ.
