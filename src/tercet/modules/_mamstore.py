@@ -81,6 +81,23 @@ async def fetch_page(store: ArchiveStore, owner: str, q: ArchiveQuery,
     return got, bool(await store.find(owner, probe))
 
 
+async def expiry_run(module: ModuleApi, store: ArchiveStore, expires_after: float | None,
+                     interval: float, what: str) -> float:
+    """One run of an archive's expiry timer: delete what is older than ``expires_after``
+    seconds (None: keep everything), log what went (``what``: "archived messages"), and
+    return when to run again (sooner while a backlog remains)."""
+    if expires_after is None:
+        return interval
+    try:
+        deleted, done = await expire(store, module.now() - expires_after)
+    except StorageError:
+        module.log.exception("expiry of %s failed", what)
+        return interval
+    if deleted:
+        module.log.info("expired %d %s%s", deleted, what, "" if done else "; more to do")
+    return interval if done else CLEANUP_CONTINUE
+
+
 async def expire(store: ArchiveStore, cutoff: float) -> tuple[int, bool]:
     """Delete items older than ``cutoff`` (POSIX time), in bounded batches; returns how
     many went and whether everything old is gone (False: call again soon). Raises

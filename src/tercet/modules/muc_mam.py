@@ -65,10 +65,9 @@ from tercet.modules._mamlib import (
 from tercet.modules._mamstore import (
     ARCHIVE_QUEUE_MAX,
     CLEANUP_BATCH,
-    CLEANUP_CONTINUE,
     WRITE_BATCH,
     ArchiveWriter,
-    expire,
+    expiry_run,
     query_page,
 )
 from tercet.modules._muc.api import (
@@ -511,15 +510,6 @@ class RoomArchive:
     # -- expiry ------------------------------------------------------------------------------
 
     async def cleanup(self) -> float:
-        """Delete messages older than muc_log_expires_after, in bounded batches."""
-        if self.expires_after is None:
-            return self.cleanup_interval
-        try:
-            deleted, done = await expire(self.store, self.module.now() - self.expires_after)
-        except StorageError:
-            self.module.log.exception("room archive expiry failed")
-            return self.cleanup_interval
-        if deleted:
-            self.module.log.info("expired %d room messages%s", deleted,
-                                 "" if done else "; more to do")
-        return self.cleanup_interval if done else CLEANUP_CONTINUE
+        """Delete what is older than muc_log_expires_after, in bounded batches."""
+        return await expiry_run(self.module, self.store, self.expires_after,
+                                self.cleanup_interval, "room messages")
