@@ -342,3 +342,13 @@ def test_init_systemd_writes_a_unit_whose_command_runs(tmp_path: Path) -> None:
                           timeout=60, check=False,
                           env=dict(os.environ, PYTHONPATH=str(SRC)))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_check_names_a_module_that_does_not_exist(site: Path) -> None:
+    config = site / "tercet.toml"
+    config.write_text(config.read_text() + '\nmodules_enabled = ["muc_mamm"]\n')
+    result = run("-c", str(config), "check", "--json")
+    assert result.exit_code == 1
+    [problem] = [p for p in json.loads(result.stdout)["problems"] if p["severity"] == "error"]
+    assert "'muc_mamm' is neither built in nor an installed plugin" in problem["message"]
+    assert "muc_mam" in problem["fix"] and "tercet plugin install muc_mamm" in problem["fix"]

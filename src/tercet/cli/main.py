@@ -31,8 +31,20 @@ import click
 
 from tercet.cli.templates import render_config, render_systemd_unit
 from tercet.core import certs
-from tercet.core.config import Config, ConfigError, ConfigProblem, normalize_host, plugin_path_of
-from tercet.core.modulemanager import builtin_schema, declared_schema
+from tercet.core.config import (
+    Config,
+    ConfigError,
+    ConfigProblem,
+    did_you_mean,
+    normalize_host,
+    plugin_path_of,
+)
+from tercet.core.modulemanager import (
+    ENTRY_POINT_GROUP,
+    available_sources,
+    builtin_schema,
+    declared_schema,
+)
 from tercet.files import loose_mode, private_dir
 
 DEFAULT_CONFIG = "tercet.toml"
@@ -370,9 +382,34 @@ def collect_problems(config: Config) -> list[ConfigProblem]:
     against the schema the configuration was loaded with (every declared option)."""
     problems = config.check()
     problems += _data_path_findings(config)
+    problems += _missing_modules(config)
     for host in _configured(config):
         problems += certificate_findings(config, host)
     return sorted(problems, key=lambda p: p.severity != "error")
+
+
+def _missing_modules(config: Config) -> list[ConfigProblem]:
+    """Modules the configuration enables (or names as a component's module) that are
+    neither built in nor an installed plugin: the server would refuse to start."""
+    known = {s.name for s in available_sources(plugin_path_of(config.path))}
+    known |= {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    wanted: dict[str, str] = {}
+    for host in config.hosts:
+        for name in config.modules_for_host(host):
+            wanted.setdefault(name, "modules_enabled")
+    for host, name in config.components.items():
+        wanted.setdefault(name, f'components."{host}".module')
+    found = []
+    for name, key in sorted(wanted.items()):
+        if name in known:
+            continue
+        hint = did_you_mean(name, sorted(known))
+        found.append(ConfigProblem(
+            "error", config.file, key, f"module {name!r} is neither built in nor an "
+            "installed plugin: the server would not start",
+            (hint + " " if hint else "") + f"Install it (`tercet plugin install {name}`) "
+            "or remove it from the configuration."))
+    return found
 
 
 @cli.group(invoke_without_command=True)
