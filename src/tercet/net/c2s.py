@@ -46,9 +46,6 @@ STANZA_NAMES = frozenset(("message", "presence", "iq"))
 #: Bytes held beyond the read budget while reading is paused: what one read returns
 #: (asyncio reads at most 256 KiB), with room for a TLS record in flight.
 MAX_HELD = 512 * 1024
-#: Seconds a direct TLS handshake may take: a TLS 1.3 handshake is one round trip, and
-#: this leaves room for slow mobile links (RFC 6120 §13.12: bound what a peer holds).
-DIRECT_TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class C2SConnection(asyncio.Protocol):
@@ -61,11 +58,10 @@ class C2SConnection(asyncio.Protocol):
     stream_type = "c2s"
 
     # One of these per connected client: slots keep idle sessions small.
-    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_early", "_handshake",
-                 "_header_sent", "_limiter", "_out", "_out_size", "_peer", "_reader",
-                 "_received", "_secure", "_send_limit", "_sent_size", "_stream_lang",
-                 "_throttled", "_timeout", "listener", "net", "server", "session",
-                 "transport")
+    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
+                 "_limiter", "_out", "_out_size", "_peer", "_reader", "_received", "_secure",
+                 "_send_limit", "_sent_size", "_stream_lang", "_throttled", "_timeout",
+                 "listener", "net", "server", "session", "transport")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         self.server = server
@@ -78,10 +74,7 @@ class C2SConnection(asyncio.Protocol):
         self.session = C2SSession(None, self)
         self.session.sent_counts = counts.sent
         self._peer = "?"
-        # On a direct TLS port the handshake runs after accepting (connection_made).
-        self._secure = listener.direct_tls and not listener.tls_on_accept
-        self._handshake: asyncio.Task[None] | None = None
-        self._early: list[bytes] | None = None
+        self._secure = listener.direct_tls
         self._reader = StreamReader(listener.limits.stanza_size)
         self._stream_lang: str | None = None
         # Events parsed but not handled yet (a handler is awaiting); made when needed.
@@ -174,44 +167,15 @@ class C2SConnection(asyncio.Protocol):
         net.connections.add(self)
         limits = self.listener.limits
         if not net.admit_unauthenticated(self._peer, limits.max_unauthenticated_per_ip):
-            self._refuse(StreamError("policy-violation", "too many connections"))
+            self.close_stream(StreamError("policy-violation", "too many connections"))
             return
         self._counted_unauth = True
         if not self._apply_policy():
             return
         self._timeout = asyncio.get_running_loop().call_later(limits.auth_timeout,
                                                               self._auth_timeout)
-        if self.listener.tls_on_accept:
-            # Direct TLS (XEP-0368) starts only now, after this address was counted
-            # among the unauthenticated: a handshake left stalled holds a counted slot,
-            # for DIRECT_TLS_HANDSHAKE_TIMEOUT at most, not a free descriptor.
-            assert self.transport is not None
-            self.transport.pause_reading()
-            self._early = []
-            self._handshake = asyncio.ensure_future(self._accept_tls())
-        elif self._secure:
+        if self._secure:
             self._tls_established()
-
-    async def _accept_tls(self) -> None:
-        """The server side of a direct TLS handshake on the accepted connection."""
-        assert self.transport is not None
-        try:
-            transport = await asyncio.get_running_loop().start_tls(
-                self.transport, self, self._server_tls_context(), server_side=True,
-                ssl_handshake_timeout=DIRECT_TLS_HANDSHAKE_TIMEOUT)
-        except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
-            self.session.log.info("TLS handshake with %s failed: %s", self._peer, exc)
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        if transport is None or self._closing:
-            return
-        self.transport = transport
-        self._secure = True
-        self._tls_established()
-        early, self._early = self._early or [], None
-        for data in early:
-            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.net.connections.discard(self)
@@ -234,16 +198,6 @@ class C2SConnection(asyncio.Protocol):
         """The stream type the traffic policy knows this connection by (None: not its)."""
         return self.stream_type
 
-    def _refuse(self, error: StreamError) -> None:
-        """Turn a new connection away: with the stream error, or, on a direct TLS port
-        where no TLS is up yet (tls_on_accept), by closing it: a refused address costs
-        no handshake, and plaintext XML would only be noise to a TLS client."""
-        if self.listener.tls_on_accept and not self._secure and self.transport is not None:
-            self._closing = True
-            self.transport.abort()
-        else:
-            self.close_stream(error)
-
     def _apply_policy(self) -> bool:
         """Ask the traffic policy (if any) to admit this connection and for its read
         budget; False when refused (the stream is closed)."""
@@ -252,8 +206,9 @@ class C2SConnection(asyncio.Protocol):
         if policy is None or kind is None:
             return True
         if kind != "s2sout" and not policy.admit(self._peer, kind):
-            self._refuse(StreamError("policy-violation", "too many connections from your "
-                                     "address; try again later"))
+            self.close_stream(StreamError("policy-violation",
+                                          "too many connections from your address; "
+                                          "try again later"))
             return False
         self._limiter = policy.read_limiter(kind, self.session)
         return True
@@ -290,11 +245,6 @@ class C2SConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self._early is not None:
-            # Decrypted bytes that came with the end of a direct TLS handshake, before
-            # _accept_tls resumed: read once the stream knows it is encrypted.
-            self._early.append(data)
-            return
         if self._limiter is not None:
             data = self._within_budget(data)
             if not data:

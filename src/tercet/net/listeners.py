@@ -37,9 +37,6 @@ class Listener:
     service: str
     direct_tls: bool
     limits: StreamLimits
-    # Direct TLS done by the connection after it is accepted and counted, rather than by
-    # the event loop before the connection exists (net/c2s.py, connection_made).
-    tls_on_accept: bool = False
 
 
 class Listening:
@@ -100,8 +97,7 @@ class NetManager:
     async def listen(self, spec: ListenSpec) -> Listening:
         if spec.service not in PROTOCOLS and spec.factory is None:
             raise ValueError(f"unknown service {spec.service!r}")
-        listener = Listener(spec.service, spec.direct_tls, spec.limits,
-                            tls_on_accept=spec.direct_tls)
+        listener = Listener(spec.service, spec.direct_tls, spec.limits)
         key = spec.service + ("/tls" if spec.direct_tls else "")
         servers: list[asyncio.Server] = []
         try:
@@ -121,12 +117,14 @@ class NetManager:
 
     async def _open(self, listener: Listener, iface: str, port: int) -> asyncio.Server:
         protocol = PROTOCOLS[listener.service]
-        # "*" is Prosody's spelling of "every IPv4 address". No ssl= here even on direct
-        # TLS ports: the connection starts TLS itself once it is counted (tls_on_accept).
+        ssl_ctx = protocol.server_tls_context(self) if listener.direct_tls else None
+        # "*" is Prosody's spelling of "every IPv4 address".
         host = "0.0.0.0" if iface == "*" else iface
         return await asyncio.get_running_loop().create_server(
             lambda: protocol(self.server, listener, self), host, port,
-            backlog=LISTEN_BACKLOG, reuse_address=True)
+            ssl=ssl_ctx,
+            backlog=LISTEN_BACKLOG, reuse_address=True,
+            ssl_handshake_timeout=30 if ssl_ctx else None)
 
     async def _open_factory(self, spec: ListenSpec, iface: str, port: int) -> asyncio.Server:
         """A socket for a module's own protocol (``ListenSpec.factory``: HTTP)."""
