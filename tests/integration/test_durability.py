@@ -1,7 +1,8 @@
 """What the server acknowledged survives `kill -9`, with SQLite on its default settings
-(WAL, synchronous=normal): an offline message, a roster change and a password change once
-a ping came back after them, and archive entries once a stream management <a/> came back
-(the archive is written in the background; the acknowledgement waits for it).
+(WAL, synchronous=normal): an offline message, a roster change, a password change, a PEP
+item and a persistent room's configuration and affiliations once a ping came back after
+them, and archive entries once a stream management <a/> came back (the archive is written
+in the background; the acknowledgement waits for it).
 
 The server runs as operators run it (`tercet start` in its own process); the client is
 a raw stream over direct TLS (SASL2 with Bind2 inline, so one round trip logs in)."""
@@ -15,9 +16,18 @@ from helpers import run
 from procsite import TERCET, admin_socket, init_site, tercet, tls_port, wait_port
 from sasl2client import NS_BIND2, RawClient
 
+from tercet.protocol.stanza import Element
+
 NS_SM = "urn:xmpp:sm:3"
 NS_MAM = "urn:xmpp:mam:2"
-HOST_MODULES = 'modules_enabled = ["sasl2", "bind2", "mam"]'
+HOST_MODULES = ('modules_enabled = ["sasl2", "bind2", "mam"]\n\n'
+                '[components."conference.localhost"]\nmodule = "muc"\n')
+ROOM = "room@conference.localhost"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+ROOM_CONFIG = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+               "<value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+               "<field var='muc#roomconfig_persistentroom'><value>1</value></field></x>")
 
 
 async def logged_in(port: int, user: str, password: str) -> RawClient:
@@ -37,9 +47,19 @@ async def iq(client: RawClient, xml: str, id_: str) -> None:
             return
 
 
+async def reply(client: RawClient, id_: str) -> Element:
+    while True:
+        el = await client.next()
+        if el.name == "iq" and el.get("id") == id_:
+            assert el.get("type") == "result", el
+            return el
+
+
 def start(config: Path) -> subprocess.Popen[str]:
+    log = (config.parent / "server.log").open("a")  # read when a test fails
     proc = subprocess.Popen([*TERCET, "-c", str(config), "start"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=log, text=True)
+    log.close()
     wait_port(tls_port(config))
     return proc
 
@@ -63,10 +83,20 @@ def test_acknowledged_work_survives_kill_9(tmp_path: Path) -> None:
             await iq(romeo, "<iq type='set' id='p1' to='localhost'>"
                      "<query xmlns='jabber:iq:register'><username>romeo</username>"
                      "<password>new secret</password></query></iq>", "p1")
+            await iq(romeo, f"<iq type='set' id='pep'><pubsub xmlns='{NS_PUBSUB}'>"
+                     "<publish node='urn:example:kept'><item id='current'>"
+                     "<note xmlns='urn:example:kept'>a PEP item</note></item></publish>"
+                     "</pubsub></iq>", "pep")
+            romeo.send(f"<presence to='{ROOM}/romeo'>"
+                       "<x xmlns='http://jabber.org/protocol/muc'/></presence>")
+            await iq(romeo, f"<iq type='set' id='cfg' to='{ROOM}'><query xmlns="
+                     f"'http://jabber.org/protocol/muc#owner'>{ROOM_CONFIG}</query></iq>", "cfg")
+            await iq(romeo, f"<iq type='set' id='aff' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+                     "<item affiliation='member' jid='juliet@localhost'/></query></iq>", "aff")
             await iq(romeo, "<iq type='get' id='ping' to='localhost'>"
                      "<ping xmlns='urn:xmpp:ping'/></iq>", "ping")
             romeo.send(f"<r xmlns='{NS_SM}'/>")
-            assert int((await romeo.next_named("a")).get("h") or 0) >= 4
+            assert int((await romeo.next_named("a")).get("h") or 0) >= 7
         run(work())
     finally:
         proc.kill()  # SIGKILL: no shutdown, no flush, no stream close
@@ -92,6 +122,12 @@ def test_acknowledged_work_survives_kill_9(tmp_path: Path) -> None:
             archived = await romeo.next_named("message")
             result = archived.find("result", NS_MAM)
             assert result is not None and "kept through kill -9" in str(result)
+            romeo.send(f"<iq type='get' id='pg'><pubsub xmlns='{NS_PUBSUB}'>"
+                       "<items node='urn:example:kept'/></pubsub></iq>")
+            assert "a PEP item" in str(await reply(romeo, "pg"))
+            romeo.send(f"<iq type='get' id='al' to='{ROOM}'><query xmlns='{NS_MUC_ADMIN}'>"
+                       "<item affiliation='member'/></query></iq>")
+            assert "juliet@localhost" in str(await reply(romeo, "al"))
         run(check())
     finally:
         proc.terminate()
