@@ -433,7 +433,9 @@ async def _upload_while_sampling(config: Path, pid: int, samples: list[int]) -> 
 
     async def body() -> AsyncIterator[bytes]:
         block = os.urandom(1024 * 1024)
-        for _ in range(UPLOAD_SIZE // len(block)):
+        for i in range(UPLOAD_SIZE // len(block)):
+            if i % 4 == 0:  # also every 4 MB sent, however fast the upload runs
+                samples.append(rss(pid))
             yield block
 
     sampler = asyncio.ensure_future(sample())
