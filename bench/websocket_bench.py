@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
-"""XMPP over WebSocket beside TCP c2s, on one Tercet (bench/README.md, "WebSocket").
+"""XMPP over WebSocket beside TCP c2s, Tercet beside Prosody 0.12 (bench/README.md,
+"WebSocket beside TCP c2s").
 
-Starts its own Tercet (a temporary config and data directory, loopback ports the OS
-picked, `websocket` enabled, PLAIN allowed without TLS), creates the accounts, and for
-each transport, on a freshly started server:
+Starts each server of its own (a temporary config and data directory, loopback ports the
+OS picked, WebSocket enabled, PLAIN allowed without TLS) and, for each transport and
+scenario, measures every server on a freshly started process, one after the other:
 
 * ``messages``: ``--users`` sessions in pairs, each keeping ``--window`` chat messages in
   flight to its partner (closed loop: a message received is answered with one), for
   ``--duration`` seconds after a warm-up; deliveries/s and server CPU µs per delivery
-  (from /proc, the server's own process).
+  (from /proc, the server's process tree), and the CPU that neither the server nor this
+  generator used ("others", % of one core: a busy machine shows here).
 * ``idle``: ``--idle`` authenticated, bound sessions; server RSS growth per session.
 
     python3 bench/websocket_bench.py --users 200 --duration 15 --idle 1000
+
+Both servers load the same modules: Prosody's config is derived from
+``../../shared/bench/configs/prosody.cfg.lua`` (plus ``websocket``, HTTP on loopback,
+``consider_websocket_secure``, ``cross_domain_websocket``; no certificates, no MUC
+component) and Tercet's list is ``tercet-bench.toml``'s plus ``websocket``. Prosody runs as
+the ``prosody`` user (as ``servers.sh`` does) on copies of the accounts provisioned in
+bench/README.md "Setup"; it is skipped when not installed. Only the PIDs started here are
+signalled.
 
 The generator is Python in the same machine (raw asyncio streams for TCP, aiohttp for
 WebSocket); read server CPU per delivery as the comparable figure.
@@ -24,24 +34,25 @@ import asyncio
 import base64
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from provision import create_accounts  # noqa: E402
+PROSODY_BASE = HERE.parent.parent / "shared" / "bench" / "configs" / "prosody.cfg.lua"
+PROSODY_ACCOUNTS = Path("/tmp/benchdata/prosody/data/localhost/accounts")
 
-from tercet.core.config import Config  # noqa: E402
-
-CONFIG = """
+TERCET_CONFIG = """
 c2s_ports = [{c2s}]
 c2s_direct_tls_ports = []
 c2s_interfaces = ["127.0.0.1"]
@@ -55,10 +66,16 @@ scram_iterations = 4096
 data_path = "{data}"
 admin_socket = "{data}/admin.sock"
 log = "warning"
-modules_enabled = ["disco", "roster", "saslauth", "tls", "ping", "websocket"]
+modules_enabled = {modules}
 
 [virtualhosts."localhost"]
 """
+# Added after Prosody's c2s_ports line; PLAIN without TLS is already allowed there.
+PROSODY_HTTP = """http_ports = {{ {http} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ }}
+consider_websocket_secure = true
+cross_domain_websocket = true"""
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 PLAIN = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>"
 BIND = ("<iq xmlns='jabber:client' type='set' id='b'><bind "
@@ -66,6 +83,7 @@ BIND = ("<iq xmlns='jabber:client' type='set' id='b'><bind "
 HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
           "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
 CONNECT_CONCURRENCY = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -82,34 +100,74 @@ def message(to: str) -> str:
     return f"<message xmlns='jabber:client' to='{to}/b' type='chat'><body>x</body></message>"
 
 
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        cur = todo.pop()
+        found.append(cur)
+        try:
+            kids = Path(f"/proc/{cur}/task/{cur}/children").read_text().split()
+        except OSError:
+            kids = []
+        todo += [int(k) for k in kids]
+    return found
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all ticks, idle ticks) of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 class Server:
-    """A Tercet process of our own, stopped by its PID only."""
+    """A server process of our own, stopped by its PID (and its descendants') only."""
+
+    name = ""
 
     def __init__(self, directory: Path) -> None:
-        self.dir = directory
+        self.dir = directory / self.name
+        self.dir.mkdir()
         self.c2s, self.http = free_port(), free_port()
-        self.config = directory / "tercet.toml"
-        self.config.write_text(CONFIG.format(c2s=self.c2s, http=self.http, data=directory))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def setup(self, names: list[str]) -> None:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         log = (self.dir / "stdout.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tercet", "-c", str(self.config),
-                                      "start"], stdout=log, stderr=log, cwd=HERE.parent)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.dir,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.http), 0.2).close()
+                for port in (self.c2s, self.http):
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise SystemExit(f"tercet exited; see {self.dir / 'stdout.log'}") from None
+                    raise SystemExit(f"{self.name} exited; see {self.dir / 'stdout.log'}") \
+                        from None
                 time.sleep(0.1)
-        raise SystemExit("tercet did not open its HTTP port within 30 s")
+        self.stop()
+        raise SystemExit(f"{self.name} did not open its ports within 30 s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            for pid in reversed(proc_tree(self.proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -117,17 +175,100 @@ class Server:
                 self.proc.wait()
         self.proc = None
 
-    def cpu(self) -> float:
+    def pids(self) -> list[int]:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_tree(self.proc.pid)
+
+    def cpu(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / CLK_TCK
 
     def rss_kb(self) -> int:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+
+class Tercet(Server):
+    name = "tercet"
+
+    def setup(self, names: list[str]) -> None:
+        with (HERE / "tercet-bench.toml").open("rb") as f:
+            modules = [*tomllib.load(f)["modules_enabled"], "websocket"]
+        config = self.dir / "tercet.toml"
+        config.write_text(TERCET_CONFIG.format(c2s=self.c2s, http=self.http, data=self.dir,
+                                               modules=json.dumps(modules)))
+        sys.path.insert(0, str(HERE))
+        from provision import create_accounts  # noqa: PLC0415
+
+        from tercet.core.config import Config  # noqa: PLC0415
+        asyncio.run(create_accounts(Config.load(config), "localhost", names, "pass", 64))
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tercet", "-c", str(self.dir / "tercet.toml"), "start"]
+
+
+def prosody_config(base: str, directory: Path, c2s: int, http: int) -> str:
+    """The shared Prosody bench config with our paths and ports, plus WebSocket."""
+    edits: list[tuple[str, str]] = [
+        (r"^data_path = .*$", f'data_path = "{directory}/data"'),
+        (r"^pidfile = .*$", f'pidfile = "{directory}/prosody.pid"'),
+        (r"^log = .*$", f'log = {{ warn = "{directory}/prosody.log" }}'),
+        (r"^c2s_ports = .*$", f"c2s_ports = {{ {c2s} }}\n" + PROSODY_HTTP.format(http=http)),
+        (r"^modules_enabled = \{", 'modules_enabled = { "websocket";'),
+        # No certificates exist for the bench host; nothing here uses TLS.
+        (r"^certificates = .*\n", ""),
+        (r"^\s+ssl = .*\n", ""),
+        # Tercet's side has no MUC component here; neither scenario uses one.
+        (r"^Component .*(\n[ \t]+.*)*", ""),
+    ]
+    for pattern, replacement in edits:
+        # The replacement is literal text, not a template.
+        base, count = re.subn(pattern, replacement.replace("\\", "\\\\"), base,
+                              count=1, flags=re.MULTILINE)
+        if count != 1:
+            raise SystemExit(f"{PROSODY_BASE}: no line matches {pattern!r}")
+    return base
+
+
+class Prosody(Server):
+    name = "prosody"
+
+    def setup(self, names: list[str]) -> None:
+        config = self.dir / "prosody.cfg.lua"
+        config.write_text(prosody_config(PROSODY_BASE.read_text(), self.dir, self.c2s,
+                                         self.http))
+        accounts = self.dir / "data" / "localhost" / "accounts"
+        accounts.mkdir(parents=True)
+        for name in names:
+            source = PROSODY_ACCOUNTS / f"{name}.dat"
+            if not source.exists():
+                raise SystemExit(f"{source} missing: provision Prosody's accounts as "
+                                 "bench/README.md 'Setup' says")
+            shutil.copyfile(source, accounts / source.name)
+        if os.geteuid() == 0:
+            for path in (self.dir, *self.dir.rglob("*")):
+                shutil.chown(path, "prosody", "prosody")
+
+    def command(self) -> list[str]:
+        command = ["prosody", "-F", "--config", str(self.dir / "prosody.cfg.lua")]
+        if os.geteuid() != 0:
+            return command
+        # As root Prosody refuses to run (mod_posix); drop to its user as servers.sh does.
+        return ["setpriv", "--reuid=prosody", "--regid=prosody", "--init-groups", "env",
+                "HOME=/var/lib/prosody", *command]
 
 
 class TcpSession:
@@ -213,14 +354,48 @@ async def connect_all(transport: str, server: Server, names: list[str]) -> list[
     return list(await asyncio.gather(*(one(n) for n in names)))
 
 
-async def messages(transport: str, server: Server, names: list[str], window: int,
-                   duration: float, warmup: float) -> dict[str, float]:
+class CpuWindow:
+    """Server, generator and machine CPU over one measured window."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.t0, self.server0, self.own0 = time.monotonic(), server.cpu(), own_cpu()
+        self.machine0 = machine_ticks()
+
+    def stop(self, deliveries: int) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        server, own = self.server.cpu() - self.server0, own_cpu() - self.own0
+        total, idle_ticks = machine_ticks()
+        busy = (os.cpu_count() or 1) * (1 - (idle_ticks - self.machine0[1])
+                                        / max(total - self.machine0[0], 1))
+        return {"deliveries_per_s": round(deliveries / wall, 1),
+                "server_cpu_pct": round(100 * server / wall, 1),
+                "server_us_cpu_per_delivery": round(1e6 * server / max(deliveries, 1), 1),
+                "generator_cpu_pct": round(100 * own / wall, 1),
+                "others_cpu_pct": round(100 * (busy - (server + own) / wall), 1)}
+
+
+async def wait_quiet(server: Server, max_wait: float, threshold: float) -> float:
+    """Wait (at most ``max_wait`` s) until processes other than the server and this one
+    use less than ``threshold`` % of one core; the last figure seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        window = CpuWindow(server)
+        await asyncio.sleep(1)
+        others = window.stop(0)["others_cpu_pct"]
+        if others < threshold or time.monotonic() >= deadline:
+            return others
+
+
+async def messages(transport: str, server: Server, names: list[str], args: Any
+                   ) -> dict[str, float]:
+    quiet = await wait_quiet(server, args.quiet_wait, args.quiet_threshold)
     sessions = await connect_all(transport, server, names)
     counted = [0]
     measuring = [False]
 
     async def pump(session: Any, partner: str) -> None:
-        for _ in range(window):
+        for _ in range(args.window):
             session.send(message(partner))
         try:
             while True:
@@ -234,22 +409,21 @@ async def messages(transport: str, server: Server, names: list[str], window: int
 
     tasks = [asyncio.ensure_future(pump(s, f"{names[i ^ 1]}@localhost"))
              for i, s in enumerate(sessions)]
-    await asyncio.sleep(warmup)
-    cpu0, t0 = server.cpu(), time.monotonic()
+    await asyncio.sleep(args.warmup)
+    window = CpuWindow(server)
     measuring[0] = True
-    await asyncio.sleep(duration)
+    await asyncio.sleep(args.duration)
     measuring[0] = False
-    cpu1, t1 = server.cpu(), time.monotonic()
+    out = window.stop(counted[0])
     for task in tasks:
         task.cancel()
     await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-    rate = counted[0] / (t1 - t0)
-    return {"deliveries_per_s": round(rate, 1),
-            "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
-            "server_us_cpu_per_delivery": round(1e6 * (cpu1 - cpu0) / max(counted[0], 1), 1)}
+    return {**out, "others_cpu_pct_before": quiet}
 
 
-async def idle(transport: str, server: Server, names: list[str]) -> dict[str, float]:
+async def idle(transport: str, server: Server, names: list[str], args: Any
+               ) -> dict[str, float]:
+    await wait_quiet(server, min(args.quiet_wait, 5), args.quiet_threshold)
     await asyncio.sleep(1)
     before = server.rss_kb()
     sessions = await connect_all(transport, server, names)
@@ -261,34 +435,73 @@ async def idle(transport: str, server: Server, names: list[str]) -> dict[str, fl
             "rss_kb_per_session": round((after - before) / len(sessions), 1)}
 
 
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = ["| server | transport | deliveries/s | server CPU % | server µs CPU/delivery "
+            "| others CPU % | RSS kB per idle session |", "|---|---|---|---|---|---|---|"]
+    for key, out in results.items():
+        if not key.endswith("/messages"):
+            continue
+        name, transport, _ = key.split("/")
+        rss = results.get(f"{name}/{transport}/idle", {}).get("rss_kb_per_session", "")
+        rows.append(f"| {name} | {'TCP c2s' if transport == 'tcp' else 'WebSocket'} "
+                    f"| {out['deliveries_per_s']:,.0f} | {out['server_cpu_pct']:.0f} "
+                    f"| {out['server_us_cpu_per_delivery']} | {out['others_cpu_pct']:.0f} "
+                    f"| {rss} |")
+    return "\n".join(rows)
+
+
+def run(server: Server, transport: str, scenario: str, names: list[str],
+        args: Any) -> dict[str, float]:
+    server.start()
+    try:
+        if scenario == "messages":
+            return asyncio.run(messages(transport, server, names[:args.users], args))
+        return asyncio.run(idle(transport, server, names[:args.idle], args))
+    finally:
+        server.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--servers", nargs="+", default=["tercet", "prosody"],
+                    choices=["tercet", "prosody"])
+    ap.add_argument("--transports", nargs="+", default=["tcp", "ws"], choices=["tcp", "ws"])
     ap.add_argument("--users", type=int, default=200, help="sessions in the messages run")
     ap.add_argument("--window", type=int, default=2)
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--idle", type=int, default=1000, help="sessions in the idle run")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="at most this many seconds waiting for the machine to go idle")
+    ap.add_argument("--quiet-threshold", type=float, default=15.0,
+                    help="'idle': others use less than this % of one core")
+    ap.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = ap.parse_args()
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="tercet-wsbench-") as tmp:
-        server = Server(Path(tmp))
+    if args.users % 2 or not 2 <= args.users <= 5000 or not 1 <= args.idle <= 5000:
+        raise SystemExit("--users: an even number from 2 to 5000; --idle: 1 to 5000")
+    if not 1 <= args.duration <= 300 or not 0 <= args.warmup <= 60:
+        raise SystemExit("--duration: 1 to 300 s; --warmup: 0 to 60 s")
+    kinds: dict[str, type[Server]] = {"tercet": Tercet, "prosody": Prosody}
+    if "prosody" in args.servers and shutil.which("prosody") is None:
+        print("prosody: not installed, skipped", flush=True)
+        args.servers.remove("prosody")
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="wsbench-") as tmp:
+        os.chmod(tmp, 0o755)  # Prosody, as its own user, reads its config below it
         names = [f"user{i}" for i in range(1, max(args.users, args.idle) + 1)]
-        config = Config.load(server.config)
-        asyncio.run(create_accounts(config, "localhost", names, "pass", 64))
-        for transport in ("tcp", "ws"):
+        servers = {name: kinds[name](Path(tmp)) for name in args.servers}
+        for server in servers.values():
+            server.setup(names)
+        for transport in args.transports:
             for scenario in ("messages", "idle"):
-                server.start()
-                try:
-                    if scenario == "messages":
-                        out = asyncio.run(messages(transport, server, names[:args.users],
-                                                   args.window, args.duration, args.warmup))
-                    else:
-                        out = asyncio.run(idle(transport, server, names[:args.idle]))
-                finally:
-                    server.stop()
-                results[f"{transport}/{scenario}"] = out
-                print(f"{transport:3} {scenario:8} {json.dumps(out)}", flush=True)
+                for name, server in servers.items():
+                    out = run(server, transport, scenario, names, args)
+                    results[f"{name}/{transport}/{scenario}"] = out
+                    print(f"{name:8} {transport:3} {scenario:8} {json.dumps(out)}", flush=True)
+    print(table(results))
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
