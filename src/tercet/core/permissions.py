@@ -152,6 +152,10 @@ def custom_role_problems(value: object, known: Iterable[str] | None) -> list[str
     return problems
 
 
+#: (role, action) answers kept; more distinct pairs than this start the cache afresh.
+MAX_ANSWERS = 4096
+
+
 class Permissions:
     """Grants per built-in role (from modules) and the custom roles (from the config).
 
@@ -166,11 +170,15 @@ class Permissions:
         # and unloading one must not revoke the other's grant).
         self._grants: dict[str, dict[str, int]] = {role: {} for role in BUILTIN_ROLES}
         self._custom: dict[str, CustomRole] = {}
+        # (role, action) -> allows(): rooms ask for every occupant a presence goes to, so
+        # answers are kept until a grant, a revoke or new custom roles change them.
+        self._answers: dict[tuple[str, str], bool] = {}
         self.configure(custom_roles)
 
     def configure(self, custom_roles: Iterable[CustomRole]) -> None:
         """Replace the custom roles (at start and on a configuration reload)."""
         self._custom = {role.name: role for role in custom_roles}
+        self._answers.clear()
 
     def grant(self, role: str, action: str) -> None:
         role = canonical_role(role)
@@ -179,6 +187,7 @@ class Permissions:
                              f"are {', '.join(BUILTIN_ROLES)}")
         counts = self._grants[role]
         counts[action] = counts.get(action, 0) + 1
+        self._answers.clear()
 
     def revoke(self, role: str, action: str) -> None:
         counts = self._grants.get(canonical_role(role), {})
@@ -186,6 +195,7 @@ class Permissions:
             counts[action] -= 1
         else:
             counts.pop(action, None)
+        self._answers.clear()
 
     def exists(self, role: str) -> bool:
         return role in BUILTIN_ROLES or role in self._custom
@@ -225,6 +235,15 @@ class Permissions:
         it decides, else the built-in grants of the chain's root and the roles below it.
         An unknown role name counts as the default role (a role removed from the config
         leaves its accounts as plain registered users)."""
+        key = (role, action)
+        found = self._answers.get(key)
+        if found is None:
+            if len(self._answers) >= MAX_ANSWERS:
+                self._answers.clear()  # bounded: role names come from stored accounts
+            found = self._answers[key] = self._resolve(role, action)
+        return found
+
+    def _resolve(self, role: str, action: str) -> bool:
         seen = 0
         while role in self._custom and seen <= len(self._custom):
             spec = self._custom[role]

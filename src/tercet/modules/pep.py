@@ -159,6 +159,12 @@ class _Pep:
             self.observed.pop((event.to.node, full_jid), None)
         elif stanza.get("type") is None and self.module.sessions(event.to.node):
             # (Offline accounts drop the presence; their probes bring it again at login.)
+            if presence_caps(stanza) is None:
+                # No caps, no interest to learn: forget any earlier ones without asking
+                # the roster (most presences a user gets, room occupants' included).
+                self.caps.set_resource(full_jid, None)
+                self.observed.pop((event.to.node, full_jid), None)
+                return None
             username, contact = event.to.node, str(event.from_.bare)
             roster = self.module.find("roster", RosterService)
             sub = None if roster is None else roster.cached_subscription(username, contact)
