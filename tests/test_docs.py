@@ -26,3 +26,14 @@ def test_every_option_a_module_reads_is_documented() -> None:
         used |= set(re.findall(r"module\.(?:global_)?option\(\s*\"([a-z0-9_]+)\"",
                                path.read_text()))
     assert used - documented == set()
+
+
+def test_bounds_page_is_current() -> None:
+    out = subprocess.run([sys.executable, "-m", "tercet", "config-reference", "--builtin-only",
+                          "--bounds"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    doc = (ROOT / "docs" / "bounds.md").read_text()
+    assert doc == out, ("regenerate with: "
+                        "tercet config-reference --builtin-only --bounds > docs/bounds.md")
+    assert "`MAX_STANZA_SIZE`" in doc or "`DEFAULT_MAX_STANZA_SIZE`" in doc
+    assert "`c2s_stanza_size_limit`" in doc

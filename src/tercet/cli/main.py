@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import click
 
+import tercet
 from tercet.cli.templates import render_config, render_systemd_unit
 from tercet.core import certs
 from tercet.core.config import (
@@ -480,13 +481,20 @@ def version() -> None:
 @cli.command("config-reference")
 @click.option("--builtin-only", is_flag=True,
               help="Only the core and the built-in modules (docs/configuration.md).")
+@click.option("--bounds", is_flag=True,
+              help="Instead, every bound: options with a range and fixed limits "
+                   "(docs/bounds.md).")
 @pass_cli
-def config_reference(ctx: CliContext, builtin_only: bool) -> None:
+def config_reference(ctx: CliContext, builtin_only: bool, bounds: bool) -> None:
     """Print the reference of every declared option as Markdown, grouped by the module that
     owns it: the core, the built-in modules and the plugins installed for the configuration
     (its installer_plugin_path, when the file exists)."""
     schema = builtin_schema() if builtin_only else declared_schema(
         plugin_path_of(ctx.config_path))
+    if bounds:
+        from tercet.cli.bounds import to_markdown
+        click.echo(to_markdown(schema, Path(tercet.__file__).parent), nl=False)
+        return
     click.echo(CONFIG_REFERENCE_HEADER + schema.to_markdown(), nl=False)
 
 
