@@ -224,3 +224,29 @@ def test_arbitrary_bytes_never_crash_the_reader(data: bytes) -> None:
     except StreamError as err:
         assert err.condition in {"not-well-formed", "restricted-xml", "policy-violation",
                                  "bad-format", "invalid-namespace", "unsupported-encoding"}
+
+
+def _events(chunks: list[bytes]) -> list[object] | str:
+    """What a reader makes of ``chunks`` fed one after the other: its events, or the
+    stream error condition it stopped with."""
+    reader = StreamReader(max_stanza_size=100_000)
+    out: list[object] = []
+    try:
+        for chunk in chunks:
+            out += reader.feed(chunk)
+    except StreamError as err:
+        return err.condition
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(elements(), min_size=1, max_size=4), st.data())
+def test_whole_and_chunked_input_give_the_same_events(stanzas: list[Element],
+                                                      data: st.DataObject) -> None:
+    """However the network splits the bytes (mid-tag, mid-character), the reader sees the
+    same stream: the same stanzas, in the same order (RFC 6120 §4.2: no framing)."""
+    raw = HEADER + "".join(s.to_xml() for s in stanzas).encode()
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=12,
+                                     unique=True)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    assert _events(chunks) == _events([raw])
