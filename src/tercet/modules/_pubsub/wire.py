@@ -171,14 +171,7 @@ class PubsubWire:
     # -- §6.3 subscription options ---------------------------------------------------------
     async def get_options(self, req: Request, payload: Element,
                           verb: Element) -> Element | None:
-        name, jid = verb.get("node"), verb.get("jid")
-        if not name:
-            raise PubsubError("nodeid-required")
-        node = req.service.node(name)
-        if not jid or (jid.split("/")[0] != req.actor
-                       and req.service.affiliation(node, req.actor) != "owner"):
-            raise PubsubError("forbidden")
-        req.service.subscription(node, jid, verb.get("subid"))
+        name, jid = self._options_target(req, verb)
         body = Element("pubsub", NS_PUBSUB)
         options = body.tag("options", attrs={"node": name, "jid": jid})
         options.append(_subscribe_options_form())
@@ -186,6 +179,14 @@ class PubsubWire:
 
     async def set_options(self, req: Request, payload: Element,
                           verb: Element) -> Element | None:
+        self._options_target(req, verb)
+        _check_options_form(verb)
+        return None
+
+    @staticmethod
+    def _options_target(req: Request, verb: Element) -> tuple[str, str]:
+        """The node and subscriber of an options request (§6.3): the subscriber itself or
+        a node owner may ask, and the subscription must exist (its errors otherwise)."""
         name, jid = verb.get("node"), verb.get("jid")
         if not name:
             raise PubsubError("nodeid-required")
@@ -194,8 +195,7 @@ class PubsubWire:
                        and req.service.affiliation(node, req.actor) != "owner"):
             raise PubsubError("forbidden")
         req.service.subscription(node, jid, verb.get("subid"))
-        _check_options_form(verb)
-        return None
+        return name, jid
 
     async def default_sub_options(self, req: Request, payload: Element,
                                   verb: Element) -> Element | None:
