@@ -42,9 +42,20 @@ def free_port() -> int:
     The config schema (like Prosody's) takes real port numbers, so the OS picks one here
     and the server binds it right after; the window for a clash is tiny.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: the sockets are held open together while
+    the OS picks, so two calls in a row cannot hand out the same port twice."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 class ServerHarness:
@@ -57,9 +68,10 @@ class ServerHarness:
         # Unix socket paths are limited to ~107 bytes; pytest's tmp dirs can be longer.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="tercet-"))
         self.admin_socket = self.socket_dir / "admin.sock"
+        port, tls_port = free_ports(2)
         self.config_path.write_text(BASE_CONFIG.format(
             extra=extra, host_extra=host_extra, admin_socket=self.admin_socket,
-            port=free_port(), tls_port=free_port()))
+            port=port, tls_port=tls_port))
         self.loop = asyncio.new_event_loop()
         self.server: Server | None = None
         self.app: Application | None = None

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import free_port
+from harness import free_ports
 from helpers import accepts, until_sync
 
 TERCET = [sys.executable, "-m", "tercet"]
@@ -28,7 +28,7 @@ def init_site(directory: Path, host_lines: str = "") -> Path:
     assert out.returncode == 0, out.stderr
     config = directory / "tercet.toml"
     text = config.read_text()
-    port, tls_port = free_port(), free_port()
+    port, tls_port = free_ports(2)
     # Unix socket paths are short; keep the admin socket out of pytest's long tmp path.
     sock = Path("/tmp") / f"tercet-test-{os.getpid()}-{port}.sock"
     text = text.replace("c2s_ports = [5222]", f"c2s_ports = [{port}]")

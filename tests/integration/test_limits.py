@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import pytest
 from harness import ServerHarness
@@ -112,10 +113,10 @@ def test_connection_burst_from_one_address_is_refused_not_from_another(
         admitted = [await RawClient().connect(port, "127.0.0.1") for _ in range(3)]
         for client in admitted:
             assert client.features.name == "features"
-        refused = await RawClient().connect(port, "127.0.0.1")
-        assert refused.features.name == "error"
-        assert refused.features.find("policy-violation") is not None or any(
-            c.name == "policy-violation" for c in refused.features.elements())
+        # Refused when TCP accepts, before any TLS: the handshake never starts, so a
+        # flood of refused connections costs no handshake and holds no descriptor.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await RawClient().connect(port, "127.0.0.1")
         other = await RawClient().connect(port, "127.0.0.2")
         assert other.features.name == "features"
         for client in [*admitted, other]:

@@ -250,3 +250,49 @@ def test_whole_and_chunked_input_give_the_same_events(stanzas: list[Element],
                                      unique=True)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     assert _events(chunks) == _events([raw])
+
+
+def _events_hibernating(chunks: list[bytes]) -> tuple[list[object] | str, int]:
+    """As ``_events``, with the reader asked to hibernate after every chunk; also how
+    many times it did (it refuses mid-element)."""
+    reader = StreamReader(max_stanza_size=100_000)
+    out: list[object] = []
+    slept = 0
+    try:
+        for chunk in chunks:
+            out += reader.feed(chunk)
+            slept += reader.hibernate()
+    except StreamError as err:
+        return err.condition, slept
+    return out, slept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(elements(), min_size=1, max_size=4), st.data())
+def test_hibernating_between_reads_changes_nothing(stanzas: list[Element],
+                                                   data: st.DataObject) -> None:
+    """Dropping the parser of an idle stream (hibernate) and waking it on the next read
+    gives the same stanzas as a reader that never slept, wherever the reads were cut."""
+    raw = HEADER + "".join(s.to_xml() for s in stanzas).encode()
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=12,
+                                     unique=True)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    assert _events_hibernating(chunks)[0] == _events([raw])
+
+
+def test_hibernation_keeps_the_peers_prefixes_and_refuses_mid_stanza() -> None:
+    reader = StreamReader()
+    header = (b"<s:stream xmlns:s='http://etherx.jabber.org/streams' xmlns='jabber:client'"
+              b" xmlns:x='urn:example:x' to='localhost' version='1.0'>")
+    assert len(reader.feed(header)) == 1
+    assert reader.hibernate()
+    events = reader.feed(b"<message to='a@b'><x:y/><body>hi</body></message><mess")
+    assert [e.element.name for e in events if isinstance(e, StanzaReceived)] == ["message"]
+    payload = events[0].element.children[0]  # type: ignore[union-attr]
+    assert (payload.name, payload.xmlns) == ("y", "urn:example:x")
+    assert not reader.hibernate()  # "<mess" is held by the parser: it must stay
+    events = reader.feed(b"age/>")
+    assert reader.hibernate()
+    events += reader.feed(b" </s:stream>")
+    assert [type(e).__name__ for e in events] == ["StanzaReceived", "StreamClosed"]
+    assert not reader.hibernate()  # closed

@@ -23,6 +23,7 @@ from tercet.core.events import is_awaitable
 from tercet.core.network import ReadLimiter
 from tercet.core.session import C2SSession
 from tercet.core.streamevents import StreamElementEvent, StreamFeaturesEvent
+from tercet.net.tlslayer import HANDSHAKE_TIMEOUT, TLSLayer
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import NS_CLIENT, Element
 from tercet.protocol.xmlstream import (
@@ -58,7 +59,7 @@ class C2SConnection(asyncio.Protocol):
     stream_type = "c2s"
 
     # One of these per connected client: slots keep idle sessions small.
-    __slots__ = ("_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
+    __slots__ = ("_active", "_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
                  "_limiter", "_out", "_out_size", "_peer", "_reader", "_received", "_secure",
                  "_send_limit", "_sent_size", "_stream_lang", "_throttled", "_timeout",
                  "listener", "net", "server", "session", "transport")
@@ -80,6 +81,8 @@ class C2SConnection(asyncio.Protocol):
         # Events parsed but not handled yet (a handler is awaiting); made when needed.
         self._backlog: deque[StreamEvent] | None = None
         self._busy = False
+        # Read anything since the last idle sweep (NetManager.sweep_idle)?
+        self._active = True
         self._header_sent = False
         self._closing = False
         self._counted_unauth = False
@@ -172,10 +175,10 @@ class C2SConnection(asyncio.Protocol):
         self._counted_unauth = True
         if not self._apply_policy():
             return
+        # On a direct-TLS port this runs when TCP accepts, before the handshake: a stalled
+        # handshake counts against the cap above and the timeout below.
         self._timeout = asyncio.get_running_loop().call_later(limits.auth_timeout,
                                                               self._auth_timeout)
-        if self._secure:
-            self._tls_established()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.net.connections.discard(self)
@@ -245,6 +248,7 @@ class C2SConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self._active = True
         if self._limiter is not None:
             data = self._within_budget(data)
             if not data:
@@ -268,6 +272,14 @@ class C2SConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    def idle_check(self) -> None:
+        """Called by the idle sweep: a stream that read nothing since the previous sweep
+        drops its parser until its next read (StreamReader.hibernate)."""
+        if self._active:
+            self._active = False
+        elif not self._busy and self._backlog is None:
+            self._reader.hibernate()
 
     # -- processing in order --------------------------------------------------------------
     def _drain(self) -> None:
@@ -430,25 +442,38 @@ class C2SConnection(asyncio.Protocol):
 
     async def start_tls(self) -> None:
         """STARTTLS (RFC 6120 §5.4.3.3): upgrade in place, then restart the stream."""
-        loop = asyncio.get_running_loop()
+        await self._upgrade(self._server_tls_context(), server_side=True)
+
+    async def _upgrade(self, ctx: ssl.SSLContext, *, server_side: bool,
+                       server_hostname: str | None = None) -> bool:
+        """Put TLS under this stream; True once the handshake succeeded (the stream then
+        expects a fresh header), False when it failed (the connection is aborted)."""
         assert self.transport is not None
-        ctx = self._server_tls_context()
         self._reader.reset()
         self._drop_backlog()
         self._flush()  # <proceed/> must reach the peer before the TLS handshake starts
+        layer = TLSLayer.upgrade(self.transport, self, ctx, server_side=server_side,
+                                 server_hostname=server_hostname,
+                                 handshake_timeout=HANDSHAKE_TIMEOUT)
         try:
-            transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
-                                             ssl_handshake_timeout=30)
+            await layer.handshake
         except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
             self.session.log.info("TLS handshake failed: %s", exc)
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        if transport is None:
-            return
-        self.transport = transport
+            return False
+        if self._closing:
+            return False
+        self.transport = layer  # type: ignore[assignment]
         self._secure = True
         self._tls_established()
+        return True
+
+    def tls_handshake_done(self, exc: BaseException | None) -> None:
+        """The handshake of a direct-TLS connection ended (net/tlslayer.py); on failure
+        the layer aborts the connection."""
+        if exc is None:
+            self._tls_established()
+        else:
+            self.session.log.info("TLS handshake with %s failed: %s", self._peer, exc)
 
     def _server_tls_context(self) -> ssl.SSLContext:
         return self.server_tls_context(self.net)

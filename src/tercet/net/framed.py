@@ -79,6 +79,8 @@ class FramedC2SConnection(C2SConnection):
         self.session.transport = transport
         self._link = link
         self._framing = FramingReader(listener.limits.stanza_size)
+        # The framing reader's parser is this stream's: the idle sweep hibernates it.
+        self._reader = self._framing.reader
         # The host whose endpoint this is (a module loaded per host): others' streams
         # are not served here, as the host did not enable this transport for them.
         self._only_host = only_host
@@ -88,6 +90,8 @@ class FramedC2SConnection(C2SConnection):
         """The transport is up: run what a TCP connection runs on connect."""
         # uvloop's transports are look-alikes too; the connection needs only these methods.
         self.connection_made(_LinkTransport(self._link))  # type: ignore[arg-type]
+        if self._secure and not self._closing:
+            self._tls_established()  # the link's own TLS (wss, https): channel bindings
 
     def limit_kind(self) -> None:
         # Admission and read budgets of a framed transport are its module's (the HTTP
@@ -98,6 +102,7 @@ class FramedC2SConnection(C2SConnection):
     def message_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self._active = True
         try:
             events = self._framing.feed(data)
         except StreamError as err:

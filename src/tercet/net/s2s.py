@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from tercet.net.c2s import STANZA_NAMES, C2SConnection
 from tercet.net.certverify import TrustStore, peer_chain, status
 from tercet.net.resolver import ConnectError, ResolveError, Resolver, connect_domain
 from tercet.net.tls import ALPN_S2S
+from tercet.net.tlslayer import TLSLayer
 from tercet.protocol.dialback import NS_DIALBACK
 from tercet.protocol.errors import NS_STREAMS, StreamError
 from tercet.protocol.jid import InvalidJID
@@ -50,9 +52,6 @@ if TYPE_CHECKING:
     from tercet.net.listeners import Listener, NetManager
 
 log = logging.getLogger("tercet.s2s")
-
-#: RFC 6120 §5.4.3.3 leaves the TLS handshake's duration open; same bound as c2s.
-TLS_HANDSHAKE_TIMEOUT = 30
 
 
 def to_client_namespace(el: Element) -> None:
@@ -311,27 +310,9 @@ class S2SConnection(C2SConnection):
         if self.s2s.direction == "in":
             await super().start_tls()
             return
-        assert self.transport is not None
         ctx = client_context(self.net, self.s2s.local_domain)
-        self._reader.reset()
-        self._drop_backlog()
-        self._flush()
-        try:
-            transport = await asyncio.get_running_loop().start_tls(
-                self.transport, self, ctx, server_side=False,
-                server_hostname=self.s2s.remote_domain,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
-            self.s2s.log.info("TLS handshake with %s failed: %s", self.s2s.remote_domain, exc)
-            if self.transport is not None:
-                self.transport.abort()
-            return
-        if transport is None:
-            return
-        self.transport = transport
-        self._secure = True
-        self._tls_established()
-        self._send_header(None)  # RFC 6120 §5.4.3.3: a new stream over TLS
+        if await self._upgrade(ctx, server_side=False, server_hostname=self.s2s.remote_domain):
+            self._send_header(None)  # RFC 6120 §5.4.3.3: a new stream over TLS
 
 
 def trust_store(net: NetManager) -> TrustStore:
@@ -399,15 +380,24 @@ async def connect(net: NetManager, spec: ConnectSpec) -> ServerSession:
     direct = found.target.direct_tls
     listener = Listener("s2s", direct, spec.limits)
     conn = S2SConnection(net.server, listener, net, "out", spec.local, spec.remote)
-    ctx = client_context(net, spec.local) if direct else None
     try:
-        await asyncio.get_running_loop().create_connection(
-            lambda: conn, sock=found.sock, ssl=ctx,
-            server_hostname=spec.remote if direct else None,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if direct else None)
+        if direct:
+            await _connect_direct_tls(conn, found.sock, client_context(net, spec.local),
+                                      spec.remote)
+        else:
+            await asyncio.get_running_loop().create_connection(lambda: conn, sock=found.sock)
     except (ssl.SSLError, OSError, TimeoutError) as exc:
         found.sock.close()
         raise PeerUnreachable("remote-server-not-found", f"TLS: {exc}") from None
     conn.s2s.log.info("connected to %s (%s port %d%s)", spec.remote, found.address,
                       found.target.port, ", direct TLS" if direct else "")
     return conn.s2s
+
+
+async def _connect_direct_tls(conn: S2SConnection, sock: socket.socket,
+                              ctx: ssl.SSLContext, remote: str) -> None:
+    """XEP-0368: TLS from the first byte; returns once the handshake succeeded."""
+    layer = TLSLayer(conn, ctx, server_side=False, server_hostname=remote,
+                     on_handshake=conn.tls_handshake_done)
+    await asyncio.get_running_loop().create_connection(lambda: layer, sock=sock)
+    await layer.handshake

@@ -42,6 +42,11 @@ class FramingReader:
         self._opened = False
         self.reset()
 
+    @property
+    def reader(self) -> StreamReader:
+        """The stream reader the messages go through (its idle parser may hibernate)."""
+        return self._reader
+
     def reset(self) -> None:
         """Start a new stream: the next message must be ``<open/>``."""
         self._reader.reset()

@@ -1,0 +1,233 @@
+"""The TLS layer (net/tlslayer.py) over real loopback sockets and real TLS, on asyncio's
+loop and on uvloop (the server's default): data both ways across many records, STARTTLS
+on an open connection, back-pressure, close_notify, and the handshake bound."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from tercet.core.certs import generate_self_signed
+from tercet.net.tlslayer import TLSLayer
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    def runner(coro: Coroutine[Any, Any, Any]) -> Any:
+        loop = LOOPS[request.param]()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, 20))
+        finally:
+            loop.close()
+    return runner
+
+
+@pytest.fixture(scope="module")
+def server_ctx(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    directory = tmp_path_factory.mktemp("certs")
+    cert, key = generate_self_signed("localhost", directory)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def client_ctx() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Echo(asyncio.Protocol):
+    """Echoes what it reads; records what happened to it."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received = bytearray()
+        self.lost = asyncio.get_running_loop().create_future()
+        self.handshakes: list[BaseException | None] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def handshake_done(self, exc: BaseException | None) -> None:
+        self.handshakes.append(exc)
+
+
+async def serve(factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Server, int]:
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def direct_tls(ctx: ssl.SSLContext, apps: list[Echo],
+               timeout: float = 30.0) -> Callable[[], asyncio.Protocol]:
+    def factory() -> asyncio.Protocol:
+        app = Echo()
+        apps.append(app)
+        return TLSLayer(app, ctx, server_side=True, handshake_timeout=timeout,
+                        on_handshake=app.handshake_done)
+    return factory
+
+
+def test_a_megabyte_crosses_both_ways_and_close_sends_close_notify(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB: many records each way
+
+    async def main() -> None:
+        apps: list[Echo] = []
+        server, port = await serve(direct_tls(server_ctx, apps))
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        writer.write(payload)
+        echoed = await reader.readexactly(len(payload))
+        assert echoed == payload
+        assert apps[0].handshakes == [None]
+        assert apps[0].transport.get_extra_info("ssl_object").version() in (
+            "TLSv1.2", "TLSv1.3")
+        apps[0].transport.close()
+        # A clean TLS close: EOF, not a "ragged" end the client's ssl would complain of.
+        assert await reader.read() == b""
+        assert await apps[0].lost is None
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_starttls_upgrades_an_open_connection(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    class Upgrading(Echo):
+        layer: TLSLayer | None = None
+
+        def data_received(self, data: bytes) -> None:
+            if self.layer is None and data == b"STARTTLS\n":
+                self.transport.write(b"PROCEED\n")
+                self.layer = TLSLayer.upgrade(self.transport, self, server_ctx,
+                                              server_side=True)
+                return
+            super().data_received(data)
+
+    async def main() -> None:
+        apps: list[Upgrading] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Upgrading())
+            return apps[-1]
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"PROCEED\n"
+        await writer.start_tls(client_ctx(), server_hostname="localhost")
+        app = apps[0]
+        assert app.layer is not None
+        await app.layer.handshake
+        app.transport = app.layer
+        writer.write(b"over tls")
+        assert await reader.readexactly(8) == b"over tls"
+        assert bytes(app.received) == b"over tls"
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_paused_reading_holds_data_until_resumed(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    class Pausing(Echo):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self.transport.pause_reading()
+
+    async def main() -> None:
+        apps: list[Echo] = []
+
+        def factory() -> asyncio.Protocol:
+            app = Pausing()
+            apps.append(app)
+            return TLSLayer(app, server_ctx, server_side=True)
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        writer.write(b"first")
+        assert await reader.readexactly(5) == b"first"
+        writer.write(b"second")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        assert bytes(apps[0].received) == b"first"  # paused: nothing more delivered
+        apps[0].transport.resume_reading()
+        assert await reader.readexactly(6) == b"second"
+        assert bytes(apps[0].received) == b"firstsecond"
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_a_stalled_handshake_is_cut_off_at_its_bound(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    async def main() -> None:
+        apps: list[Echo] = []
+        server, port = await serve(direct_tls(server_ctx, apps, timeout=0.3))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # The stream protocol saw the connection at once, before any handshake ...
+        await asyncio.sleep(0.05)
+        assert len(apps) == 1 and apps[0].transport is not None and apps[0].handshakes == []
+        # ... and the layer drops it when the bound passes without a ClientHello.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert len(apps[0].handshakes) == 1
+        assert isinstance(apps[0].handshakes[0], TimeoutError)
+        await apps[0].lost
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_garbage_instead_of_a_client_hello_fails_the_handshake(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    async def main() -> None:
+        apps: list[Echo] = []
+        server, port = await serve(direct_tls(server_ctx, apps))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"<?xml version='1.0'?><stream:stream to='localhost'>")
+        data = await asyncio.wait_for(reader.read(), 5)
+        assert b"<" not in data  # at most a TLS alert, never our stream
+        assert isinstance(apps[0].handshakes[0], ssl.SSLError)
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_writes_before_the_handshake_ends_are_sent_after_it(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    class Greeting(Echo):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            transport.write(b"hello")  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        apps: list[Echo] = []
+
+        def factory() -> asyncio.Protocol:
+            app = Greeting()
+            apps.append(app)
+            return TLSLayer(app, server_ctx, server_side=True)
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        server.close()
+    run(main())
