@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password", default="pass")
     ap.add_argument("--resource", default="bench")
     ap.add_argument("--mech", default="SCRAM-SHA-1", choices=["PLAIN", "SCRAM-SHA-1"])
+    ap.add_argument("--starttls", action="store_true", help="negotiate STARTTLS at login")
     ap.add_argument("--concurrency", type=int, default=20, help="logins in flight")
     ap.add_argument("--window", type=int, default=1, help="publishes in flight")
     ap.add_argument("--duration", type=float, default=15.0, help="publish phase, incl. warm-up")

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,13 +45,29 @@ from typing import Any
 MONO = time.monotonic_ns
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 RE_FEATURES = re.compile(rb"<(?:stream:)?features\b[^>]*?(?:/>|>([\s\S]*?)</(?:stream:)?features>)")
 RE_SASL = re.compile(rb"<(success|failure|challenge)\b[^>]*?(?:/>|>([\s\S]*?)</\1>)")
 RE_STREAM_ERROR = re.compile(rb"<stream:error[\s\S]*?</stream:error>")
+RE_TLS_ANSWER = re.compile(rb"<(proceed|failure)\b[^>]*xmpp-tls")
 MARK = b"<status>@"
 PRESENCE = b"<presence"
 # An unfinished marker longer than this is garbage, not a marker cut by a read boundary.
 MAX_MARKER = 256
+
+
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def tls_context() -> ssl.SSLContext:
+    """One client context per process (building one per session is slow). The bench
+    servers use self-signed certificates on loopback: nothing to verify against."""
+    global _TLS_CONTEXT
+    if _TLS_CONTEXT is None:
+        _TLS_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        _TLS_CONTEXT.check_hostname = False
+        _TLS_CONTEXT.verify_mode = ssl.CERT_NONE
+    return _TLS_CONTEXT
 
 
 def _unfinished(buf: bytes, marker_at: int) -> bytes:
@@ -190,6 +207,7 @@ class Client(asyncio.Protocol):
         self.sent = 0
         self.echoed = 0
         self.closed = False
+        self.secure = False  # TLS is on (STARTTLS done, or a direct TLS connection)
         self.on_echo: Any = None
 
     # asyncio.Protocol
@@ -275,7 +293,26 @@ class Client(asyncio.Protocol):
         self.send(f"<?xml version='1.0'?><stream:stream to='{self.cfg.domain}' "
                   "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
                   "version='1.0'>")
-        return (await self.expect(RE_FEATURES, "stream features")).group(1) or b""
+        features = (await self.expect(RE_FEATURES, "stream features")).group(1) or b""
+        if getattr(self.cfg, "starttls", False) and not self.secure:
+            return await self.starttls(features)
+        return features
+
+    async def starttls(self, features: bytes) -> bytes:
+        """RFC 6120 §5.4: <starttls/>, <proceed/>, the handshake, a new stream."""
+        if NS_TLS.encode() not in features:
+            raise ConnectionError("the server does not offer STARTTLS")
+        self.send(f"<starttls xmlns='{NS_TLS}'/>")
+        if (await self.expect(RE_TLS_ANSWER, "STARTTLS answer")).group(1) != b"proceed":
+            raise ConnectionError("STARTTLS refused")
+        self.buf.clear()
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(self.transport, self, tls_context(),
+                                         server_hostname=self.cfg.domain)
+        assert transport is not None
+        self.transport, self.secure = transport, True
+        return await self.open_stream()
 
     async def authenticate(self) -> None:
         password = self.cfg.password
@@ -440,6 +477,7 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
     pids = process_tree(cfg.server_pid) if cfg.server_pid else []
     result: dict[str, Any] = {"label": cfg.label, "scenario": "presence", "users": cfg.users,
                               "contacts": cfg.contacts, "target": f"{cfg.host}:{cfg.port}",
+                              "starttls": cfg.starttls,
                               "mode": (f"open-loop {cfg.rate}/s" if cfg.rate > 0 else
                                        f"closed-loop window={cfg.window}/user"),
                               "server_pids": pids, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -510,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password", default="pass")
     ap.add_argument("--resource", default="bench")
     ap.add_argument("--mech", default="PLAIN", choices=["PLAIN", "SCRAM-SHA-1"])
+    ap.add_argument("--starttls", action="store_true", help="negotiate STARTTLS at login")
     ap.add_argument("--contacts", type=int, default=50,
                     help="contacts per roster, as provisioned (recorded in the result)")
     ap.add_argument("--concurrency", type=int, default=100, help="logins in flight")
