@@ -152,14 +152,18 @@ class TLSLayer(asyncio.Protocol):
 
     def _read_plaintext(self) -> None:
         chunks: list[bytes] = []
-        read = self._sslobj.read
+        sslobj = self._sslobj
+        incoming = self._incoming
         try:
-            while chunk := read(READ_SIZE):
+            while chunk := sslobj.read(READ_SIZE):
                 chunks.append(chunk)
-            # An empty read is the peer's close_notify (RFC 8446 §6.1).
-            self._deliver(chunks)
-            self._peer_closed()
-            return
+                if not incoming.pending and not sslobj.pending():
+                    break  # all read: no SSLWantReadError raised (the common case)
+            else:
+                # An empty read is the peer's close_notify (RFC 8446 §6.1).
+                self._deliver(chunks)
+                self._peer_closed()
+                return
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
