@@ -86,7 +86,9 @@ class EventBus:
         chain = self._chains.get(name)
         if chain is None:
             return None
-        for i, handler in enumerate(chain):
+        done = 0  # a counter, not enumerate: no tuple per handler
+        for handler in chain:
+            done += 1
             try:
                 result = handler(event)
             except Exception:
@@ -95,7 +97,7 @@ class EventBus:
             if result is None:
                 continue
             if result is not True and inspect.isawaitable(result):
-                return self._continue(name, chain, i + 1, event, result)
+                return self._continue(name, chain, done, event, result)
             return result
         return None
 

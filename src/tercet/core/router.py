@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("tercet.router")
 
 STANZA_KINDS = frozenset(("message", "presence", "iq"))
+_TO_TYPES = ("host", "bare", "full", "self")
+# (stanza name, destination kind) -> the two event names fired for it: made once here,
+# not formatted for every stanza.
+_EVENT_NAMES = {(name, kind): (f"pre-{name}/{kind}", f"{name}/{kind}")
+                for name in STANZA_KINDS for kind in _TO_TYPES}
+# Addresses seen in 'to' and 'from', parsed, with their normal form. Cleared when full,
+# so a server with more addresses in use than this only parses some of them again.
+JID_CACHE_SIZE = 8192
 
 
 class StanzaEvent:
@@ -57,24 +65,41 @@ class Router:
         self.hosts = hosts
         self.events = global_events
         self.parse_jid = jid_parser
+        self._jids: dict[str, tuple[JID, str]] = {}
+
+    def _jid(self, text: str) -> tuple[JID, str]:
+        """``text`` parsed, and its normal form; raises InvalidJID (never cached)."""
+        known = self._jids.get(text)
+        if known is None:
+            jid = self.parse_jid(text)
+            known = (jid, str(jid))
+            if len(self._jids) >= JID_CACHE_SIZE:
+                self._jids.clear()
+            self._jids[text] = known
+        return known
 
     def route(self, origin: Session, stanza: Element) -> Any:
         """Route a stanza; returns an awaitable when a handler needs to wait."""
         name = stanza.name
         if name not in STANZA_KINDS:
             return None
-        try:
-            to_text = stanza.attrs.get("to")
-            to = self.parse_jid(to_text) if to_text else None
-        except InvalidJID:
-            return self._bounce(origin, stanza, StanzaError("jid-malformed"))
-        if to is not None and to_text != str(to):
-            stanza.attrs["to"] = str(to)
-        from_text = stanza.attrs.get("from")
-        try:
-            from_ = self.parse_jid(from_text) if from_text else None
-        except InvalidJID:
-            return None
+        attrs = stanza.attrs
+        to_text = attrs.get("to")
+        to: JID | None = None
+        if to_text:
+            try:
+                to, normal = self._jid(to_text)
+            except InvalidJID:
+                return self._bounce(origin, stanza, StanzaError("jid-malformed"))
+            if normal != to_text:
+                attrs["to"] = normal
+        from_text = attrs.get("from")
+        from_: JID | None = None
+        if from_text:
+            try:
+                from_ = self._jid(from_text)[0]
+            except InvalidJID:
+                return None
         if to is None and name == "message" and from_ is not None:
             # RFC 6120 §10.3.1: a message without 'to' is handled as if addressed to the
             # sender's bare JID, so it reaches the account's resources (RFC 6121 §8.5).
@@ -85,13 +110,13 @@ class Router:
             return None
         to_type = "host" if dest.node is None else ("bare" if dest.resource is None else "full")
         if name == "iq" and to_type == "bare" and from_ is not None and (
-            to is None or dest == from_.bare
+            to is None or (dest.node == from_.node and dest.domain == from_.domain)
         ):
             to_type = "self"
         host = self.hosts.get(dest.domain)
         event = StanzaEvent(origin, stanza, to, from_, host, to_type)
         if origin.kind == "c2s" and origin.host is not None:
-            result = origin.host.events.fire(f"pre-{name}/{to_type}", event)
+            result = origin.host.events.fire(_EVENT_NAMES[name, to_type][0], event)
             if result is not None:
                 if is_awaitable(result):
                     return self._after_pre(result, event)
@@ -110,7 +135,7 @@ class Router:
     def _deliver(self, event: StanzaEvent) -> Any:
         stanza = event.stanza
         if event.host is not None:
-            result = event.host.events.fire(f"{stanza.name}/{event.to_type}", event)
+            result = event.host.events.fire(_EVENT_NAMES[stanza.name, event.to_type][1], event)
             if result is None:
                 return self._unhandled(event)
             if is_awaitable(result):

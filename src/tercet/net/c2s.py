@@ -92,8 +92,10 @@ class C2SConnection(asyncio.Protocol):
         self._limiter: ReadLimiter | None = None
         self._throttled: bytes | None = None
         self._send_limit = listener.limits.send_buffer
-        # Output written during this loop iteration, sent by _flush (None: nothing).
-        self._out: list[bytes] | None = None
+        # Output written during this loop iteration, sent by flush (None: nothing). A
+        # bytearray, which the garbage collector does not track: a list per connection
+        # per iteration drove collections (bench/README.md, "Hot path over TLS").
+        self._out: bytearray | None = None
         self._out_size = 0
         # The transport's own buffer at the last flush. It only shrinks until the next
         # flush, so pending + this bounds what the peer has not read yet.
@@ -114,36 +116,41 @@ class C2SConnection(asyncio.Protocol):
             return
         self._queue(data)
         if self._out_size + self._sent_size > self._send_limit:
-            self._overflow()
+            # _sent_size is the transport's buffer at the last flush: it may have drained.
+            if self.transport is not None:
+                self._sent_size = self.transport.get_write_buffer_size()
+            if self._out_size + self._sent_size > self._send_limit:
+                self._overflow()
 
     def _queue(self, data: bytes) -> None:
         out = self._out
         if out is None:
-            self._out = [data]
+            self._out = bytearray(data)
             self._out_size = len(data)
-            # The transport may have drained since the last flush: count what is left now.
-            if self.transport is not None:
-                self._sent_size = self.transport.get_write_buffer_size()
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.net.schedule_flush(self)
         else:
-            out.append(data)
+            out += data
             self._out_size += len(data)
 
-    def _flush(self) -> None:
-        """Hand everything queued in this iteration to the transport in one write."""
+    def flush(self) -> None:
+        """Hand everything queued in this iteration to the transport in one write
+        (called once per iteration for all connections: NetManager.schedule_flush)."""
         out, self._out = self._out, None
         transport = self.transport
         if not out or transport is None or self._closing:
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        transport.write(out)
         self._out_size = 0
         self._sent_size = transport.get_write_buffer_size()
         if self._sent_size > self._send_limit:
             self._overflow()
 
+    def _drop_output(self) -> None:
+        self._out = None
+
     def _overflow(self) -> None:
         self.session.log.warning("send buffer over %d bytes, closing", self._send_limit)
-        self._out = None  # the peer is not reading: drop what it would not read anyway
+        self._drop_output()  # the peer is not reading: drop what it would not read anyway
         self.close_stream(StreamError("policy-violation", "too much unread data", remote=True))
 
     def close_stream(self, error: StreamError | None = None) -> None:
@@ -154,7 +161,7 @@ class C2SConnection(asyncio.Protocol):
         if error is not None:
             self._queue(stream_element_xml(error.to_element(), self._error_ns).encode())
         self._queue(STREAM_CLOSE.encode())
-        self._flush()
+        self.flush()
         self._closing = True
         self.session.closed = True
         self.transport.close()
@@ -186,7 +193,7 @@ class C2SConnection(asyncio.Protocol):
         # the session for a resumption (XEP-0198 §5).
         lost = not self._closing
         self._closing = True
-        self._out = None
+        self._drop_output()
         self.session.closed = True
         if self._timeout is not None:
             self._timeout.cancel()
@@ -262,13 +269,17 @@ class C2SConnection(asyncio.Protocol):
             self.session.log.info("stream error from %s: %s", self._peer, err.condition)
             self.close_stream(err)
             return
-        if events:
-            if self._backlog is None:
-                self._backlog = deque(events)
-            else:
-                self._backlog.extend(events)
-            if not self._busy:
-                self._drain()
+        if not events:
+            return
+        if len(events) == 1 and self._backlog is None and not self._busy and not self._closing:
+            self._handle_one(events[0])  # the usual read: one stanza, no deque
+            return
+        if self._backlog is None:
+            self._backlog = deque(events)
+        else:
+            self._backlog.extend(events)
+        if not self._busy:
+            self._drain()
 
     def eof_received(self) -> bool | None:
         return None
@@ -282,26 +293,33 @@ class C2SConnection(asyncio.Protocol):
             self._reader.hibernate()
 
     # -- processing in order --------------------------------------------------------------
+    def _handle_one(self, event: StreamEvent) -> None:
+        """Handle one event; a handler that must wait makes the stream busy."""
+        try:
+            result = self._handle(event)
+        except StreamError as err:
+            self.close_stream(err)
+            return
+        except Exception:
+            self.session.log.exception("error while processing a stanza")
+            self.close_stream(StreamError("internal-server-error", remote=False))
+            return
+        if is_awaitable(result):
+            self._await(result)
+
+    def _await(self, result: Any) -> None:
+        """A handler is waiting: stop reading until it is done (then _wait drains)."""
+        self._busy = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        asyncio.ensure_future(self._wait(result))
+
     def _drain(self) -> None:
         backlog = self._backlog
         if backlog is None:
             return
         while backlog and not self._busy and not self._closing:
-            event = backlog.popleft()
-            try:
-                result = self._handle(event)
-            except StreamError as err:
-                self.close_stream(err)
-                return
-            except Exception:
-                self.session.log.exception("error while processing a stanza")
-                self.close_stream(StreamError("internal-server-error", remote=False))
-                return
-            if is_awaitable(result):
-                self._busy = True
-                if self.transport is not None:
-                    self.transport.pause_reading()
-                asyncio.ensure_future(self._wait(result))
+            self._handle_one(backlog.popleft())  # an error closes the stream: loop ends
         if not backlog and self._backlog is backlog:
             self._backlog = None  # idle sessions keep no deque (~600 bytes each)
 
@@ -426,7 +444,7 @@ class C2SConnection(asyncio.Protocol):
         self.session.closed = True
         if self.transport is not None and not self._closing:
             self._closing = True
-            self._out = None
+            self._drop_output()
             self.transport.abort()
 
     def _drop_backlog(self) -> None:
@@ -451,7 +469,7 @@ class C2SConnection(asyncio.Protocol):
         assert self.transport is not None
         self._reader.reset()
         self._drop_backlog()
-        self._flush()  # <proceed/> must reach the peer before the TLS handshake starts
+        self.flush()  # <proceed/> must reach the peer before the TLS handshake starts
         layer = TLSLayer.upgrade(self.transport, self, ctx, server_side=server_side,
                                  server_hostname=server_hostname,
                                  handshake_timeout=HANDSHAKE_TIMEOUT)

@@ -34,7 +34,7 @@ class _LinkTransport:
     """The asyncio.Transport look-alike ``C2SConnection`` drives, over a MessageLink.
 
     Only what the connection calls is here; ``write`` is unused because
-    ``FramedC2SConnection._flush`` sends message by message."""
+    ``FramedC2SConnection.flush`` sends message by message."""
 
     __slots__ = ("_link",)
 
@@ -66,7 +66,7 @@ class _LinkTransport:
 class FramedC2SConnection(C2SConnection):
     """One client stream over one WebSocket (or another MessageLink)."""
 
-    __slots__ = ("_framing", "_link", "_only_host")
+    __slots__ = ("_framing", "_link", "_messages", "_only_host")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager,
                  link: MessageLink, only_host: str | None = None,
@@ -78,6 +78,8 @@ class FramedC2SConnection(C2SConnection):
         self.session.sent_counts = counts.sent
         self.session.transport = transport
         self._link = link
+        # Messages framed during this loop iteration (C2SConnection queues bytes).
+        self._messages: list[bytes] | None = None
         self._framing = FramingReader(listener.limits.stanza_size)
         # The framing reader's parser is this stream's: the idle sweep hibernates it.
         self._reader = self._framing.reader
@@ -132,19 +134,19 @@ class FramedC2SConnection(C2SConnection):
 
     def _queue(self, data: bytes) -> None:
         message = _CLOSE if data == _STREAM_CLOSE else frame_element(data)
-        out = self._out
+        out = self._messages
         if out is None:
-            self._out = [message]
+            self._messages = [message]
             self._out_size = len(message)
             self._sent_size = self._link.buffered()
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         else:
             out.append(message)
             self._out_size += len(message)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """One message per element (RFC 7395 §3.3.3), all handed over now."""
-        out, self._out = self._out, None
+        out, self._messages = self._messages, None
         if not out or self.transport is None or self._closing:
             return
         for message in out:
@@ -153,6 +155,9 @@ class FramedC2SConnection(C2SConnection):
         self._sent_size = self._link.buffered()
         if self._sent_size > self._send_limit:
             self._overflow()
+
+    def _drop_output(self) -> None:
+        self._messages = None
 
     def restart_stream(self) -> None:
         """After SASL success the client sends a new ``<open/>`` (RFC 7395 §3.5)."""

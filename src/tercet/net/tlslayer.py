@@ -275,8 +275,11 @@ class TLSLayer(asyncio.Protocol):
             self._raw.resume_reading()
 
     def get_write_buffer_size(self) -> int:
-        size = self._raw.get_write_buffer_size() if self._raw is not None else 0
-        return size + sum(map(len, self._pending or ()))
+        raw = self._raw
+        size = raw.get_write_buffer_size() if raw is not None else 0
+        if self._pending is None:
+            return size  # after the handshake: twice per output batch, kept short
+        return size + sum(map(len, self._pending))
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":

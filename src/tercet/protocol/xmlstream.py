@@ -64,9 +64,11 @@ class StreamOpened:
     content_ns: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StanzaReceived:
-    element: Element = field(hash=False)
+    # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, and one
+    # of these is made per stanza received.
+    element: Element
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,15 @@ class StreamReader:
             self._check_encoding(data)
         if self._parser is None:
             self._wake()
+        if len(data) <= _SLICE and self._carry is None:
+            # The usual read: one slice, no parser swap pending (only a carry arms one).
+            self._fed += len(data)
+            self._parse(data)
+            if not self._closed:
+                if self._fed - self._mark > self.max_stanza_size:
+                    raise StreamError("policy-violation", "stanza too large")
+                self._check_names()
+            return events
         for start in range(0, len(data), _SLICE):
             chunk = data[start:start + _SLICE]
             self._fed += len(chunk)
@@ -205,7 +216,7 @@ class StreamReader:
         """Drop the parser of an idle stream between stanzas; True if it was dropped.
 
         An expat parser with its name tables is most of what an idle session holds (about
-        14 kB: bench/README.md, "Memory per idle session"). Between two top-level elements
+        14 kB: bench/README.md, "TLS memory per session"). Between two top-level elements
         the only state the stream needs is the root's namespace declarations, so the next
         ``feed`` starts a fresh parser on a rebuilt header (as a parser swap does) and
         reads on. Nothing is dropped mid-element or with unparsed bytes held."""
