@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -129,3 +130,9 @@ def receive(sock: socket.socket, end: str | None, wait: float) -> str:
         if end is not None and end.encode() in data:
             break
     return data.decode("utf-8", "replace")
+
+
+def examples(count: int) -> int:
+    """Hypothesis examples for a property test: ``count`` in the suite, times
+    ``TERCET_FUZZ_SCALE`` for a long run (docs/internals.md, "Fuzzing")."""
+    return count * max(1, int(os.environ.get("TERCET_FUZZ_SCALE", "1")))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 
 import pytest
+from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moduletest import ModuleTestServer, TestClient
@@ -28,7 +29,7 @@ from moduletest import ModuleTestServer, TestClient
 from tercet.core.config import DEFAULT_MODULES
 from tercet.protocol.stanza import Element
 
-EXAMPLES = int(os.environ.get("TERCET_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("TERCET_FUZZ_EXAMPLES") or examples(300))
 
 OPTIONAL = ["mam", "csi_simple", "cloud_notify", "pep", "bookmarks", "vcard4",
             "sasl2", "external_services", "admin_adhoc"]

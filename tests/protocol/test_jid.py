@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from helpers import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -265,7 +266,7 @@ def test_ascii_domain_fast_path_matches_tables(domain: str) -> None:
     assert nameprep(domain) == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(any_text, st.sampled_from(PROFILES))
 def test_prep_is_idempotent(text: str, profile: str) -> None:
     for prep in (nodeprep, resourceprep):
@@ -281,7 +282,7 @@ def test_prep_is_idempotent(text: str, profile: str) -> None:
     assert nameprep(domain) == domain
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.one_of(st.none(), any_text),
     st.one_of(any_text, st.sampled_from(["example.com", "bücher.example", "[::1]"])),

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Mapping
 
 import pytest
+from helpers import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -609,7 +610,7 @@ def _usable(username: str, password: str) -> bool:
     return prepared_user == username
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(words, words, st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "PLAIN"]))
 def test_any_credentials_round_trip(username: str, password: str, name: str) -> None:
     assume(_usable(username, password))
@@ -620,7 +621,7 @@ def test_any_credentials_round_trip(username: str, password: str, name: str) -> 
     assert client.verify(result.additional_data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(MECHANISMS))
 def test_server_survives_garbage(data: bytes, name: str) -> None:
     server = server_for(name)
@@ -634,7 +635,7 @@ def test_server_survives_garbage(data: bytes, name: str) -> None:
         assert step.text is None
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.binary(max_size=200), st.sampled_from(SCRAM))
 def test_server_final_step_survives_garbage(data: bytes, name: str) -> None:
     server = server_for(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -209,13 +210,13 @@ def elements(draw: st.DrawFn, depth: int = 0) -> Element:
     return el
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(elements())
 def test_round_trip(el: Element) -> None:
     assert parse_fragment(el.to_xml(None)) == el
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_the_reader(data: bytes) -> None:
     reader = opened(max_stanza_size=1000)
@@ -239,7 +240,7 @@ def _events(chunks: list[bytes]) -> list[object] | str:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(elements(), min_size=1, max_size=4), st.data())
 def test_whole_and_chunked_input_give_the_same_events(stanzas: list[Element],
                                                       data: st.DataObject) -> None:
@@ -267,7 +268,7 @@ def _events_hibernating(chunks: list[bytes]) -> tuple[list[object] | str, int]:
     return out, slept
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(elements(), min_size=1, max_size=4), st.data())
 def test_hibernating_between_reads_changes_nothing(stanzas: list[Element],
                                                    data: st.DataObject) -> None:

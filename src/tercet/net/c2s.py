@@ -473,6 +473,8 @@ class C2SConnection(asyncio.Protocol):
         layer = TLSLayer.upgrade(self.transport, self, ctx, server_side=server_side,
                                  server_hostname=server_hostname,
                                  handshake_timeout=HANDSHAKE_TIMEOUT)
+        # From now on everything written goes through TLS (held until the handshake ends).
+        self.transport = layer  # type: ignore[assignment]
         try:
             await layer.handshake
         except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
@@ -480,7 +482,6 @@ class C2SConnection(asyncio.Protocol):
             return False
         if self._closing:
             return False
-        self.transport = layer  # type: ignore[assignment]
         self._secure = True
         self._tls_established()
         return True
