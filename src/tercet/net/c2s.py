@@ -269,6 +269,10 @@ class C2SConnection(asyncio.Protocol):
             self.session.log.info("stream error from %s: %s", self._peer, err.condition)
             self.close_stream(err)
             return
+        self._take(events)
+
+    def _take(self, events: list[StreamEvent]) -> None:
+        """Handle parsed events in order, queueing them while a handler waits."""
         if not events:
             return
         if len(events) == 1 and self._backlog is None and not self._busy and not self._closing:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import deque
 from typing import TYPE_CHECKING
 
 from tercet.core.network import MessageLink
@@ -111,13 +110,7 @@ class FramedC2SConnection(C2SConnection):
             self.session.log.info("framing error from %s: %s", self.peer, err.condition)
             self.close_stream(err)
             return
-        if events:
-            if self._backlog is None:
-                self._backlog = deque(events)
-            else:
-                self._backlog.extend(events)
-            if not self._busy:
-                self._drain()
+        self._take(events)
 
     def _stream_opened(self, event: StreamOpened) -> None:
         to = (event.attrs.get("to") or "").lower().rstrip(".")
