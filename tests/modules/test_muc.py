@@ -338,6 +338,55 @@ def test_multi_session_nick() -> None:
     run(body)
 
 
+def test_joiner_sees_current_presences() -> None:
+    """§7.2.3: a joiner is sent each occupant's presence as it is now, after every kind of
+    change (status, role, affiliation, sessions, nick), and as its own view allows:
+    real JIDs to a moderator, none to a participant of a semi-anonymous room."""
+    async def body(srv: ModuleTestServer) -> None:
+        romeo = await srv.connect("romeo@localhost/a")
+        juliet = await srv.connect("juliet@localhost/one")
+        await create(romeo)
+        await juliet.send(f"<presence to='{ROOM}/juliet'><x xmlns='{MUC}'/><show>away</show>"
+                          "</presence>")
+        count = 0
+
+        async def newcomer(*, admin: bool = False, nick: str = "juliet") -> Element:
+            """A new user joins; what it is shown of juliet (then it leaves)."""
+            nonlocal count
+            count += 1
+            bare = f"guest{count}@localhost"
+            if admin:
+                await admin_set(romeo, f"<item jid='{bare}' affiliation='admin'/>")
+            guest = await srv.connect(f"{bare}/g")
+            shown = presences(await join(guest, f"guest{count}"), f"{ROOM}/{nick}")
+            await guest.send(f"<presence type='unavailable' to='{ROOM}/guest{count}'/>")
+            assert len(shown) == 1, shown
+            return shown[0]
+
+        seen = await newcomer()
+        assert seen.child_text("show") == "away" and "jid" not in item(seen).attrs
+        await juliet.send(f"<presence to='{ROOM}/juliet'><show>dnd</show></presence>")
+        assert (await newcomer()).child_text("show") == "dnd"  # §7.7
+        await admin_set(romeo, "<item nick='juliet' role='visitor'/>")
+        assert item(await newcomer()).get("role") == "visitor"  # §8.4
+        await admin_set(romeo, f"<item jid='{juliet.bare}' affiliation='member'/>")
+        # §9.3: a new affiliation brings its default role
+        assert item(await newcomer()).attrs == {"affiliation": "member", "role": "participant"}
+        juliet2 = await srv.connect("juliet@localhost/two")
+        await join(juliet2, "juliet")  # a second session shares the nick
+        seen = await newcomer(admin=True)  # a moderator: both real JIDs
+        assert sorted(i.get("jid") or "" for i in items(seen)) == sorted([juliet.jid,
+                                                                         juliet2.jid])
+        assert all("jid" not in i.attrs for i in items(await newcomer()))
+        await juliet2.send(f"<presence type='unavailable' to='{ROOM}/juliet'/>")
+        assert [i.get("jid") for i in items(await newcomer(admin=True))] == [juliet.jid]
+        await juliet.send(f"<presence to='{ROOM}/jules'/>")  # §7.6
+        seen = await newcomer(nick="jules")
+        assert seen.child_text("show") is None
+        assert item(seen).attrs == {"affiliation": "member", "role": "participant"}
+    run(body)
+
+
 # -- moderator use cases (§8) -------------------------------------------------------------------
 def test_kick_and_voice() -> None:
     """§8.2 kick (307), §8.3/§8.4 voice grant and revoke, §8.5 voice list."""
@@ -648,6 +697,12 @@ def test_server_admin_owns_every_room() -> None:
         boss = await srv.connect("boss@localhost/x")
         await boss.send(f"<iq type='get' id='f' to='{ROOM}'><query xmlns='{OWNER}'/></iq>")
         assert boss.expect("iq").get("type") == "result"
+        own = presences(await join(boss, "boss"), f"{ROOM}/boss")[0]
+        assert item(own).attrs == {"affiliation": "owner", "role": "moderator",
+                                   "jid": boss.jid}
+        juliet = await srv.connect("juliet@localhost/b")  # §7.2.3: and so others see it
+        seen = presences(await join(juliet, "juliet"), f"{ROOM}/boss")[0]
+        assert item(seen).attrs == {"affiliation": "owner", "role": "moderator"}
     run(body, component='admins = ["boss@localhost"]\n')
 
 

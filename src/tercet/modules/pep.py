@@ -150,22 +150,23 @@ class _Pep:
         """Presence from a contact to a local account: the contact's caps (an observer:
         delivery goes on). Synchronous unless the account's roster must be read: this
         runs for every presence a local user receives (room occupants included)."""
-        if event.to is None or event.to.node is None or event.from_ is None \
-                or event.from_.resource is None or event.from_.bare == event.to.bare:
+        to, sender = event.to, event.from_
+        # Parts compared, not ``.bare``: that builds two JIDs for every presence.
+        if to is None or to.node is None or sender is None or sender.resource is None \
+                or (sender.node == to.node and sender.domain == to.domain):
             return None
-        stanza, full_jid = event.stanza, str(event.from_)
-        if stanza.get("type") == "unavailable":
-            self.caps.set_resource(full_jid, None)
-            self.observed.pop((event.to.node, full_jid), None)
-        elif stanza.get("type") is None and self.module.sessions(event.to.node):
+        stanza = event.stanza
+        ptype = stanza.get("type")
+        if ptype == "unavailable":
+            self.forget(to.node, str(sender))
+        elif ptype is None and self.module.sessions(to.node):
             # (Offline accounts drop the presence; their probes bring it again at login.)
             if presence_caps(stanza) is None:
                 # No caps, no interest to learn: forget any earlier ones without asking
                 # the roster (most presences a user gets, room occupants' included).
-                self.caps.set_resource(full_jid, None)
-                self.observed.pop((event.to.node, full_jid), None)
+                self.forget(to.node, str(sender))
                 return None
-            username, contact = event.to.node, str(event.from_.bare)
+            full_jid, username, contact = str(sender), to.node, str(sender.bare)
             roster = self.module.find("roster", RosterService)
             sub = None if roster is None else roster.cached_subscription(username, contact)
             if sub is None and roster is not None:
@@ -173,6 +174,12 @@ class _Pep:
             if sees_user(sub or "none"):
                 self.seen(username, full_jid, stanza)
         return None
+
+    def forget(self, username: str, full_jid: str) -> None:
+        """``full_jid`` has no caps now (or is gone): ``username``'s view of it too."""
+        if full_jid in self.caps.resources:
+            self.caps.set_resource(full_jid, None)
+        self.observed.pop((username, full_jid), None)
 
     async def _inbound_uncached(self, username: str, contact: str, full_jid: str,
                                 stanza: Element) -> None:

@@ -51,7 +51,7 @@ class Muc:
         self.store = RoomStore(module.open_store("muc_rooms", "keyval"), module.spawn)
         self.outbox = Outbox(module.send, module.spawn)
         self.service = Service(
-            module.host, settings, route=self.outbox.put,
+            module.host, settings, route=self.outbox.put, route_copies=self.outbox.put_copies,
             fire=module.fire_async, notify=module.fire_detached, now=module.now,
             is_admin=lambda jid: module.may(":admin", jid),
             may_create_rooms=lambda jid: module.may(":create-room", jid),

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from tercet.modules._muc.api import NS_MUC, NS_MUC_USER, Affiliation, Role
+from tercet.modules._muc.render import Addressed, Shared
 from tercet.protocol.jid import JID
 from tercet.protocol.stanza import Element
 
 View = Literal["self", "full", "anon"]
+#: What a cached presence of an occupant depends on besides the occupant's own state:
+#: the view, and the affiliation and role it shows.
+ViewKey: TypeAlias = tuple[View, Affiliation, Role]
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 NS_HATS = "urn:xmpp:hats:0"
 # Elements a client may not put in what the room sends on its behalf: the room's own
@@ -56,15 +60,19 @@ class Destroy:
 class OccupantState:
     """A nickname in a room and the sessions behind it."""
 
-    __slots__ = ("bare_jid", "hats", "id_element", "jid", "nick", "payload", "role",
-                 "sessions")
+    __slots__ = ("bare", "bare_jid", "hats", "id_element", "jid", "nick", "payload", "role",
+                 "service_admin", "sessions", "views")
 
     def __init__(self, room_jid: JID, nick: str, bare_jid: JID, role: Role,
                  id_element: Element | None = None) -> None:
         self.nick = nick
         self.jid = JID(room_jid.node, room_jid.domain, nick)
         self.bare_jid = bare_jid
+        self.bare = str(bare_jid)  # affiliations are keyed by it: asked per presence sent
         self.role: Role = role
+        #: whether the user was a service admin (so an owner, §5.2) when the room last
+        #: published its presence (see ``Room.shown_affiliation``)
+        self.service_admin = False
         self.sessions: dict[str, JID] = {}
         #: XEP-0421 ``<occupant-id/>``: stable per room and real bare JID
         self.id_element = id_element
@@ -72,12 +80,21 @@ class OccupantState:
         self.hats: Element | None = None
         #: the payload of the last presence a session sent (room elements removed)
         self.payload: list[Element | str] = []
+        #: the occupant's current presence as others see it, without 'to', per view
+        #: (the N presences a joiner receives are each built once, not once per joiner);
+        #: dropped by ``changed`` whenever the presence, nick, role, hats or sessions change
+        self.views: dict[ViewKey, Element] = {}
+
+    def changed(self) -> None:
+        """Forget the cached presences (the room calls it before it publishes a change)."""
+        self.views.clear()
 
     def real_jids(self) -> Iterable[JID]:
         return self.sessions.values()
 
     def set_presence(self, stanza: Element) -> None:
         self.payload = presence_payload(stanza)
+        self.changed()
 
     @property
     def shown(self) -> list[Element | str]:
@@ -149,7 +166,9 @@ def user_x(occupant: OccupantState, affiliation: Affiliation, view: View, *,
 
 def addressed(stanza: Element, to: JID | str) -> Element:
     """``stanza`` for one recipient: a new top-level element sharing the children (the
-    tree below is never changed after it is built, so copies need not be deep)."""
-    attrs = dict(stanza.attrs)
-    attrs["to"] = str(to)
-    return Element(stanza.name, stanza.xmlns, attrs, list(stanza.children))
+    tree below is never changed after it is built, so copies need not be deep); a
+    :class:`Shared` one's copies share its rendered XML too."""
+    if isinstance(stanza, Shared):
+        return Addressed(stanza, str(to))
+    return Element(stanza.name, stanza.xmlns, {**stanza.attrs, "to": str(to)},
+                   list(stanza.children))

@@ -5,6 +5,13 @@ stanzas one after the other without waiting would let a later message overtake a
 presence (a join's subject before the self-presence of §7.2.3). Rooms put stanzas in one
 FIFO; the handler that caused them flushes it before it returns (the sender's stream
 waits meanwhile: backpressure), and a flush already running delivers for everyone.
+
+What a room sends to many (a presence to every occupant, every occupant's presence to a
+joiner) is queued as one :class:`Copies` entry and each copy is addressed only when its
+turn comes: a join queues O(N) stanzas, and N copies waiting at once are N objects the
+garbage collector promotes and sweeps again and again; made one at a time, each is freed
+as soon as it is sent (in the 1,000-occupant benchmark the collector's time went from
+5.6 s to 1.6 s of CPU).
 """
 
 from __future__ import annotations
@@ -15,9 +22,37 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tercet.modules._muc.occupant import addressed
 from tercet.protocol.stanza import Element
 
 log = logging.getLogger("tercet.mod.muc")
+
+
+class Copies:
+    """Stanzas for recipients (full JIDs), addressed when taken: one stanza for many
+    recipients, or many stanzas for one, in order."""
+
+    __slots__ = ("_next", "_stanzas", "_tos", "size")
+
+    def __init__(self, stanzas: list[Element], tos: list[str]) -> None:
+        if len(stanzas) != 1 and len(tos) != 1:
+            raise ValueError("one stanza for many, or many stanzas for one")
+        self._stanzas = stanzas
+        self._tos = tos
+        self._next = 0
+        self.size = max(len(stanzas), len(tos))
+
+    def take(self) -> Element:
+        """The next copy (the caller checks ``left`` first)."""
+        i = self._next
+        self._next = i + 1
+        stanzas, tos = self._stanzas, self._tos
+        return addressed(stanzas[i] if len(stanzas) > 1 else stanzas[0],
+                         tos[i] if len(tos) > 1 else tos[0])
+
+    @property
+    def left(self) -> int:
+        return self.size - self._next
 
 
 class Outbox:
@@ -29,16 +64,21 @@ class Outbox:
                  spawn: Callable[[Awaitable[None]], Any]) -> None:
         self._send = send
         self._spawn = spawn
-        self._queue: deque[Element] = deque()
+        self._queue: deque[Element | Copies] = deque()
         self._active = False
         self._flusher: asyncio.Task[Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return sum(1 if isinstance(item, Element) else item.left for item in self._queue)
 
     def put(self, stanza: Element) -> None:
         self._queue.append(stanza)
+
+    def put_copies(self, stanzas: list[Element], tos: list[str]) -> None:
+        """Queue ``Copies(stanzas, tos)`` (nothing when either list is empty)."""
+        if stanzas and tos:
+            self._queue.append(Copies(stanzas, tos))
 
     def flush_later(self) -> None:
         """For senders outside a stanza handler (admin commands, timers)."""
@@ -62,8 +102,16 @@ class Outbox:
         self._active = True
         self._flusher = asyncio.current_task()
         try:
-            while self._queue:
-                stanza = self._queue.popleft()
+            queue = self._queue
+            while queue:
+                item = queue[0]
+                if isinstance(item, Element):
+                    stanza = item
+                    queue.popleft()
+                else:
+                    stanza = item.take()
+                    if not item.left:
+                        queue.popleft()
                 try:
                     await self._send(stanza)
                 except Exception:

@@ -40,6 +40,7 @@ from tercet.modules._muc.occupant import (
     user_x,
     without_room_elements,
 )
+from tercet.modules._muc.render import Shared
 from tercet.protocol.dataforms import Field, FormError, build_form, parse_submit
 from tercet.protocol.errors import StanzaError
 from tercet.protocol.jid import JID
@@ -113,6 +114,17 @@ class Room:
             return "owner"
         return self._affiliations.get(bare, "none")
 
+    def shown_affiliation(self, occupant: OccupantState) -> Affiliation:
+        """The affiliation an occupant's presence shows: the room's own, or owner for a
+        service admin as of the occupant's latest broadcast presence. A joiner is sent
+        every occupant's presence (N² over N joins) and the server's roles answer at a
+        cost, so a role given or taken while the user is in the room shows, to everyone
+        alike, with its next presence; what the user may do is always asked afresh
+        (``affiliation``)."""
+        if occupant.service_admin:
+            return "owner"
+        return self._affiliations.get(occupant.bare, "none")
+
     def affiliations(self) -> dict[str, Affiliation]:
         return dict(self._affiliations)
 
@@ -138,8 +150,9 @@ class Room:
             self.service.route(addressed(stanza, real))
 
     def _broadcast(self, stanza: Element) -> None:
-        for occupant in self._occupants.values():
-            self._send_to(occupant, stanza)
+        # Written out once for all (render.py), addressed as sent (outbox.py).
+        self.service.route_copies([Shared.of(stanza)], [
+            real for occupant in self._occupants.values() for real in occupant.sessions])
 
     def save(self) -> None:
         self.service.room_changed(self)
@@ -194,11 +207,17 @@ class Room:
                 to_self: bool = True, role: Role | None = None) -> None:
         """Send ``occupant``'s presence to everyone in the room: each distinct view is
         built once and addressed per session (§7.2.3)."""
-        affiliation = self.affiliation(occupant.bare_jid)
+        occupant.changed()  # every change of an occupant is published: the cache goes
+        occupant.service_admin = self.service.is_service_admin(occupant.bare)
+        affiliation = self.shown_affiliation(occupant)
+        plain = not unavailable and not codes and actor is None and reason is None \
+            and new_nick is None and payload is None and role is None
         body = occupant.shown if payload is None else occupant.decorate(payload)
         views: dict[View, Element] = {}
 
         def view(kind: View) -> Element:
+            if plain and kind != "self":  # what a joiner will be sent too: kept
+                return self.current_presence(occupant, kind, affiliation)
             found = views.get(kind)
             if found is None:
                 x = user_x(occupant, affiliation, kind, actor=actor, reason=reason,
@@ -207,30 +226,49 @@ class Room:
                 attrs = {"from": str(occupant.jid)}
                 if unavailable:
                     attrs["type"] = "unavailable"
-                found = views[kind] = Element("presence", attrs=attrs, children=[*body, x])
+                found = views[kind] = Shared("presence", attrs=attrs, children=[*body, x])
             return found
 
         broadcast_roles = self._config.presence_broadcast
         visible = (role or occupant.role) in broadcast_roles or unavailable \
             or occupant.role in broadcast_roles
-        for other in list(self._occupants.values()):
-            if other is occupant or not visible:
-                continue
-            stanza = view("full" if self.sees_jids(other) else "anon")
-            for real in other.real_jids():
-                self.service.route(addressed(stanza, real))
+        if visible:
+            # Per view, the sessions that get it (sees_jids, inlined: once per occupant).
+            full: list[str] = []
+            anon: list[str] = []
+            non_anonymous = self.non_anonymous
+            for other in self._occupants.values():
+                if other is not occupant:
+                    (full if non_anonymous or other.role == "moderator" else anon).extend(
+                        other.sessions)
+            if full:
+                self.service.route_copies([view("full")], full)
+            if anon:
+                self.service.route_copies([view("anon")], anon)
         if to_self:
-            for real in occupant.real_jids():
-                self.service.route(addressed(view("self"), real))
+            self.service.route_copies([view("self")], list(occupant.sessions))
+
+    def current_presence(self, occupant: OccupantState, kind: View,
+                         affiliation: Affiliation | None = None) -> Element:
+        """``occupant``'s current presence as a recipient of ``kind`` sees it, without
+        'to' (§7.2.3). Built once and kept until the occupant changes: a join sends
+        every occupant's presence to the joiner, so N joins would build N² of them."""
+        if affiliation is None:
+            affiliation = self.shown_affiliation(occupant)
+        key = (kind, affiliation, occupant.role)
+        found = occupant.views.get(key)
+        if found is None:
+            x = user_x(occupant, affiliation, kind)
+            found = occupant.views[key] = Shared(
+                "presence", attrs={"from": str(occupant.jid)},
+                children=[*occupant.shown, x])
+        return found
 
     def presence_to(self, occupant: OccupantState, recipient: OccupantState,
-                    real: JID) -> None:
+                    real: JID | str) -> None:
         """One occupant's current presence to one session (the join of §7.2.3)."""
         kind: View = "full" if self.sees_jids(recipient) else "anon"
-        x = user_x(occupant, self.affiliation(occupant.bare_jid), kind)
-        self.service.route(Element("presence", attrs={"from": str(occupant.jid),
-                                                      "to": str(real)},
-                                   children=[*occupant.shown, x]))
+        self.service.route(addressed(self.current_presence(occupant, kind), real))
 
     # -- entering (§7.2) -----------------------------------------------------------------
     def check_entry(self, real: JID, nick: str, stanza: Element) -> Affiliation:
@@ -297,11 +335,13 @@ class Room:
         self.service.notify(EV_OCCUPANT_JOINED, OccupantEvent(self, occupant, real))
 
     def _send_occupants_to(self, joiner: OccupantState, real: JID) -> None:
-        for other in list(self._occupants.values()):
-            if other is joiner:
-                continue
-            if other.role in self._config.presence_broadcast or joiner.role == "moderator":
-                self.presence_to(other, joiner, real)
+        kind: View = "full" if self.sees_jids(joiner) else "anon"
+        everyone = joiner.role == "moderator"
+        broadcast_roles = self._config.presence_broadcast
+        self.service.route_copies([
+            self.current_presence(other, kind) for other in self._occupants.values()
+            if other is not joiner and (everyone or other.role in broadcast_roles)],
+            [str(real)])
         if "none" in self._config.presence_broadcast:
             self._send_offline_members(joiner, real)
 

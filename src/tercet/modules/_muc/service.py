@@ -55,6 +55,7 @@ class Service:
 
     def __init__(self, host: str, settings: Settings, *,
                  route: Callable[[Element], None],
+                 route_copies: Callable[[list[Element], list[str]], None],
                  fire: Callable[[str, object], Awaitable[Any]],
                  notify: Callable[[str, object], None],
                  now: Callable[[], float],
@@ -68,6 +69,9 @@ class Service:
         self._host = host
         self.settings = settings
         self.route = route
+        #: (stanzas, full JIDs): one stanza for many or many for one, addressed as they
+        #: are sent (outbox.py)
+        self.route_copies = route_copies
         self.fire = fire  # awaited: handlers answer (history, broadcast, disco)
         self.notify = notify  # not awaited: observers (created, joined, left, destroyed)
         self.now = now

@@ -8,6 +8,7 @@ room and the order of writes cannot leave an older state stored last.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -29,11 +30,12 @@ class RoomStore:
     """Saves persistent rooms and loads them at start."""
 
     def __init__(self, store: KeyValStore,
-                 spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
         self._store = store
         self._spawn = spawn
         self._dirty: dict[str, Room | None] = {}  # node -> room to save (None: delete)
         self._writing = False
+        self._writer: asyncio.Task[None] | None = None
 
     def changed(self, room: Room) -> None:
         """Queue the room's state (or its deletion when it is no longer persistent)."""
@@ -46,7 +48,7 @@ class RoomStore:
         self._dirty[node] = room
         if not self._writing:
             self._writing = True
-            self._spawn(self._write())
+            self._writer = self._spawn(self._write())
 
     async def _write(self) -> None:
         try:
@@ -64,7 +66,12 @@ class RoomStore:
             log.exception("could not save room %s", node)
 
     async def flush(self) -> None:
-        """Write everything still queued (before unloading)."""
+        """Write everything still queued (before unloading). The writer task finishes
+        first: it holds the state it took off the queue, and unloading cancels the
+        module's tasks, so that state would be lost (and an earlier one stay stored)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait([writer])
         while self._dirty:
             await self._write_one()
 
