@@ -1048,3 +1048,19 @@ def test_extension_events() -> None:
         assert seen == [api.EV_ROOM_CREATED, api.EV_OCCUPANT_JOINED, api.EV_OCCUPANT_LEFT,
                         api.EV_ROOM_DESTROYED]
     run(body)
+
+
+def test_server_stop_empties_rooms_without_a_broadcast_per_departure() -> None:
+    """At server-stopping the sessions that close leave without a presence to everyone
+    still in the room: with N occupants that was N² stanzas during a stop."""
+    async def body(srv: ModuleTestServer) -> None:
+        romeo = await srv.connect("romeo@localhost/a")
+        juliet = await srv.connect("juliet@localhost/b")
+        await create(romeo)
+        await join(juliet, "juliet")
+        romeo.received()
+        srv.server.events.fire("server-stopping", srv.server)
+        await juliet.disconnect()
+        await asyncio.sleep(0.2)  # test_session_end_leaves_room sees it well within this
+        assert romeo.received() == []
+    run(body)

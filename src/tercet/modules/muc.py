@@ -139,6 +139,7 @@ def load(module: ModuleApi) -> Any:
     }
     for name, handler in iqs.items():
         module.hook(name, muc.flushing(handler), 1)
+    module.hook_global("server-stopping", lambda _server: muc.stopping())
     module.hook_global("admin/muc.list", admin_list)
     module.hook_global("admin/muc.show", admin_show)
     module.hook_global("admin/muc.destroy", admin_destroy)

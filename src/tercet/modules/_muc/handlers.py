@@ -74,6 +74,10 @@ class Muc:
         if count:
             self.module.log.info("restored %d persistent room(s)", count)
 
+    def stopping(self) -> None:
+        """``server-stopping``: the sessions that close now leave rooms silently."""
+        self.service.stopping = True
+
     def flushing(self, handler: Callable[[StanzaEvent], Any]) -> Callable[[StanzaEvent],
                                                                           Awaitable[Any]]:
         """``handler``, then the delivery of everything it sent (see outbox.py)."""

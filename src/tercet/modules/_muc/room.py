@@ -452,6 +452,12 @@ class Room:
         if status is not None:
             payload = [Element("status", children=[status])]
         del occupant.sessions[str(real)]
+        if self.service.stopping:
+            # Every session is closing with the server, and each is told so by its stream
+            # error: a departure broadcast to all who are left would make a stop O(N²).
+            if not occupant.sessions:
+                del self._occupants[occupant.nick]
+            return
         if occupant.sessions:
             # Only this session goes: it gets its unavailable, the room an update.
             x = user_x(occupant, self.affiliation(occupant.bare_jid), "self", role="none",

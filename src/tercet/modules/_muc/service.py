@@ -84,6 +84,9 @@ class Service:
         #: deliver what was queued outside the MUC's own handlers (see outbox.py)
         self.flush_later = flush_later
         self._rooms: dict[str, Room] = {}
+        #: The server is stopping: sessions leaving rooms are not broadcast (each closing
+        #: session would tell everyone still there, O(N²) for a full room).
+        self.stopping = False
         #: keys occupant ids; replaced by the stored one at load (see muc.py)
         self.secret = secrets.token_bytes(32)
 
