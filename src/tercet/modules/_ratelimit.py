@@ -8,6 +8,7 @@ plain number of bytes per second, where ``kb`` is 1,000 bytes and ``mb`` 1,000,0
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,6 +18,21 @@ _BURST = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", re.IGNORECASE)
 #: The shortest wait ``wait_for`` answers (seconds).
 MIN_WAIT = 0.01
 _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def ip_in(ip: str, networks: list[Network]) -> bool:
+    """Whether address ``ip`` is in one of ``networks`` (an IPv4-mapped IPv6 address
+    counts as its IPv4 address); False for text that is no address."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
 
 
 def parse_rate(value: object) -> float:

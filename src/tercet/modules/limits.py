@@ -32,7 +32,15 @@ from tercet.module import (
     ReadLimiter,
     Session,
 )
-from tercet.modules._ratelimit import Buckets, LogLimiter, TokenBucket, parse_burst, parse_rate
+from tercet.modules._ratelimit import (
+    Buckets,
+    LogLimiter,
+    Network,
+    TokenBucket,
+    ip_in,
+    parse_burst,
+    parse_rate,
+)
 
 META = {"summary": "Read-rate and connection-rate limits", "stage": "stable", "xeps": []}
 GLOBAL = True
@@ -46,7 +54,6 @@ KINDS = ("c2s", "s2sin", "s2sout", "component")
 #: Keys of the ``limits`` table: the stream types, and ``s2s`` for both server directions.
 TABLE_KEYS = (*KINDS, "s2s")
 DEFAULT_BURST = 2.0
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def check_limits(value: Any) -> list[Invalid]:
@@ -189,13 +196,7 @@ class Limits:
 
     # -- helpers --------------------------------------------------------------------------
     def is_exempt(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.exempt)
+        return ip_in(ip, self.exempt)
 
     def report_throttle(self, budget: Budget, held: int) -> None:
         session = budget.session

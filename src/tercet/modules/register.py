@@ -31,6 +31,7 @@ from tercet.module import (
     StreamElementEvent,
     StreamFeaturesEvent,
 )
+from tercet.modules._ratelimit import Network, ip_in
 from tercet.modules._registration import Registered, RegistrationAttempt
 from tercet.protocol.jid import InvalidJID, nodeprep
 from tercet.protocol.stanza import Element
@@ -50,7 +51,6 @@ LOOPBACK = ["127.0.0.1", "::1"]
 #: Host-wide map: IP -> time of its last registration, so a restart keeps the throttle.
 THROTTLE_STORE = "register_throttle"
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 OPTIONS: list[Option[Any]] = [
     Option("allow_registration", bool, False, "Allow in-band registration (XEP-0077)."),
@@ -129,16 +129,6 @@ def parse_networks(name: str, entries: Iterable[object]) -> list[Network]:
             raise ModuleError(f"{name}: {entry!r} is not an IP address or CIDR "
                               "(write e.g. \"192.0.2.7\" or \"2001:db8::/32\")") from None
     return out
-
-
-def ip_in(ip: str, networks: list[Network]) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
 
 
 def form_values(query: Element) -> dict[str, str]:

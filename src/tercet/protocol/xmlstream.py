@@ -233,16 +233,22 @@ class StreamReader:
 
     def _wake(self) -> None:
         """Continue a hibernated stream on a fresh parser (see ``hibernate``)."""
+        self._fresh_parser_at(self._fed)
+
+    def _fresh_parser_at(self, position: int) -> None:
+        """A new parser that has read a stream header rebuilt from the peer's namespace
+        declarations (no event is reported for it) and stands at stream ``position``."""
         header = self._rebuilt_header()
         self._new_parser()
         self._depth = 0
-        self._base = self._fed - len(header)
+        self._base = position - len(header)
+        self._fed = position
         self._resuming = True
         try:
             self._parse(header)
         finally:
             self._resuming = False
-        self._mark = self._fed
+        self._mark = position
 
     def _check_encoding(self, data: bytes) -> None:
         """Refuse a stream that is not UTF-8 from its first bytes: a UTF-16 byte order
@@ -294,18 +300,8 @@ class StreamReader:
         assert self._carry is not None
         tail = self._carry[self._restart_at - self._carry_start:]
         self._carry = None
-        header = self._rebuilt_header()
-        self._new_parser()
         self._stack = []
-        self._depth = 0
-        self._base = self._restart_at - len(header)
-        self._fed = self._restart_at
-        self._resuming = True
-        try:
-            self._parse(header)
-        finally:
-            self._resuming = False
-        self._mark = self._restart_at
+        self._fresh_parser_at(self._restart_at)
         self._fed = self._restart_at + len(tail)
         self._parse(tail)
 
