@@ -39,3 +39,15 @@ def make_server(tmp_path: Path) -> Iterator[object]:
     yield factory
     for h in started:
         h.stop()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The tests must run the code as edited: an editable install's compiled hot path
+    # (setup.py) would otherwise stand in front of a changed source file.
+    import tercet
+
+    stale = tercet.stale_compiled()
+    if stale:
+        pytest.exit("compiled modules older than their source: " + ", ".join(stale)
+                    + "; rebuild (pip install -e .) or reinstall with TERCET_PURE_PYTHON=1",
+                    returncode=4)

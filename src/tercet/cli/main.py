@@ -469,6 +469,7 @@ _LIBRARIES = ("cryptography", "click", "idna", "uvloop", "aiohttp", "dnspython",
 def version() -> None:
     """Show the versions of Tercet, Python and the libraries it uses."""
     click.echo(f"tercet {tercet_version()}")
+    click.echo(f"hot path: {'compiled (mypyc)' if tercet.compiled() else 'interpreted'}")
     click.echo(f"Python {platform.python_version()} ({platform.python_implementation()}) "
                f"on {platform.system()} {platform.release()}")
     for name in _LIBRARIES:

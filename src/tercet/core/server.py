@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tercet import SOFTWARE_NAME, __version__
+from tercet import SOFTWARE_NAME, __version__, compiled
 from tercet.core import admin_commands
 from tercet.core import permissions as roles
 from tercet.core import reload as config_reload
@@ -113,8 +113,9 @@ class Server:
             await self._load_host_modules(name)
         admin_commands.register(self)
         self.events.fire("server-started", self)
-        log.info("%s %s started with hosts %s", self.software_name, self.version,
-                 ", ".join(self.hosts))
+        log.info("%s %s started with hosts %s (hot path %s)", self.software_name,
+                 self.version, ", ".join(self.hosts),
+                 "compiled" if compiled() else "interpreted")
 
     def _add_host(self, name: str, kind: str) -> Host:
         host = Host(name, kind)

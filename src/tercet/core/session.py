@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from tercet.protocol import dialback
 from tercet.protocol.errors import StreamError
 from tercet.protocol.stanza import Element
@@ -104,6 +106,7 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"{self.extra['session']}: {msg}", kwargs  # type: ignore[index]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Session:
     """Base of every session kind; ``kind`` names it for logs and event names."""
 

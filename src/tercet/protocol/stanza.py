@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     from tercet.protocol.errors import StanzaError
 
@@ -52,6 +54,7 @@ def escape_attr(text: str) -> str:
     return text
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Element:
     """An XML element: name, namespace, attributes and children (elements or text)."""
 
