@@ -24,10 +24,16 @@ def test_copies_keep_order_across_awaits_and_a_cancelled_flush() -> None:
         slow = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
 
-        async def send(stanza: Element) -> None:
+        async def waiting() -> None:
+            await slow.wait()
+
+        def send(stanza: Element) -> Awaitable[None] | None:
+            # As ModuleApi.send_now: None once delivered, an awaitable while a handler
+            # still runs (here the delivery to b, the first time).
             sent.append((stanza.get("from"), stanza.get("to")))
             if stanza.get("to") == "b@example/x" and not slow.is_set():
-                await slow.wait()  # a delivery that waits (an async handler)
+                return waiting()
+            return None
 
         def spawn(coro: Awaitable[None]) -> Any:
             task = asyncio.ensure_future(coro)

@@ -350,6 +350,14 @@ class ModuleApi:
         if is_awaitable(result):
             await result
 
+    def send_now(self, stanza: Element) -> Awaitable[None] | None:
+        """Route a stanza from this host at once; an awaitable only while a handler it
+        reached has not finished (await it before the next stanza to keep their order),
+        else None (1.1). ``send`` without a coroutine per stanza, for modules that send
+        many copies in a row (a room's broadcast)."""
+        result = self._server.router.route(self._host.origin, stanza)
+        return result if is_awaitable(result) else None
+
     def send_detached(self, stanza: Element) -> None:
         """Fire-and-forget ``send`` for synchronous handlers: async handlers it reaches
         finish as tasks of this module (cancelled on unload) (1.0)."""

@@ -49,7 +49,7 @@ class Muc:
     def __init__(self, module: ModuleApi, settings: Settings) -> None:
         self.module = module
         self.store = RoomStore(module.open_store("muc_rooms", "keyval"), module.spawn)
-        self.outbox = Outbox(module.send, module.spawn)
+        self.outbox = Outbox(module.send_now, module.spawn)
         self.service = Service(
             module.host, settings, route=self.outbox.put, route_copies=self.outbox.put_copies,
             fire=module.fire_async, notify=module.fire_detached, now=module.now,
