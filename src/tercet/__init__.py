@@ -20,10 +20,14 @@ def stale_compiled() -> list[str]:
     from importlib.machinery import EXTENSION_SUFFIXES
     from pathlib import Path
 
+    package = Path(__file__).parent
+    # Each compiled module is a small shim over one shared library beside the package
+    # (mypyc's group), which a rebuild replaces even when a shim stays as it was.
+    group = [p.stat().st_mtime for p in package.parent.glob(f"{__name__}__mypyc.*")]
     stale = []
-    for built in Path(__file__).parent.rglob("*.so"):
+    for built in package.rglob("*.so"):
         source = built.with_name(built.name.split(".", 1)[0] + ".py")
         if built.name.endswith(tuple(EXTENSION_SUFFIXES)) and source.exists() \
-                and source.stat().st_mtime > built.stat().st_mtime:
-            stale.append(str(source.relative_to(Path(__file__).parent.parent)))
+                and source.stat().st_mtime > max([built.stat().st_mtime, *group]):
+            stale.append(str(source.relative_to(package.parent)))
     return sorted(stale)
