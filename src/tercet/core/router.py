@@ -72,7 +72,10 @@ class Router:
         known = self._jids.get(text)
         if known is None:
             jid = self.parse_jid(text)
-            known = (jid, str(jid))
+            normal = str(jid)
+            # The key itself when it is already normal (the usual case): one string per
+            # entry, not two equal ones (entries last while their session does).
+            known = (jid, text if normal == text else normal)
             if len(self._jids) >= JID_CACHE_SIZE:
                 self._jids.clear()
             self._jids[text] = known

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import ssl
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -510,9 +511,12 @@ class C2SConnection(asyncio.Protocol):
         assert self.transport is not None
         sslobj = self.transport.get_extra_info("ssl_object")
         self.session.secure_tls = True
+        version = sslobj.version() if sslobj is not None else None
+        cipher = sslobj.cipher() if sslobj is not None else None
+        # Interned: the same few names for every session, not two strings each.
         self.session.tls_info = {
-            "version": sslobj.version() if sslobj is not None else None,
-            "cipher": sslobj.cipher()[0] if sslobj is not None and sslobj.cipher() else None,
+            "version": sys.intern(version) if version else None,
+            "cipher": sys.intern(cipher[0]) if cipher else None,
             "channel_bindings": self.net.tls.channel_bindings(sslobj),
         }
 

@@ -41,6 +41,12 @@ class HostTLS:
     cert_path: Path
     key_path: Path
     end_point: bytes
+    #: What ``channel_bindings`` gives on TLS 1.3 with this host's certificate: one dict
+    #: for every session (readers copy it), not one per connection.
+    bindings: dict[str, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bindings = {"tls-server-end-point": self.end_point}
 
 
 @dataclass
@@ -136,17 +142,21 @@ class TLSManager:
         return self._default.context
 
     def channel_bindings(self, sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, bytes]:
-        """The channel-binding data available on an established TLS connection."""
+        """The channel-binding data available on an established TLS connection.
+
+        Read-only: on TLS 1.3 every session of a host shares the same dict (it is kept
+        for each session's lifetime; readers copy it, as SASL does)."""
         if sslobj is None:
             return {}
-        out: dict[str, bytes] = {}
         entry = self._by_context.get(id(sslobj.context))
+        # tls-unique is broken on TLS 1.3 (RFC 9266 §1); offer it only on TLS 1.2.
+        if sslobj.version() != "TLSv1.2":
+            return entry.bindings if entry is not None else {}
+        out: dict[str, bytes] = {}
         if entry is not None:
             out["tls-server-end-point"] = entry.end_point
-        # tls-unique is broken on TLS 1.3 (RFC 9266 §1); offer it only on TLS 1.2.
-        if sslobj.version() == "TLSv1.2":
-            unique = sslobj.get_channel_binding("tls-unique")
-            if unique:
-                out["tls-unique"] = unique
+        unique = sslobj.get_channel_binding("tls-unique")
+        if unique:
+            out["tls-unique"] = unique
         # tls-exporter (RFC 9266) needs an exporter API Python's ssl module does not have.
         return out

@@ -14,6 +14,7 @@ expat callbacks, so a hostile peer cannot make us build what we will reject anyw
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -229,6 +230,9 @@ class StreamReader:
         if self._base + parser.CurrentByteIndex != self._fed:
             return False
         self._parser = None
+        # The last feed's events (an idle client's last stanza, often its presence tree)
+        # are the caller's, handled by now: not worth keeping for the idle time.
+        self._events = []
         return True
 
     def _wake(self) -> None:
@@ -328,7 +332,9 @@ class StreamReader:
 
     def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
         if self._depth == 0:
-            self._root_ns_decls[prefix or ""] = uri or ""
+            # Interned: every stream declares the same two or three, and each idle
+            # stream keeps its declarations (for a parser swap or a wake).
+            self._root_ns_decls[sys.intern(prefix or "")] = sys.intern(uri or "")
 
     def _start(self, tag: str, attrs: dict[str, str]) -> None:
         split = _names.get(tag)
