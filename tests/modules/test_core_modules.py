@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 from helpers import run
-from moduletest import ModuleTestServer
+from moduletest import FakeConnection, ModuleTestServer, condition
+
+from tercet.core.session import C2SSession
+from tercet.core.streamevents import StreamElementEvent
+from tercet.protocol.jid import JID
+from tercet.protocol.stanza import Element
 
 
 def test_ping_and_unknown_iq() -> None:
@@ -74,4 +81,38 @@ def test_message_without_to_goes_to_the_senders_own_resources() -> None:
                 assert msg.get("to") == "romeo@localhost"
                 assert msg.child_text("body") == "note to self"
             a.nothing()
+    run(main())
+
+
+def test_bind_prepares_the_requested_resource() -> None:
+    # The resource is prepared on its own (no full JID parsed for it): the same result and
+    # the same errors as preparing it in the full JID.
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            host = srv.server.hosts["localhost"]
+            ns = "urn:ietf:params:xml:ns:xmpp-bind"
+
+            async def bind(resource: str) -> Element:
+                conn = FakeConnection()
+                session = C2SSession(host, conn)
+                session.username = "romeo"
+                session.authenticated = True
+                iq = Element("iq", "jabber:client", {"type": "set", "id": "b"})
+                iq.tag("bind", ns).text_tag("resource", resource)
+                result = host.events.fire(f"unbound-iq/{ns}:bind",
+                                          StreamElementEvent(session, iq))
+                if inspect.isawaitable(result):
+                    await result
+                return conn.stanzas[-1]
+
+            for requested, prepared in (("Balcony", "Balcony"), ("a/b@c", "a/b@c"),
+                                        ("\ufb00ort", "ffort"), ("x\u200by", "xy")):
+                reply = await bind(requested)
+                assert reply.get("type") == "result", reply
+                jid = reply.find("bind", ns).child_text("jid", ns)  # type: ignore[union-attr]
+                assert jid == f"romeo@localhost/{prepared}"
+                assert str(JID.parse(jid or "")) == jid
+            for bad in ("bell\u0007", "x" * 1100, "\u200b"):
+                reply = await bind(bad)
+                assert condition(reply) == "bad-request", reply
     run(main())

@@ -346,6 +346,26 @@ async def test_service_api_and_events(srv: ModuleTestServer) -> None:
 
 
 @with_server
+async def test_no_service_is_cached_for_an_account_without_nodes(srv: ModuleTestServer) -> None:
+    # Memory per idle session: the bind-time avatar check and other read-only lookups
+    # leave no service behind for an account without PEP nodes.
+    service = pep(srv)
+    await srv.connect("romeo@localhost/r")
+    assert "romeo" not in service.services
+    assert await service.node_config("romeo", TUNE) is None
+    assert await service.get_items("romeo", TUNE) == []
+    await service.delete_node("romeo", TUNE)
+    assert "romeo" not in service.services
+    # An account with nodes in storage: loaded and cached as before.
+    await service.publish("romeo", TUNE, "current",
+                          parse_fragment(f"<tune xmlns='{TUNE}'><title>Cedars</title></tune>"))
+    service.forget("romeo")
+    config = await service.node_config("romeo", TUNE)
+    assert config is not None and "romeo" in service.services
+    assert [i for i, _ in await service.get_items("romeo", TUNE)] == ["current"]
+
+
+@with_server
 async def test_roster_access_model_needs_an_allowed_group(srv: ModuleTestServer) -> None:
     await befriend(srv, "romeo", "juliet")  # juliet is in Romeo's group "friends"
     await befriend(srv, "romeo", "tybalt")

@@ -313,6 +313,19 @@ def test_directed_presence_without_being_available() -> None:
     run(main())
 
 
+def test_sessions_without_contacts_share_one_empty_contact_set() -> None:
+    # Memory per idle session: no fresh empty frozenset for each.
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            juliet = await srv.connect("juliet@localhost/b")
+            for c in (romeo, juliet):
+                await c.send("<presence/>")
+            contacts = [c.session.data["presence.contacts"] for c in (romeo, juliet)]
+            assert contacts[0] == frozenset() and contacts[0] is contacts[1]
+    run(main())
+
+
 def test_presence_to_an_account_without_available_resources() -> None:
     async def main() -> None:
         async with ModuleTestServer() as srv:

@@ -16,7 +16,9 @@ An attacker must not lock the real user out from elsewhere, so the per-account c
 the long waits fall on the guessing address and on that address's attempts for that
 account. A success clears the (account, address) count. Counts live in the host's store,
 so a restart does not wipe them, behind a bounded in-memory cache, so a login that does
-not fail costs no write and, once cached, no read.
+not fail costs no write and, once cached, no read but the (account, address) one: a
+success drops that key from the cache rather than keep an empty count for every logged-in
+session (memory per idle session), so the next login there reads it once.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ SWEEP_BATCH = 20_000
 STORE = "auth_failures"
 SERVICE = "auth-guard"
 ATTEMPT = "auth-guard.username"  # session.data key: who the session tries to log in as
+#: The cached times of a key without failures: one shared empty tuple, not a fresh empty
+#: list per cached key (memory per logged-in session).
+_NO_FAILURES: tuple[float, ...] = ()
 
 
 def delay_for(failures: int, cap: float) -> float:
@@ -60,7 +65,7 @@ class AuthGuard:
     def __init__(self, module: ModuleApi) -> None:
         self.module = module
         self.store: KeyValStore = module.open_store(STORE, "keyval")
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
 
     def start(self) -> None:
         """Sweep expired counts out of the store every window (attackers' addresses would
@@ -113,16 +118,21 @@ class AuthGuard:
             return
         key = f"pair:{username}|{session.peer}"
         if await self._count(key, self.module.now()):
-            self._remember(key, [])
+            self._remember(key, _NO_FAILURES)
             await self.store.set(key, None)
+        # Nothing to remember for this pair now (memory per logged-in session); unless a
+        # failure came in while the store was written: that one stays.
+        if key in self._cache and not self._cache[key]:
+            del self._cache[key]
 
-    async def _times(self, key: str) -> list[float]:
+    async def _times(self, key: str) -> tuple[float, ...]:
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
             return found
         stored: Any = await self.store.get(key)
-        times = [float(t) for t in stored] if isinstance(stored, list) else []
+        times = tuple(float(t) for t in stored) if isinstance(stored, list) and stored \
+            else _NO_FAILURES
         self._remember(key, times)
         return times
 
@@ -132,10 +142,10 @@ class AuthGuard:
     async def _add(self, key: str, now: float) -> None:
         times = [t for t in await self._times(key) if now - t < WINDOW][-(KEEP - 1):]
         times.append(now)
-        self._remember(key, times)
+        self._remember(key, tuple(times))
         await self.store.set(key, times)
 
-    def _remember(self, key: str, times: list[float]) -> None:
+    def _remember(self, key: str, times: tuple[float, ...]) -> None:
         self._cache[key] = times
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:

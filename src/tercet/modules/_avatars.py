@@ -225,6 +225,8 @@ class Avatars:
         """Publish a PHOTO stored before conversion existed (once: the metadata node
         then exists)."""
         pep, username = self.pep, session.username
+        # node_config, not pep.service(): it leaves no service cached for an account
+        # without PEP nodes (memory per idle session).
         if pep is None or username is None \
                 or await pep.node_config(username, NS_META) is not None:
             return

@@ -21,7 +21,7 @@ from tercet.module import (
     StreamError,
     StreamFeaturesEvent,
 )
-from tercet.protocol.jid import JID, InvalidJID
+from tercet.protocol.jid import InvalidJID, resourceprep
 from tercet.protocol.stanza import Element
 
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
@@ -62,7 +62,7 @@ def load(module: ModuleApi) -> None:
         existing = module.sessions(username)
         if len(existing) >= max_resources:
             return reply_error(session, stanza, StanzaError("resource-constraint"))
-        resource = _prepare(username, module.host, requested)
+        resource = _prepare(requested)
         if resource is None:
             return reply_error(session, stanza, StanzaError("bad-request", "invalid resource"))
         if resource in existing:
@@ -99,10 +99,13 @@ def load(module: ModuleApi) -> None:
     module.hook(f"iq-set/host/{NS_SESSION}:session", on_session)
 
 
-def _prepare(username: str, host: str, requested: str | None) -> str | None:
+def _prepare(requested: str | None) -> str | None:
     if not requested:
         return secrets.token_urlsafe(9)
     try:
-        return JID.parse(f"{username}@{host}/{requested}").resource
+        # The resourcepart alone, as JID.parse would prepare it in the full JID: parsing the
+        # full JID left an entry in the JID parse cache per session (memory per idle
+        # session).
+        return resourceprep(requested)
     except InvalidJID:
         return None

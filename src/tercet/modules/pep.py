@@ -255,7 +255,10 @@ class _Pep:
     async def disco_items(self, event: Any) -> None:
         if event.node is not None:
             return
-        service = await self.pep.service(event.username)
+        # existing(): a disco of an account without nodes leaves no service cached.
+        service = await self.pep.existing(event.username)
+        if service is None:
+            return
         actor = str(event.stanza.get("from") or "").split("/", 1)[0] if not event.owner \
             else service.jid
         for node in list(service.nodes.values()):
@@ -270,9 +273,9 @@ class _Pep:
 
     async def visible_node(self, event: Any) -> tuple[Service, Node] | None:
         """The node an account-disco node event names, if the requester may see it."""
-        service = await self.pep.service(event.username)
-        node = service.nodes.get(event.node or "")
-        if node is None:
+        service = await self.pep.existing(event.username)
+        node = service.nodes.get(event.node or "") if service is not None else None
+        if service is None or node is None:
             return None
         actor = service.jid if event.owner else \
             str(event.stanza.get("from") or "").split("/", 1)[0]

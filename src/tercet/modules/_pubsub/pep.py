@@ -66,6 +66,10 @@ class PepService:
         self.limits = limits
         self.max_cached = max_cached
         self.services: OrderedDict[str, Service] = OrderedDict()
+        # Accounts read and found without nodes: a set entry instead of a service each
+        # (about 1.3 kB), so read-only lookups need not read the store again. Bounded like
+        # the cache; only service() (which may create nodes) and forget() take one out.
+        self._without_nodes: set[str] = set()
 
     # -- the API other modules use (docs/pep.md) --------------------------------------------
     async def publish(self, username: str, node: str, item_id: str | None,
@@ -82,8 +86,8 @@ class PepService:
     async def get_items(self, username: str, node: str, *, max_items: int | None = None,
                         ids: list[str] | None = None) -> list[tuple[str, Element]]:
         """(id, payload) of a node's items, oldest first; [] when the node is absent."""
-        service = await self.service(username)
-        if node not in service.nodes:
+        service = await self.existing(username)
+        if service is None or node not in service.nodes:
             return []
         try:
             _, items = await service.items(node, service.jid, max_items=max_items, ids=ids)
@@ -97,14 +101,14 @@ class PepService:
         await service.retract(node, service.jid, item_id, notify)
 
     async def delete_node(self, username: str, node: str) -> None:
-        service = await self.service(username)
-        if node in service.nodes:
+        service = await self.existing(username)
+        if service is not None and node in service.nodes:
             await service.delete(node, service.jid)
 
     async def node_config(self, username: str, node: str) -> dict[str, Any] | None:
         """The node's configuration as ``{field name: value}``, None when absent."""
-        service = await self.service(username)
-        found = service.nodes.get(node)
+        service = await self.existing(username)
+        found = service.nodes.get(node) if service is not None else None
         return None if found is None else found.config.to_json()
 
     # -- services ---------------------------------------------------------------------------
@@ -115,18 +119,51 @@ class PepService:
             async with self.module.lock(f"pep:{username}"):
                 found = self.services.get(username)
                 if found is None:
-                    found = await self._load(username)
+                    self._without_nodes.discard(username)  # it may get one now
+                    found = self._cache(username, await self._load(username))
         self.services.move_to_end(username)
         return found
 
-    async def _load(self, username: str) -> Service:
-        owner = f"{username}@{self.module.host}"
+    async def existing(self, username: str) -> Service | None:
+        """The account's service as :meth:`service` gives it, but None, and no service
+        cached (only the name, in a set), when the account has no nodes in storage.
+
+        For lookups that only read (``node_config`` is asked at every resource bind):
+        a cached service costs ~1.3 kB per idle session's account even when it has no
+        node, so an account without nodes gets one only when something may create a
+        node (:meth:`service`)."""
+        found = self.services.get(username)
+        if found is None:
+            if username in self._without_nodes:
+                return None
+            async with self.module.lock(f"pep:{username}"):
+                found = self.services.get(username)
+                if found is None:
+                    if username in self._without_nodes:
+                        return None
+                    nodes = await self._load(username)
+                    if not nodes:
+                        if len(self._without_nodes) >= self.max_cached:
+                            self._without_nodes.clear()
+                        self._without_nodes.add(username)
+                        return None
+                    found = self._cache(username, nodes)
+        self.services.move_to_end(username)
+        return found
+
+    async def _load(self, username: str) -> dict[str, Node]:
+        """The account's nodes, from storage."""
         nodes: dict[str, Node] = {}
         raw = await self.store.get(username)
         for name, data in (raw or {}).items() if isinstance(raw, dict) else ():
             node = Node.from_json(name, data, PEP_DEFAULT)
             if node is not None:
                 nodes[name] = node
+        return nodes
+
+    def _cache(self, username: str, nodes: dict[str, Node]) -> Service:
+        """A service over ``nodes``, cached (the oldest are dropped past the bound)."""
+        owner = f"{username}@{self.module.host}"
         notifier = PepNotifier(self, username)
         service = Service(owner, default_config=PEP_DEFAULT, limits=self.limits,
                           store=_UserStore(self.store, username, nodes), notifier=notifier,
@@ -141,6 +178,7 @@ class PepService:
 
     def forget(self, username: str) -> None:
         self.services.pop(username, None)
+        self._without_nodes.discard(username)
 
     def roster(self) -> RosterService | None:
         return self.module.find("roster", RosterService)
@@ -206,7 +244,9 @@ class PepNotifier:
     async def send_last(self, full_jid: str, wanted: frozenset[str]) -> None:
         """Send ``full_jid`` the last item of each node it wants (XEP-0163 §4.3.2:
         when it comes online or its interest becomes known)."""
-        service = await self.pep.service(self.username)
+        service = await self.pep.existing(self.username)  # no nodes: nothing to send
+        if service is None:
+            return
         actor = full_jid.split("/", 1)[0]
         for node in list(service.nodes.values()):
             item = node.last_item()
