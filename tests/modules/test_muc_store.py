@@ -53,3 +53,36 @@ def test_unload_waits_for_the_write_under_way(tmp_path: Path) -> None:
         assert stored is not None and stored["affiliations"] == {"juliet@localhost": "member"}
         await driver.close()
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_settle_waits_until_every_marked_change_is_stored(tmp_path: Path) -> None:
+    """What a room acknowledges (an owner's iq result) waits for ``settle``: it returns
+    only once the change is on disk, including a change marked while the writer ran."""
+    async def main() -> None:
+        driver = SqliteDriver(tmp_path / "tercet.sqlite")
+        await driver.ready()
+        store = driver.keyval("conference.localhost", "muc_rooms")
+        rooms = RoomStore(store, asyncio.ensure_future)
+        room = Room(None, JID("kept", "conference.localhost"),  # type: ignore[arg-type]
+                    RoomConfig(persistent=True))
+        await rooms.settle()  # nothing marked: at once
+        disk_free = threading.Event()
+        busy = asyncio.ensure_future(driver.call(lambda conn: disk_free.wait(10),
+                                                 write=False))
+        await asyncio.sleep(0.05)  # the database thread is busy
+        room.set_affiliation_raw("juliet@localhost", "member")
+        rooms.changed(room)
+        settling = asyncio.ensure_future(rooms.settle())
+        await asyncio.sleep(0.05)
+        room.set_affiliation_raw("romeo@localhost", "admin")
+        rooms.changed(room)  # marked while the writer waits: settle waits for it too
+        await asyncio.sleep(0.05)
+        assert not settling.done()
+        disk_free.set()
+        await asyncio.wait_for(settling, 10)
+        await busy
+        stored = await store.get("kept")
+        assert stored is not None and stored["affiliations"] == {
+            "juliet@localhost": "member", "romeo@localhost": "admin"}
+        await driver.close()
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -80,7 +80,8 @@ class Muc:
 
     def flushing(self, handler: Callable[[StanzaEvent], Any]) -> Callable[[StanzaEvent],
                                                                           Awaitable[Any]]:
-        """``handler``, then the delivery of everything it sent (see outbox.py)."""
+        """``handler``, then the delivery of everything it sent (see outbox.py), once the
+        room changes it made are stored (an acknowledged change survives a crash)."""
         async def run(event: StanzaEvent) -> Any:
             try:
                 result = handler(event)
@@ -88,6 +89,7 @@ class Muc:
                     result = await result
                 return result
             finally:
+                await self.store.settle()
                 await self.outbox.flush()
         return run
 

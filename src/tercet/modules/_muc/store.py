@@ -3,7 +3,9 @@ affiliations (with reserved nicks and reasons) and subject, one keyval entry per
 
 Writes do not hold up the room: a changed room is marked and one writer task stores the
 latest state of every marked room, in turn, so a burst of changes costs one write per
-room and the order of writes cannot leave an older state stored last.
+room and the order of writes cannot leave an older state stored last. What the room sends
+because of a change (the owner's iq result, the broadcast) waits for that write
+(``settle``), so an acknowledged change survives a crash.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ class RoomStore:
             await self._store.set(node, None if room is None else room.snapshot())
         except StorageError:
             log.exception("could not save room %s", node)
+
+    async def settle(self) -> None:
+        """Wait until every change marked so far is stored (the writer has emptied the
+        queue): what a room acknowledges, it has stored (a crash right after the iq
+        result loses nothing). Only the writer writes, so the order of writes holds."""
+        writer = self._writer
+        while self._writing and writer is not None and not writer.done():
+            await asyncio.wait([writer])
+            writer = self._writer
 
     async def flush(self) -> None:
         """Write everything still queued (before unloading). The writer task finishes
