@@ -475,7 +475,7 @@ def main() -> int:
     ap.add_argument("--quiet-wait", type=float, default=20.0,
                     help="at most this many seconds waiting for the machine to go idle")
     ap.add_argument("--quiet-threshold", type=float, default=15.0,
-                    help="'idle': others use less than this % of one core")
+                    help="'idle': others use less than this %% of one core")
     ap.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = ap.parse_args()
     if args.users % 2 or not 2 <= args.users <= 5000 or not 1 <= args.idle <= 5000:
