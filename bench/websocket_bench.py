@@ -3,8 +3,10 @@
 "WebSocket beside TCP c2s").
 
 Starts each server of its own (a temporary config and data directory, loopback ports the
-OS picked, WebSocket enabled, PLAIN allowed without TLS) and, for each transport and
-scenario, measures every server on a freshly started process, one after the other:
+OS picked, WebSocket enabled on HTTP and on HTTPS, PLAIN allowed without TLS) and, for each
+transport (``tcp``, ``ws``, and ``wss``: WebSocket over HTTPS with the self-signed
+certificates ``compare.py --setup`` made) and scenario, measures every server on a freshly
+started process, one after the other:
 
 * ``messages``: ``--users`` sessions in pairs, each keeping ``--window`` chat messages in
   flight to its partner (closed loop: a message received is answered with one), for
@@ -48,6 +50,11 @@ from typing import Any
 
 import aiohttp
 
+# The certificates compare.py --setup made (bench/README.md, "Setup over TLS"): each
+# server serves HTTPS (the wss transport) with its own, as it does STARTTLS there.
+TERCET_CERTS = Path("/tmp/benchdata/tercet/certs")
+PROSODY_CERTS = Path("/tmp/benchdata/prosody/certs")
+
 HERE = Path(__file__).resolve().parent
 PROSODY_BASE = HERE.parent.parent / "shared" / "bench" / "configs" / "prosody.cfg.lua"
 PROSODY_ACCOUNTS = Path("/tmp/benchdata/prosody/data/localhost/accounts")
@@ -57,8 +64,10 @@ c2s_ports = [{c2s}]
 c2s_direct_tls_ports = []
 c2s_interfaces = ["127.0.0.1"]
 http_ports = [{http}]
-https_ports = []
+https_ports = [{https}]
 http_interfaces = ["127.0.0.1"]
+https_interfaces = ["127.0.0.1"]
+certificates = "{certs}"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 c2s_max_unauthenticated_per_ip = 100000
@@ -73,7 +82,9 @@ modules_enabled = {modules}
 # Added after Prosody's c2s_ports line; PLAIN without TLS is already allowed there.
 PROSODY_HTTP = """http_ports = {{ {http} }}
 http_interfaces = {{ "127.0.0.1" }}
-https_ports = {{ }}
+https_ports = {{ {https} }}
+https_interfaces = {{ "127.0.0.1" }}
+https_ssl = {{ certificate = "{certs}/localhost.crt"; key = "{certs}/localhost.key"; }}
 consider_websocket_secure = true
 cross_domain_websocket = true"""
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
@@ -134,7 +145,7 @@ class Server:
     def __init__(self, directory: Path) -> None:
         self.dir = directory / self.name
         self.dir.mkdir()
-        self.c2s, self.http = free_port(), free_port()
+        self.c2s, self.http, self.https = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def setup(self, names: list[str]) -> None:
@@ -150,7 +161,7 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                for port in (self.c2s, self.http):
+                for port in (self.c2s, self.http, self.https):
                     socket.create_connection(("127.0.0.1", port), 0.2).close()
                 return
             except OSError:
@@ -208,7 +219,8 @@ class Tercet(Server):
         with (HERE / "tercet-bench.toml").open("rb") as f:
             modules = [*tomllib.load(f)["modules_enabled"], "websocket"]
         config = self.dir / "tercet.toml"
-        config.write_text(TERCET_CONFIG.format(c2s=self.c2s, http=self.http, data=self.dir,
+        config.write_text(TERCET_CONFIG.format(c2s=self.c2s, http=self.http, https=self.https,
+                                               data=self.dir, certs=TERCET_CERTS,
                                                modules=json.dumps(modules)))
         sys.path.insert(0, str(HERE))
         from provision import create_accounts  # noqa: PLC0415
@@ -220,15 +232,17 @@ class Tercet(Server):
         return [sys.executable, "-m", "tercet", "-c", str(self.dir / "tercet.toml"), "start"]
 
 
-def prosody_config(base: str, directory: Path, c2s: int, http: int) -> str:
-    """The shared Prosody bench config with our paths and ports, plus WebSocket."""
+def prosody_config(base: str, directory: Path, c2s: int, http: int, https: int) -> str:
+    """The shared Prosody bench config with our paths and ports, plus WebSocket (HTTP, and
+    HTTPS with the bench's certificate)."""
     edits: list[tuple[str, str]] = [
         (r"^data_path = .*$", f'data_path = "{directory}/data"'),
         (r"^pidfile = .*$", f'pidfile = "{directory}/prosody.pid"'),
         (r"^log = .*$", f'log = {{ warn = "{directory}/prosody.log" }}'),
-        (r"^c2s_ports = .*$", f"c2s_ports = {{ {c2s} }}\n" + PROSODY_HTTP.format(http=http)),
+        (r"^c2s_ports = .*$", f"c2s_ports = {{ {c2s} }}\n"
+         + PROSODY_HTTP.format(http=http, https=https, certs=PROSODY_CERTS)),
         (r"^modules_enabled = \{", 'modules_enabled = { "websocket";'),
-        # No certificates exist for the bench host; nothing here uses TLS.
+        # c2s stays plaintext here (the tcp and ws transports); HTTPS has its own https_ssl.
         (r"^certificates = .*\n", ""),
         (r"^\s+ssl = .*\n", ""),
         # Tercet's side has no MUC component here; neither scenario uses one.
@@ -249,7 +263,7 @@ class Prosody(Server):
     def setup(self, names: list[str]) -> None:
         config = self.dir / "prosody.cfg.lua"
         config.write_text(prosody_config(PROSODY_BASE.read_text(), self.dir, self.c2s,
-                                         self.http))
+                                         self.http, self.https))
         accounts = self.dir / "data" / "localhost" / "accounts"
         accounts.mkdir(parents=True)
         for name in names:
@@ -315,10 +329,11 @@ class WsSession:
         self.http, self.ws = http, ws
 
     @classmethod
-    async def login(cls, port: int, user: str) -> WsSession:
+    async def login(cls, port: int, user: str, secure: bool = False) -> WsSession:
         http = aiohttp.ClientSession()
-        ws = await http.ws_connect(f"ws://localhost:{port}/xmpp-websocket",
-                                   protocols=("xmpp",))
+        # wss: the self-signed bench certificate, not verified (loopback, our own).
+        ws = await http.ws_connect(f"{'wss' if secure else 'ws'}://localhost:{port}"
+                                   "/xmpp-websocket", protocols=("xmpp",), ssl=False)
         self = cls(http, ws)
         for step in (f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>", plain(user),
                      f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>", BIND):
@@ -345,12 +360,13 @@ class WsSession:
 
 async def connect_all(transport: str, server: Server, names: list[str]) -> list[Any]:
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    login = TcpSession.login if transport == "tcp" else WsSession.login
-    port = server.c2s if transport == "tcp" else server.http
+    port = {"tcp": server.c2s, "ws": server.http, "wss": server.https}[transport]
 
     async def one(name: str) -> Any:
         async with sem:
-            return await login(port, name)
+            if transport == "tcp":
+                return await TcpSession.login(port, name)
+            return await WsSession.login(port, name, secure=transport == "wss")
     return list(await asyncio.gather(*(one(n) for n in names)))
 
 
@@ -443,7 +459,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             continue
         name, transport, _ = key.split("/")
         rss = results.get(f"{name}/{transport}/idle", {}).get("rss_kb_per_session", "")
-        rows.append(f"| {name} | {'TCP c2s' if transport == 'tcp' else 'WebSocket'} "
+        label = {"tcp": "TCP c2s", "ws": "WebSocket", "wss": "WebSocket over TLS (wss)"}
+        rows.append(f"| {name} | {label[transport]} "
                     f"| {out['deliveries_per_s']:,.0f} | {out['server_cpu_pct']:.0f} "
                     f"| {out['server_us_cpu_per_delivery']} | {out['others_cpu_pct']:.0f} "
                     f"| {rss} |")
@@ -466,7 +483,9 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", nargs="+", default=["tercet", "prosody"],
                     choices=["tercet", "prosody"])
-    ap.add_argument("--transports", nargs="+", default=["tcp", "ws"], choices=["tcp", "ws"])
+    ap.add_argument("--transports", nargs="+", default=["tcp", "ws"],
+                    choices=["tcp", "ws", "wss"],
+                    help="wss: WebSocket over HTTPS with the certificates of compare.py --setup")
     ap.add_argument("--users", type=int, default=200, help="sessions in the messages run")
     ap.add_argument("--window", type=int, default=2)
     ap.add_argument("--duration", type=float, default=15.0)
