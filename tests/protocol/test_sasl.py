@@ -610,8 +610,14 @@ def _usable(username: str, password: str) -> bool:
     return prepared_user == username
 
 
+# Half the usernames from characters nodeprep keeps as they are: with any text alone,
+# some seeds had most examples filtered out (hypothesis's filter_too_much health check).
+usernames = st.one_of(words, st.text(st.characters(categories=["Ll", "Lo", "Nd"]),
+                                     min_size=1, max_size=12))
+
+
 @settings(max_examples=examples(40), deadline=None)
-@given(words, words, st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "PLAIN"]))
+@given(usernames, words, st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "PLAIN"]))
 def test_any_credentials_round_trip(username: str, password: str, name: str) -> None:
     assume(_usable(username, password))
     accounts = {username: account(password, ("SHA-1", "SHA-256"))}
