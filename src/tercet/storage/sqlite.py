@@ -7,9 +7,10 @@ Nothing else ever touches that connection, so it needs no locking.
 
 Point reads (a keyval record, a map key, one user's map) run on the event loop's own
 read-only connection instead, when no write is queued: the lookup takes ~10 µs, where
-the hop costs ~80 µs of CPU in thread wake-ups (bench/README.md, "Login CPU"). While a
-write is queued they take the hop, behind it, so a read always sees the writes asked
-for before it (WAL: the loop's reads never wait for the writer, nor it for them).
+the hop costs ~80 µs of CPU in thread wake-ups (bench/README.md, "Storage reads and
+logins"). While a write is queued they take the hop, behind it, so a read always sees
+the writes asked for before it (WAL: the loop's reads never wait for the writer, nor it
+for them).
 
 The schema is versioned: ``schema_version`` holds the number of migrations applied
 and :data:`MIGRATIONS` lists them in order. Add a migration by appending a function;
