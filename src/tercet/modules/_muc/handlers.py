@@ -89,8 +89,10 @@ class Muc:
                     result = await result
                 return result
             finally:
-                await self.store.settle()
-                await self.outbox.flush()
+                try:
+                    await self.store.settle()
+                finally:  # cancelled while waiting for the disk: still deliver in order
+                    await self.outbox.flush()
         return run
 
     def _is_local_user(self, bare: str) -> bool:

@@ -114,7 +114,8 @@ class Outbox:
                         queue.popleft()
                 try:
                     # Most copies are delivered by the time send returns; awaiting only
-                    # the others saves a coroutine per copy (bench/README.md, "MUC").
+                    # the others saves a coroutine per copy (bench/README.md, "Compiled
+                    # hot path and memory per idle session").
                     pending = self._send(stanza)
                     if pending is not None:
                         await pending
