@@ -18,10 +18,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from tercet.module import HttpRoute
+from tercet.modules._ratelimit import Network, ip_in
 
 access_log = logging.getLogger("tercet.http.access")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: What a request to ``client_key`` records: the client's address as the route sees it.
 CLIENT_KEY = web.RequestKey("tercet_client", str)
@@ -34,26 +33,16 @@ CORS_ALLOW_HEADERS = "Content-Type, Authorization"
 SHUTDOWN_TIMEOUT = 5.0
 
 
-def parse_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
     """IP addresses and CIDR blocks (``trusted_proxies``) as networks."""
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
-
-
-def in_networks(ip: str, networks: Sequence[IPNetwork]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in networks)
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The http module's options, as the request path needs them."""
 
-    trusted_proxies: tuple[IPNetwork, ...]
+    trusted_proxies: tuple[Network, ...]
     default_host: str | None
     cors_origins: frozenset[str]
     cors_override: dict[str, bool] = field(default_factory=dict)
@@ -71,18 +60,18 @@ class RouteTable:
         self.is_host = is_host
 
 
-def client_of(request: web.BaseRequest, proxies: Sequence[IPNetwork]) -> tuple[str, bool]:
+def client_of(request: web.BaseRequest, proxies: Sequence[Network]) -> tuple[str, bool]:
     """The client's address and whether it came over TLS. ``X-Forwarded-For`` and
     ``X-Forwarded-Proto`` count only from a trusted proxy (anyone else could forge them);
     the address is the last hop in the chain that is not itself a trusted proxy."""
     peer = request.remote or "?"
     secure = request.secure
-    if not in_networks(peer, proxies):
+    if not ip_in(peer, proxies):
         return peer, secure
     forwarded = request.headers.get("X-Forwarded-For", "")
     for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
         peer = hop
-        if not in_networks(hop, proxies):
+        if not ip_in(hop, proxies):
             break
     proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     if proto:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*(?:/\s*s)?\s*$", re.IGNORECASE)
 _BURST = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", re.IGNORECASE)
@@ -23,7 +23,7 @@ _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def ip_in(ip: str, networks: list[Network]) -> bool:
+def ip_in(ip: str, networks: Sequence[Network]) -> bool:
     """Whether address ``ip`` is in one of ``networks`` (an IPv4-mapped IPv6 address
     counts as its IPv4 address); False for text that is no address."""
     try:

@@ -42,13 +42,13 @@ from tercet.module import (
     ServerSession,
     Session,
 )
+from tercet.modules._ratelimit import Network
 
 GLOBAL = True
 META = {"summary": "Metrics for Prometheus at /metrics (OpenMetrics)", "stage": "beta",
         "xeps": []}
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _valid_ips(value: list[str]) -> list[Invalid]:
