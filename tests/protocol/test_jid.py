@@ -308,3 +308,12 @@ def test_parse_never_crashes(text: str, profile: str) -> None:
         return
     for part in (jid.node, jid.domain, jid.resource):
         assert part is None or 0 < len(part.encode("utf-8")) <= MAX_PART_BYTES
+
+
+def test_same_bare_compares_the_bare_jids() -> None:
+    romeo = JID.parse("romeo@example.net/orchard")
+    assert romeo.same_bare(JID.parse("romeo@example.net/balcony"))
+    assert romeo.same_bare(JID.parse("romeo@example.net"))
+    assert not romeo.same_bare(JID.parse("juliet@example.net/orchard"))
+    assert not romeo.same_bare(JID.parse("romeo@example.org/orchard"))
+    assert not JID.parse("example.net").same_bare(JID.parse("romeo@example.net"))

@@ -113,7 +113,7 @@ class Router:
             return None
         to_type = "host" if dest.node is None else ("bare" if dest.resource is None else "full")
         if name == "iq" and to_type == "bare" and from_ is not None and (
-            to is None or (dest.node == from_.node and dest.domain == from_.domain)
+            to is None or dest.same_bare(from_)
         ):
             to_type = "self"
         host = self.hosts.get(dest.domain)

@@ -321,9 +321,7 @@ def load_enforcement(module: ModuleApi, lists: Blocklists) -> None:
 
     def inbound(event: StanzaEvent) -> Awaitable[bool | None] | bool | None:
         to, sender = event.to, event.from_
-        # Parts compared, not ``.bare``: that builds two JIDs for every stanza delivered.
-        if to is None or to.node is None or sender is None or (
-                sender.node == to.node and sender.domain == to.domain):
+        if to is None or to.node is None or sender is None or sender.same_bare(to):
             return None
         items = lists.cached(to.node)
         if items is None:

@@ -151,9 +151,8 @@ class _Pep:
         delivery goes on). Synchronous unless the account's roster must be read: this
         runs for every presence a local user receives (room occupants included)."""
         to, sender = event.to, event.from_
-        # Parts compared, not ``.bare``: that builds two JIDs for every presence.
         if to is None or to.node is None or sender is None or sender.resource is None \
-                or (sender.node == to.node and sender.domain == to.domain):
+                or sender.same_bare(to):
             return None
         stanza = event.stanza
         ptype = stanza.get("type")

@@ -11,7 +11,6 @@ TLS, §3.8).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import TYPE_CHECKING
 
@@ -132,7 +131,7 @@ class FramedC2SConnection(C2SConnection):
             self._messages = [message]
             self._out_size = len(message)
             self._sent_size = self._link.buffered()
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.net.schedule_flush(self)
         else:
             out.append(message)
             self._out_size += len(message)

@@ -631,6 +631,11 @@ class JID:
         """True for a domain-only JID (no localpart, no resourcepart)."""
         return self.node is None and self.resource is None
 
+    def same_bare(self, other: JID) -> bool:
+        """Whether ``other`` has the same bare JID: ``a.bare == b.bare`` without building
+        two JIDs (asked for every stanza routed)."""
+        return self.node == other.node and self.domain == other.domain
+
     def with_resource(self, resource: str | None, *, profile: str = "stringprep") -> JID:
         """The same bare JID with ``resource`` prepared and attached (None: the bare JID)."""
         if resource is None:

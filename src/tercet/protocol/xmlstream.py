@@ -193,9 +193,7 @@ class StreamReader:
             self._fed += len(data)
             self._parse(data)
             if not self._closed:
-                if self._fed - self._mark > self.max_stanza_size:
-                    raise StreamError("policy-violation", "stanza too large")
-                self._check_names()
+                self._check_bounds()
             return events
         for start in range(0, len(data), _SLICE):
             chunk = data[start:start + _SLICE]
@@ -208,9 +206,7 @@ class StreamReader:
                 self._swap_parser()
             if self._closed:
                 break
-            if self._fed - self._mark > self.max_stanza_size:
-                raise StreamError("policy-violation", "stanza too large")
-            self._check_names()
+            self._check_bounds()
         return events
 
     def hibernate(self) -> bool:
@@ -278,7 +274,14 @@ class StreamReader:
                 raise StreamError("restricted-xml") from None
             raise StreamError("not-well-formed") from None
 
-    # -- bounding the parser's name tables --------------------------------------------
+    # -- bounds -------------------------------------------------------------------------
+    def _check_bounds(self) -> None:
+        """After a slice: the stanza under way within max_stanza_size, counted as the
+        bytes arrive (RFC 6120 §13.12), and the parser's name tables bounded."""
+        if self._fed - self._mark > self.max_stanza_size:
+            raise StreamError("policy-violation", "stanza too large")
+        self._check_names()
+
     def _check_names(self) -> None:
         """Arm a parser swap once the parser holds too many names, and keep the bytes it
         will need: only those from the last stanza boundary on (at most one stanza)."""
