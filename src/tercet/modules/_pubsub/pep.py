@@ -114,14 +114,8 @@ class PepService:
     # -- services ---------------------------------------------------------------------------
     async def service(self, username: str) -> Service:
         """The account's service, loaded from storage on first use."""
-        found = self.services.get(username)
-        if found is None:
-            async with self.module.lock(f"pep:{username}"):
-                found = self.services.get(username)
-                if found is None:
-                    self._without_nodes.discard(username)  # it may get one now
-                    found = self._cache(username, await self._load(username))
-        self.services.move_to_end(username)
+        found = await self._service(username, create=True)
+        assert found is not None  # create=True always gives one
         return found
 
     async def existing(self, username: str) -> Service | None:
@@ -132,17 +126,22 @@ class PepService:
         a cached service costs ~1.3 kB per idle session's account even when it has no
         node, so an account without nodes gets one only when something may create a
         node (:meth:`service`)."""
+        return await self._service(username, create=False)
+
+    async def _service(self, username: str, *, create: bool) -> Service | None:
         found = self.services.get(username)
         if found is None:
-            if username in self._without_nodes:
+            if not create and username in self._without_nodes:
                 return None
             async with self.module.lock(f"pep:{username}"):
                 found = self.services.get(username)
                 if found is None:
-                    if username in self._without_nodes:
+                    if create:
+                        self._without_nodes.discard(username)  # it may get one now
+                    elif username in self._without_nodes:
                         return None
                     nodes = await self._load(username)
-                    if not nodes:
+                    if not nodes and not create:
                         if len(self._without_nodes) >= self.max_cached:
                             self._without_nodes.clear()
                         self._without_nodes.add(username)
