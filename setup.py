@@ -22,8 +22,11 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# The stanza path, in dependency order. Built-in modules (tercet/modules) stay
-# interpreted: they are loaded, unloaded and reloaded at runtime like any plugin.
+# The stanza path, in dependency order. Of the built-in modules (tercet/modules), only
+# the three every message passes through are compiled: unloading and reloading them
+# still works (a reload runs the installed code's load() again), but an edit to their
+# source takes effect with the next install, like any installed package's. The other
+# built-in modules and every plugin stay interpreted and re-import edited source.
 HOT_PATH = [
     "src/tercet/protocol/errors.py",
     "src/tercet/protocol/stanza.py",
@@ -34,6 +37,11 @@ HOT_PATH = [
     "src/tercet/core/session.py",
     "src/tercet/core/router.py",
     "src/tercet/net/tlslayer.py",
+    "src/tercet/net/c2s.py",
+    "src/tercet/core/moduleapi.py",
+    "src/tercet/modules/message.py",
+    "src/tercet/modules/carbons.py",
+    "src/tercet/modules/blocklist.py",
 ]
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, overload
 
+from mypy_extensions import mypyc_attr
+
 from tercet.core import accounts
 from tercet.core.config import Option
 from tercet.core.events import EventBus, Handler, HookHandle, is_awaitable
@@ -68,8 +70,9 @@ class Timer:
             self.task.cancel()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ModuleApi:
-    """What a module's ``load(module)`` receives."""
+    """What a module's ``load(module)`` receives (as :class:`LoadedModuleApi`)."""
 
     def __init__(self, server: Server, name: str, host: str) -> None:
         self._server = server

@@ -151,7 +151,7 @@ class ModuleManager:
         try:
             entry.pymodule = self._import(source, fresh=False)
             self._check_conflicts(entry)
-            entry.api = ModuleApi(self.server, name, host)
+            entry.api = LoadedModuleApi(self.server, name, host)
             entry.api._declare(declared_options(entry.pymodule, name))
             for action, role in module_permissions(entry.pymodule, name).items():
                 entry.api.default_permission(role, action)
@@ -468,6 +468,13 @@ def declared_schema(plugin_path: Path | None = None) -> Schema:
 def builtin_schema() -> Schema:
     """The core's options and the built-in modules' (what docs/configuration.md lists)."""
     return schema_of(available_sources(None))
+
+
+class LoadedModuleApi(ModuleApi):
+    """The ``module`` a module's ``load`` gets. ModuleApi is compiled (setup.py) to a
+    native class, whose instances take no attributes but its own; modules, plugins among
+    them, may keep theirs on this object, so it is an instance of this interpreted
+    subclass, which has a ``__dict__``."""
 
 
 def import_source(source: ModuleSource, fresh: bool = False) -> ModuleType:

@@ -18,11 +18,13 @@ import secrets
 import ssl
 import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from tercet.core.events import is_awaitable
 from tercet.core.network import ReadLimiter
-from tercet.core.session import C2SSession
+from tercet.core.session import C2SSession, ComponentSession, ServerSession
 from tercet.core.streamevents import StreamElementEvent, StreamFeaturesEvent
 from tercet.net.tlslayer import HANDSHAKE_TIMEOUT, TLSLayer
 from tercet.protocol.errors import StreamError
@@ -50,14 +52,24 @@ STANZA_NAMES = frozenset(("message", "presence", "iq"))
 MAX_HELD = 512 * 1024
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class C2SConnection(asyncio.Protocol):
     """One client TCP connection (plain, STARTTLS-upgraded or direct TLS)."""
 
+    # Class variables the component and s2s subclasses override: ClassVar, so compiled
+    # code looks them up on the instance's class (a plain class attribute becomes an
+    # instance default there, and the subclasses' values would be ignored).
     #: The content namespace a closing ``<stream:error/>`` is serialised against.
-    _error_ns = NS_CLIENT
+    _error_ns: ClassVar[str] = NS_CLIENT
 
     #: The stream type stanzas are counted under (core/stats.py).
-    stream_type = "c2s"
+    stream_type: ClassVar[str] = "c2s"
+
+    #: The session this stream carries: a client's here; the component and
+    #: server-to-server subclasses put theirs in the same place. Compiled code checks an
+    #: attribute's type on assignment, so it names all three; the client-only paths take
+    #: it through ``_client``.
+    session: C2SSession | ComponentSession | ServerSession
 
     # One of these per connected client: slots keep idle sessions small.
     __slots__ = ("_active", "_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
@@ -203,7 +215,17 @@ class C2SConnection(asyncio.Protocol):
         self._session_closed(lost)
 
     def _session_closed(self, lost: bool) -> None:
-        self.server.session_closed(self.session, lost=lost)
+        session = self.session
+        if isinstance(session, C2SSession):  # the other kinds end in their subclasses
+            self.server.session_closed(session, lost=lost)
+
+    def _client(self) -> C2SSession:
+        """The client session, on the paths only a client stream takes (the subclasses
+        carrying another kind override them)."""
+        session = self.session
+        if not isinstance(session, C2SSession):
+            raise TypeError(f"{type(self).__name__} carries no client session")
+        return session
 
     def limit_kind(self) -> str | None:
         """The stream type the traffic policy knows this connection by (None: not its)."""
@@ -355,7 +377,7 @@ class C2SConnection(asyncio.Protocol):
 
     def _stream_opened(self, event: StreamOpened) -> None:
         to = (event.attrs.get("to") or "").lower().rstrip(".")
-        session = self.session
+        session = self._client()
         host = self.server.hosts.get(to)
         if session.host is None:
             self._send_header(to or None)
@@ -385,7 +407,7 @@ class C2SConnection(asyncio.Protocol):
         self._header_sent = True
 
     def _handle_element(self, el: Element) -> Any:
-        session = self.session
+        session = self._client()
         if el.name in STANZA_NAMES and el.xmlns == NS_CLIENT:
             session.stanzas_in += 1
             self._received[el.name] += 1
@@ -412,7 +434,7 @@ class C2SConnection(asyncio.Protocol):
         return result
 
     def _route(self, el: Element) -> Any:
-        session = self.session
+        session = self._client()
         from_ = el.attrs.get("from")
         if from_ is None:
             el.attrs["from"] = session.full_jid  # type: ignore[assignment]
@@ -432,7 +454,7 @@ class C2SConnection(asyncio.Protocol):
     def adopt(self, session: C2SSession) -> None:
         """Carry ``session`` (resumed, XEP-0198 §5) instead of the one this stream
         negotiated; the stream's own facts (id, TLS, language) go with it."""
-        fresh = self.session
+        fresh = self._client()
         session.stream_id = fresh.stream_id
         session.secure_tls = fresh.secure_tls
         session.tls_info = fresh.tls_info
@@ -500,7 +522,8 @@ class C2SConnection(asyncio.Protocol):
             self.session.log.info("TLS handshake with %s failed: %s", self._peer, exc)
 
     def _server_tls_context(self) -> ssl.SSLContext:
-        return self.server_tls_context(self.net)
+        # Through the class: the s2s subclass overrides this static method.
+        return type(self).server_tls_context(self.net)
 
     @staticmethod
     def server_tls_context(net: NetManager) -> ssl.SSLContext:
@@ -510,11 +533,12 @@ class C2SConnection(asyncio.Protocol):
     def _tls_established(self) -> None:
         assert self.transport is not None
         sslobj = self.transport.get_extra_info("ssl_object")
-        self.session.secure_tls = True
+        session = self._client()
+        session.secure_tls = True
         version = sslobj.version() if sslobj is not None else None
         cipher = sslobj.cipher() if sslobj is not None else None
         # Interned: the same few names for every session, not two strings each.
-        self.session.tls_info = {
+        session.tls_info = {
             "version": sys.intern(version) if version else None,
             "cipher": sys.intern(cipher[0]) if cipher else None,
             "channel_bindings": self.net.tls.channel_bindings(sslobj),

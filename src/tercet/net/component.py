@@ -55,7 +55,7 @@ class ComponentConnection(C2SConnection):
         self.component = ComponentSession(None, self)
         self.component.sent_counts = server.stats.counts_for(self.stream_type).sent
         # The C2S machinery logs and closes through ``session``.
-        self.session = self.component  # type: ignore[assignment]
+        self.session = self.component
 
     # -- transport for the session ------------------------------------------------------
     def close_stream(self, error: StreamError | None = None) -> None:

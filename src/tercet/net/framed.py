@@ -73,8 +73,9 @@ class FramedC2SConnection(C2SConnection):
         # Counted under the transport's name, not as TCP clients (core/stats.py).
         counts = server.stats.counts_for(transport)
         self._received = counts.received
-        self.session.sent_counts = counts.sent
-        self.session.transport = transport
+        session = self._client()
+        session.sent_counts = counts.sent
+        session.transport = transport
         self._link = link
         # Messages framed during this loop iteration (C2SConnection queues bytes).
         self._messages: list[bytes] | None = None
@@ -84,7 +85,7 @@ class FramedC2SConnection(C2SConnection):
         # The host whose endpoint this is (a module loaded per host): others' streams
         # are not served here, as the host did not enable this transport for them.
         self._only_host = only_host
-        self.session.framed = True
+        session.framed = True
 
     def start(self) -> None:
         """The transport is up: run what a TCP connection runs on connect."""

@@ -89,7 +89,7 @@ class S2SConnection(C2SConnection):
         # expects a fresh stream header first (RFC 6120 §6.4.6).
         self._held: list[bytes] | None = None
         # The C2S machinery logs and closes through ``session``.
-        self.session = self.s2s  # type: ignore[assignment]
+        self.session = self.s2s
 
     def limit_kind(self) -> str:
         return "s2sin" if self.s2s.direction == "in" else "s2sout"
