@@ -65,11 +65,26 @@ class StreamOpened:
     content_ns: str | None = None
 
 
-@dataclass(slots=True)
 class StanzaReceived:
-    # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, and one
-    # of these is made per stanza received.
-    element: Element
+    """One complete top-level element of the stream (a stanza or a stream-level element).
+
+    A plain class, not a dataclass: one is made per stanza received, and compiled
+    (setup.py) its constructor is native code, where a slots dataclass keeps the
+    interpreted ``__init__`` the dataclass machinery generates."""
+
+    __slots__ = ("element",)
+    __match_args__ = ("element",)
+
+    def __init__(self, element: Element) -> None:
+        self.element = element
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StanzaReceived) and other.element == self.element
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, as a dataclass is
+
+    def __repr__(self) -> str:
+        return f"StanzaReceived(element={self.element!r})"
 
 
 @dataclass(frozen=True, slots=True)
