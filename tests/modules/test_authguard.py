@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from helpers import run
 from moduletest import ModuleTestServer
 
@@ -74,4 +76,66 @@ def test_success_leaves_no_pair_entry_cached() -> None:
                 == delay_for(FREE_FAILURES + 2, MAX_DELAY)
             assert await guard.wait_for("192.0.2.9", "romeo") \
                 == delay_for(FREE_FAILURES + 2, MAX_ACCOUNT_DELAY)
+    run(main())
+
+
+class _CountingStore:
+    """The guard's real store, with its reads and writes noted."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gets: list[str] = []
+        self.sets: list[str] = []
+
+    async def get(self, key: str) -> Any:
+        self.gets.append(key)
+        return await self.inner.get(key)
+
+    async def set(self, key: str, value: Any) -> None:
+        self.sets.append(key)
+        await self.inner.set(key, value)
+
+    async def users(self) -> list[str]:
+        return list(await self.inner.users())
+
+
+def test_a_started_guard_reads_only_the_keys_with_failures() -> None:
+    # Logins that do not fail cost no storage operation once the guard knows which keys
+    # the store holds; failures recorded before a restart still count.
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            now = [1000.0]
+            srv.server.clock = lambda: now[0]
+            romeo = await srv.connect("romeo@localhost/a")
+            api = srv.server.modules.loaded[("saslauth", "localhost")].api
+            assert api is not None
+            first = AuthGuard(api)
+            for _ in range(FREE_FAILURES + 2):
+                romeo.session.data[ATTEMPT] = "romeo"
+                await first.failed(romeo.session, "PLAIN")
+            guard = AuthGuard(api)  # as after a restart: the same store, nothing cached
+            store = _CountingStore(guard.store)
+            guard.store = store
+            await guard.list_stored()
+            assert guard._stored == {"addr:127.0.0.1", "user:romeo", "pair:romeo|127.0.0.1"}
+            # No failures for juliet, from elsewhere or (as a success) from here: no read,
+            # no write, nothing cached.
+            assert await guard.wait_for("192.0.2.9", "juliet") == 0
+            juliet = await srv.connect("juliet@localhost/a")
+            juliet.session.data[ATTEMPT] = "juliet"
+            await guard.succeeded(juliet.session)
+            assert (store.gets, store.sets) == ([], [])
+            assert not guard._cache
+            # The stored failures are read and count.
+            assert await guard.wait_for("127.0.0.1", "romeo") \
+                == delay_for(FREE_FAILURES + 2, MAX_DELAY)
+            assert sorted(store.gets) == ["addr:127.0.0.1", "pair:romeo|127.0.0.1",
+                                          "user:romeo"]
+            # A new failure makes its keys known; their expiry forgets them.
+            juliet.session.data[ATTEMPT] = "juliet"
+            await guard.failed(juliet.session, "PLAIN")
+            assert {"user:juliet", "pair:juliet|127.0.0.1"} <= guard._stored
+            now[0] += WINDOW
+            await guard.sweep()
+            assert guard._stored == set()
     run(main())

@@ -15,10 +15,13 @@ An attacker must not lock the real user out from elsewhere, so the per-account c
 (guesses spread over many addresses) only ever costs up to ``MAX_ACCOUNT_DELAY`` (2 s);
 the long waits fall on the guessing address and on that address's attempts for that
 account. A success clears the (account, address) count. Counts live in the host's store,
-so a restart does not wipe them, behind a bounded in-memory cache, so a login that does
-not fail costs no write and, once cached, no read but the (account, address) one: a
-success drops that key from the cache rather than keep an empty count for every logged-in
-session (memory per idle session), so the next login there reads it once.
+so a restart does not wipe them, behind a bounded in-memory cache. Once started, the
+guard also knows which keys the store holds (listed once, then kept up to date by its own
+writes: one server process writes a host's store): a key it does not hold has no
+failures, so a login that does not fail costs no read and no write, and nothing is cached
+for it (memory per logged-in session). Under a flood of failures from more than
+``MAX_TRACKED`` keys the guard stops tracking them and reads each key again, through the
+cache.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ MAX_ACCOUNT_DELAY = 2.0
 KEEP = 16
 #: Keys cached in memory; the store holds the rest.
 CACHE_SIZE = 10_000
+#: Keys with failures the guard tracks by name, beyond which it reads every key instead.
+MAX_TRACKED = 100_000
 #: Keys one sweep looks at (the rest wait for the next sweep).
 SWEEP_BATCH = 20_000
 STORE = "auth_failures"
@@ -66,18 +71,36 @@ class AuthGuard:
         self.module = module
         self.store: KeyValStore = module.open_store(STORE, "keyval")
         self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        # The keys the store holds; None while not known (before start has listed them,
+        # or beyond MAX_TRACKED). While the list is read, the keys written meanwhile.
+        self._stored: set[str] | None = None
+        self._listing: set[str] | None = None
 
     def start(self) -> None:
         """Sweep expired counts out of the store every window (attackers' addresses would
-        otherwise stay there for ever)."""
+        otherwise stay there for ever), and learn which keys the store holds."""
         self.module.add_timer(WINDOW, self.sweep)
+        self.module.spawn(self.list_stored())
+
+    async def list_stored(self) -> None:
+        """Read the names of the keys the store holds; from then on a key not among them
+        is known to have no failures without a read."""
+        written = self._listing = set()
+        try:
+            keys = set(await self.store.users())
+        finally:
+            self._listing = None
+        # A key written while the list was read may or may not be in it: count it in (one
+        # read too many at worst, never a failure missed).
+        keys |= written
+        self._stored = keys if len(keys) <= MAX_TRACKED else None
 
     async def sweep(self) -> float:
         now = self.module.now()
         for key in (await self.store.users())[:SWEEP_BATCH]:
             stored: Any = await self.store.get(key)
             if not isinstance(stored, list) or all(now - float(t) >= WINDOW for t in stored):
-                await self.store.set(key, None)
+                await self._write(key, None)
                 self._cache.pop(key, None)
         return WINDOW
 
@@ -119,7 +142,7 @@ class AuthGuard:
         key = f"pair:{username}|{session.peer}"
         if await self._count(key, self.module.now()):
             self._remember(key, _NO_FAILURES)
-            await self.store.set(key, None)
+            await self._write(key, None)
         # Nothing to remember for this pair now (memory per logged-in session); unless a
         # failure came in while the store was written: that one stays.
         if key in self._cache and not self._cache[key]:
@@ -130,6 +153,9 @@ class AuthGuard:
         if found is not None:
             self._cache.move_to_end(key)
             return found
+        known = self._stored
+        if known is not None and key not in known:
+            return _NO_FAILURES  # none recorded: no read, and nothing to cache
         stored: Any = await self.store.get(key)
         times = tuple(float(t) for t in stored) if isinstance(stored, list) and stored \
             else _NO_FAILURES
@@ -143,6 +169,20 @@ class AuthGuard:
         times = [t for t in await self._times(key) if now - t < WINDOW][-(KEEP - 1):]
         times.append(now)
         self._remember(key, tuple(times))
+        await self._write(key, times)
+
+    async def _write(self, key: str, times: list[float] | None) -> None:
+        """Store ``times`` for ``key`` (None: delete it), keeping the key list right."""
+        if self._listing is not None:
+            self._listing.add(key)
+        stored = self._stored
+        if stored is not None:
+            if times is None:
+                stored.discard(key)
+            else:
+                stored.add(key)
+                if len(stored) > MAX_TRACKED:
+                    self._stored = None  # a flood: read keys again (through the cache)
         await self.store.set(key, times)
 
     def _remember(self, key: str, times: tuple[float, ...]) -> None:
