@@ -19,6 +19,7 @@ from slixmpp import JID
 from slixmpp.exceptions import PresenceError
 from xmpp import TIMEOUT, login, logout
 
+from tercet.auth.internal import LOGIN_FLUSH_DELAY
 from tercet.cli.main import cli
 from tercet.core import accounts
 
@@ -168,8 +169,13 @@ def test_disabled_with_a_reason_and_last_login(srv: ServerHarness) -> None:
         port = srv.port()
         before = time.time()
         await logout(await login("romeo@localhost/a", PASSWORD, port))
-        rows = json.loads(await cli_ok(srv, "user", "list", "--json"))
-        romeo = next(r for r in rows if r["jid"] == "romeo@localhost")
+        # Last logins reach storage in batches, within LOGIN_FLUSH_DELAY of the login.
+        for _ in range(int(10 * LOGIN_FLUSH_DELAY / 0.05)):
+            rows = json.loads(await cli_ok(srv, "user", "list", "--json"))
+            romeo = next(r for r in rows if r["jid"] == "romeo@localhost")
+            if romeo["last_login"] is not None:
+                break
+            await asyncio.sleep(0.05)
         assert romeo["last_login"] >= before and romeo["last_address"] == "127.0.0.1"
         assert romeo["role"] == "tercet:registered" and romeo["stored_role"] is None
         inactive = json.loads(await cli_ok(srv, "user", "list", "--json",

@@ -19,6 +19,7 @@ from tercet.auth import (
     UserExists,
     UserNotFound,
 )
+from tercet.auth.internal import LOGIN_BATCH, LOGIN_FLUSH_DELAY, LOGINS_STORE
 from tercet.protocol.sasl.scram import check_password
 from tercet.storage import KeyValStore, StorageConfig, StorageManager
 
@@ -197,3 +198,68 @@ async def test_no_plaintext_password_in_sqlite_files(tmp_path: Path) -> None:
     for needle in needles:
         assert needle not in while_open
         assert needle not in after_close
+
+
+@async_test
+async def test_last_logins_are_written_in_batches(backend: str, tmp_path: Path) -> None:
+    # A login queues its last-login time; one write stores every queued one, after
+    # LOGIN_FLUSH_DELAY or at LOGIN_BATCH, and a flush (unload) writes what is left.
+    m = StorageManager(StorageConfig(default=backend), tmp_path)
+    await m.ready()
+    try:
+        logins = m.open(HOST, LOGINS_STORE, "map")
+        auth = InternalHashedProvider(m.open(HOST, "accounts", "keyval"), iterations=1,
+                                      clock=lambda: 1000.0, logins=logins)
+        for name in ("alice", "bob", "carol"):
+            await auth.create_user(name, PASSWORD)
+        info = await auth.record_login("alice", "192.0.2.1")
+        await auth.record_login("bob", "192.0.2.2")
+        assert (info.last_login, info.last_address) == (1000.0, "192.0.2.1")
+        # Not written yet, but what the provider reports already.
+        assert await logins.get_all(None) == {}
+        assert (await auth.account_info("bob")).last_address == "192.0.2.2"  # type: ignore[union-attr]
+        await asyncio.sleep(LOGIN_FLUSH_DELAY + 0.2)
+        assert await logins.get_all(None) == {
+            "alice": {"time": 1000.0, "address": "192.0.2.1"},
+            "bob": {"time": 1000.0, "address": "192.0.2.2"}}
+        # A full batch is written without waiting for the delay.
+        for i in range(LOGIN_BATCH):
+            auth._pending_logins[f"u{i}"] = {"time": 1.0, "address": None}
+        await auth.record_login("carol", None)
+        await asyncio.sleep(0.1)
+        assert len(await logins.get_all(None)) == LOGIN_BATCH + 3
+        # The unload's flush; then a new provider on the same stores reads them back, and
+        # deleting the account deletes its last login.
+        await auth.record_login("alice", "192.0.2.9")
+        await auth.flush_logins()
+        again = InternalHashedProvider(m.open(HOST, "accounts", "keyval"), logins=logins)
+        info = await again.account_info("alice")
+        assert info is not None and info.last_address == "192.0.2.9"
+        await again.delete_user("alice")
+        assert await logins.get(None, "alice") is None
+    finally:
+        await m.close()
+
+
+@async_test
+async def test_a_record_last_login_from_an_earlier_version_still_counts(
+        backend: str, tmp_path: Path) -> None:
+    m = StorageManager(StorageConfig(default=backend), tmp_path)
+    await m.ready()
+    try:
+        store = m.open(HOST, "accounts", "keyval")
+        old = InternalHashedProvider(store, iterations=1)
+        await old.create_user("alice", PASSWORD)
+        await old.record_login("alice", "192.0.2.5")  # into the record, as before batches
+        later = (await store.get("alice"))["last_login"]["time"] + 60
+        auth = InternalHashedProvider(store, clock=lambda: later,
+                                      logins=m.open(HOST, LOGINS_STORE, "map"))
+        info = await auth.account_info("alice")
+        assert info is not None and info.last_address == "192.0.2.5"
+        await auth.record_login("alice", "192.0.2.6")
+        await auth.flush_logins()
+        info = await auth.account_info("alice")  # the later one wins
+        assert info is not None and (info.last_login, info.last_address) == (later,
+                                                                              "192.0.2.6")
+    finally:
+        await m.close()

@@ -13,12 +13,22 @@ One record per user in the ``accounts`` keyval store::
 Keeping StoredKey/ServerKey (RFC 5802 §3) rather than a password hash lets SCRAM run
 without ever seeing the password; PLAIN is checked by deriving the same keys.
 Usernames arrive nodeprep'd: validating them is the caller's job.
+
+Given a ``logins`` map store (the server's ``account_logins``), the last login of each
+account goes there instead, host-wide, one key per account, ``{"time": ..., "address":
+...}``, written in batches: a login queues its entry and at most every
+``LOGIN_FLUSH_DELAY`` seconds one write stores all queued ones. Rewriting the whole
+record per login cost a storage write each, about a quarter of a login's server CPU
+during a burst (bench/README.md, "Last-login times in batches"). A record's own
+``last_login`` (written by earlier versions) still counts where it is the later one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +42,12 @@ from tercet.protocol.sasl.scram import (
     decoy_credentials,
     derive_scram,
 )
-from tercet.storage.base import KeyValStore
+from tercet.storage.base import KeyValStore, MapStore
 
-__all__ = ["DEFAULT_ITERATIONS", "DELETED_REASON", "SCRAM_HASHES", "AccountInfo",
-           "InternalHashedProvider"]
+__all__ = ["DEFAULT_ITERATIONS", "DELETED_REASON", "LOGINS_STORE", "SCRAM_HASHES",
+           "AccountInfo", "InternalHashedProvider"]
+
+log = logging.getLogger("tercet.auth")
 
 # Every new or changed password is stored for all three, so any SCRAM variant the
 # client picks works (XEP-0474 downgrade protection needs the full list advertised).
@@ -43,6 +55,15 @@ SCRAM_HASHES = ("SHA-1", "SHA-256", "SHA-512")
 
 # RFC 5802 §5.1 and RFC 7677 §4: servers SHOULD use an iteration count of at least 4096.
 DEFAULT_ITERATIONS = 4096
+
+#: The map store of last logins (host-wide, one key per account).
+LOGINS_STORE = "account_logins"
+#: Seconds a last-login time may wait before it is written, with the others queued by
+#: then: what a crash can lose of them, and how stale ``tercet user list`` may read them.
+LOGIN_FLUSH_DELAY = 0.25
+#: Queued last-login times that are written at once, without waiting for the delay (the
+#: queue holds one entry per account at most, the latest).
+LOGIN_BATCH = 500
 
 
 def _b64(data: bytes) -> str:
@@ -124,9 +145,14 @@ def _number(value: object) -> float | None:
         not isinstance(value, bool) else None
 
 
-def _info(username: str, record: dict[str, Any]) -> AccountInfo:
+def _info(username: str, record: dict[str, Any],
+          login: dict[str, Any] | None = None) -> AccountInfo:
+    """The record's information; ``login`` (from the logins store) is the last login when
+    it is later than the one the record itself keeps."""
     last = record.get("last_login")
     last = last if isinstance(last, dict) else {}
+    if login is not None and (_number(login.get("time")) or 0) >= (_number(last.get("time")) or 0):
+        last = login
     reason = record.get("disabled_reason")
     role = record.get("role")
     address = last.get("address")
@@ -155,6 +181,7 @@ class InternalHashedProvider:
         iterations: int = DEFAULT_ITERATIONS,
         *,
         clock: Callable[[], float] = time.time,
+        logins: MapStore | None = None,
     ) -> None:
         if iterations < 1:
             raise ValueError(
@@ -165,6 +192,12 @@ class InternalHashedProvider:
         # Serialises read-modify-write of records within this process.
         # TODO: a cluster needs a compare-and-set in the store for create_user.
         self._lock = asyncio.Lock()
+        # Last logins (see the module docstring): the store, the entries not written yet,
+        # and the write under way or waiting for its delay.
+        self._logins = logins
+        self._pending_logins: dict[str, dict[str, Any]] = {}
+        self._login_flush: asyncio.Task[None] | None = None
+        self._logins_full = asyncio.Event()
 
     async def _derive_all(self, password: str) -> dict[str, Any]:
         def derive() -> dict[str, Any]:
@@ -212,6 +245,9 @@ class InternalHashedProvider:
         async with self._lock:
             await self._existing(username)
             await self._store.set(username, None)
+            self._pending_logins.pop(username, None)
+            if self._logins is not None:
+                await self._logins.set(None, username, None)
 
     async def user_exists(self, username: str) -> bool:
         return await self._record(username) is not None
@@ -269,7 +305,8 @@ class InternalHashedProvider:
     async def account_info(self, username: str) -> AccountInfo | None:
         """Everything but the keys, or None if there is no such account."""
         record = await self._record(username)
-        return None if record is None else _info(username, record)
+        return None if record is None else _info(username, record,
+                                                 await self._last_login(username))
 
     async def set_role(self, username: str, role: str | None) -> None:
         """Store the account's role (None: back to the default); the server applies it
@@ -283,9 +320,56 @@ class InternalHashedProvider:
 
     async def record_login(self, username: str, address: str | None) -> AccountInfo:
         """Note a successful login now from ``address``; returns the account's info."""
-        def change(record: dict[str, Any]) -> None:
-            record["last_login"] = {"time": self._clock(), "address": address}
-        return _info(username, await self._update(username, change))
+        login = {"time": self._clock(), "address": address}
+        if self._logins is None:
+            def change(record: dict[str, Any]) -> None:
+                record["last_login"] = login
+            return _info(username, await self._update(username, change))
+        info = _info(username, await self._existing(username), login)
+        self._pending_logins[username] = login
+        if len(self._pending_logins) >= LOGIN_BATCH:
+            self._logins_full.set()
+        if self._login_flush is None:
+            self._login_flush = asyncio.ensure_future(self._flush_logins_later())
+        return info
+
+    async def _last_login(self, username: str) -> dict[str, Any] | None:
+        login = self._pending_logins.get(username)
+        if login is None and self._logins is not None:
+            stored = await self._logins.get(None, username)
+            login = stored if isinstance(stored, dict) else None
+        return login
+
+    async def _flush_logins_later(self) -> None:
+        """Write the queued last logins after LOGIN_FLUSH_DELAY, or as soon as LOGIN_BATCH
+        are queued; the logins queued meanwhile wait for the next write."""
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._logins_full.wait(), LOGIN_FLUSH_DELAY)
+            self._logins_full.clear()
+            await self._write_logins()
+        except Exception:
+            # Informational data: a failed write is logged, the logins go on.
+            log.exception("could not store the last logins of some accounts")
+        finally:
+            self._login_flush = None
+        if self._pending_logins:
+            self._login_flush = asyncio.ensure_future(self._flush_logins_later())
+
+    async def _write_logins(self) -> None:
+        batch, self._pending_logins = self._pending_logins, {}
+        if batch and self._logins is not None:
+            await self._logins.set_keys(None, dict(batch))
+
+    async def flush_logins(self) -> None:
+        """Write the queued last logins now (the module's unload, before storage closes)."""
+        for _ in range(3):  # no new logins come while the server stops
+            task = self._login_flush
+            if task is None:
+                break
+            self._logins_full.set()
+            await task
+        await self._write_logins()
 
     async def mark_deleted(self, username: str, when: float) -> None:
         """Lock the account as deleted at ``when``; its data stays until it is purged."""

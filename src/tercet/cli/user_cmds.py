@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from tercet.auth.errors import UserExists, UserNotFound
-from tercet.auth.internal import AccountInfo, InternalHashedProvider
+from tercet.auth.internal import LOGINS_STORE, AccountInfo, InternalHashedProvider
 from tercet.cli.server_cmds import load_config
 from tercet.core import accounts
 from tercet.core import permissions as roles
@@ -55,7 +55,8 @@ def _with_storage(config: Config, fn: Callable[[StorageManager], Awaitable[T]]) 
 
 def _provider(config: Config, storage: StorageManager, host: str) -> InternalHashedProvider:
     return InternalHashedProvider(storage.open(host, "accounts", "keyval"),
-                                  iterations=int(config.get("scram_iterations", host=host)))
+                                  iterations=int(config.get("scram_iterations", host=host)),
+                                  logins=storage.open(host, LOGINS_STORE, "map"))
 
 
 def _notify(config: Config, cmd: str, **args: Any) -> None:

@@ -8,7 +8,7 @@ It also runs the purge of accounts deleted with a grace period
 
 from __future__ import annotations
 
-from tercet.auth.internal import InternalHashedProvider
+from tercet.auth.internal import LOGINS_STORE, InternalHashedProvider
 from tercet.module import ModuleApi
 
 META = {"summary": "Accounts as salted SCRAM keys", "stage": "stable", "xeps": []}
@@ -23,11 +23,20 @@ PURGE_BATCH = 50
 
 def load(module: ModuleApi) -> None:
     iterations = module.option("scram_iterations")
+    # Last logins in their own host-wide map, written in batches (tercet.auth.internal).
     module.provides("auth", InternalHashedProvider(module.open_keyval("accounts"),
-                                                   iterations=int(iterations)))
+                                                   iterations=int(iterations),
+                                                   logins=module.open_map(LOGINS_STORE)))
 
     async def purge() -> float:
         purged = await module.purge_deleted_accounts(PURGE_BATCH)
         return PURGE_BACKLOG_DELAY if purged >= PURGE_BATCH else PURGE_INTERVAL
 
     module.add_timer(PURGE_FIRST_DELAY, purge)
+
+
+async def unload(module: ModuleApi) -> None:
+    """Write the last logins still queued before the storage closes."""
+    provider = module.find("auth", InternalHashedProvider)
+    if provider is not None:
+        await provider.flush_logins()
