@@ -23,10 +23,12 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # The stanza path, in dependency order. Of the built-in modules (tercet/modules), only
-# the three every message passes through are compiled: unloading and reloading them
-# still works (a reload runs the installed code's load() again), but an edit to their
-# source takes effect with the next install, like any installed package's. The other
-# built-in modules and every plugin stay interpreted and re-import edited source.
+# the three every message passes through and the MUC's fan-out (each copy of a room's
+# stanza is addressed, queued and written by _muc's render, occupant and outbox) are
+# compiled: unloading and reloading them still works (a reload runs the installed code's
+# load() again), but an edit to their source takes effect with the next install, like
+# any installed package's. The other built-in modules and every plugin stay interpreted
+# and re-import edited source.
 HOT_PATH = [
     "src/tercet/protocol/errors.py",
     "src/tercet/protocol/stanza.py",
@@ -42,6 +44,9 @@ HOT_PATH = [
     "src/tercet/modules/message.py",
     "src/tercet/modules/carbons.py",
     "src/tercet/modules/blocklist.py",
+    "src/tercet/modules/_muc/render.py",
+    "src/tercet/modules/_muc/occupant.py",
+    "src/tercet/modules/_muc/outbox.py",
 ]
 
 
