@@ -45,8 +45,8 @@ class TLSLayer(asyncio.Protocol):
     the exception that ended it (the connection is then aborted)."""
 
     __slots__ = ("_app", "_app_paused", "_closing", "_done", "_incoming", "_outgoing",
-                 "_pending", "_raw", "_raw_paused", "_sslobj", "_timer", "_on_handshake",
-                 "_timeout", "handshake")
+                 "_io", "_pending", "_raw", "_raw_paused", "_sslobj", "_timer",
+                 "_on_handshake", "_timeout", "handshake")
 
     def __init__(self, app: asyncio.Protocol, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
@@ -56,6 +56,10 @@ class TLSLayer(asyncio.Protocol):
         self._outgoing = ssl.MemoryBIO()
         self._sslobj = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
                                         server_hostname=server_hostname)
+        # For the per-record reads and writes: the C object under the SSLObject, whose
+        # read/write/pending the stdlib's Python wrappers only pass on to (three Python
+        # frames per delivery, ~2 % of its CPU); the wrapper itself where there is none.
+        self._io: Any = getattr(self._sslobj, "_sslobj", self._sslobj)
         self._raw: asyncio.Transport | None = None
         self._done = False  # handshake complete
         self._closing = False
@@ -152,7 +156,7 @@ class TLSLayer(asyncio.Protocol):
 
     def _read_plaintext(self) -> None:
         chunks: list[bytes] = []
-        sslobj = self._sslobj
+        sslobj = self._io
         incoming = self._incoming
         try:
             while chunk := sslobj.read(READ_SIZE):
@@ -225,7 +229,7 @@ class TLSLayer(asyncio.Protocol):
             self._pending.append(bytes(data))
             return
         try:
-            self._sslobj.write(data)
+            self._io.write(data)
         except ssl.SSLError as exc:
             log.info("TLS error writing to %s: %s", self._peer(), exc.reason or exc)
             self.abort()
