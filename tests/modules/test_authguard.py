@@ -18,22 +18,31 @@ from tercet.modules._authguard import (
 )
 
 
+async def _romeo_and_saslauth(srv: ModuleTestServer) -> tuple[Any, Any]:
+    """romeo's session, and the module API the login guard runs on (saslauth's)."""
+    romeo = await srv.connect("romeo@localhost/a")
+    api = srv.server.modules.loaded[("saslauth", "localhost")].api
+    assert api is not None
+    return romeo, api
+
+
+async def _fail(guard: AuthGuard, session: Any, username: str, times: int) -> None:
+    """``times`` failed logins of ``session`` as ``username``."""
+    for _ in range(times):
+        session.data[ATTEMPT] = username
+        await guard.failed(session, "PLAIN")
+
+
 def test_delays_grow_per_address_and_stay_small_per_account() -> None:
     async def main() -> None:
         async with ModuleTestServer() as srv:
             now = [1000.0]
             srv.server.clock = lambda: now[0]
-            romeo = await srv.connect("romeo@localhost/a")
-            api = srv.server.modules.loaded[("saslauth", "localhost")].api
-            assert api is not None
+            romeo, api = await _romeo_and_saslauth(srv)
             guard = AuthGuard(api)
-            for _ in range(FREE_FAILURES):
-                romeo.session.data[ATTEMPT] = "romeo"
-                await guard.failed(romeo.session, "PLAIN")
+            await _fail(guard, romeo.session, "romeo", FREE_FAILURES)
             assert await guard.wait_for("127.0.0.1", "romeo") == 0
-            for _ in range(10):
-                romeo.session.data[ATTEMPT] = "romeo"
-                await guard.failed(romeo.session, "PLAIN")
+            await _fail(guard, romeo.session, "romeo", 10)
             assert await guard.wait_for("127.0.0.1", "romeo") == MAX_DELAY
             assert await guard.wait_for("192.0.2.9", "romeo") == MAX_ACCOUNT_DELAY
             assert await guard.wait_for("192.0.2.9", "juliet") == 0
@@ -52,9 +61,7 @@ def test_success_leaves_no_pair_entry_cached() -> None:
     # without failures share one empty value.
     async def main() -> None:
         async with ModuleTestServer() as srv:
-            romeo = await srv.connect("romeo@localhost/a")
-            api = srv.server.modules.loaded[("saslauth", "localhost")].api
-            assert api is not None
+            romeo, api = await _romeo_and_saslauth(srv)
             guard = AuthGuard(api)
             pair = "pair:romeo|127.0.0.1"
             await guard.before_attempt(romeo.session, "romeo")
@@ -63,9 +70,7 @@ def test_success_leaves_no_pair_entry_cached() -> None:
             assert pair not in guard._cache
             assert await guard.store.get(pair) is None
             # After failures: the success clears the count, in the store and the cache.
-            for _ in range(FREE_FAILURES + 2):
-                romeo.session.data[ATTEMPT] = "romeo"
-                await guard.failed(romeo.session, "PLAIN")
+            await _fail(guard, romeo.session, "romeo", FREE_FAILURES + 2)
             assert await guard.store.get(pair) is not None
             romeo.session.data[ATTEMPT] = "romeo"
             await guard.succeeded(romeo.session)
@@ -106,13 +111,9 @@ def test_a_started_guard_reads_only_the_keys_with_failures() -> None:
         async with ModuleTestServer() as srv:
             now = [1000.0]
             srv.server.clock = lambda: now[0]
-            romeo = await srv.connect("romeo@localhost/a")
-            api = srv.server.modules.loaded[("saslauth", "localhost")].api
-            assert api is not None
+            romeo, api = await _romeo_and_saslauth(srv)
             first = AuthGuard(api)
-            for _ in range(FREE_FAILURES + 2):
-                romeo.session.data[ATTEMPT] = "romeo"
-                await first.failed(romeo.session, "PLAIN")
+            await _fail(first, romeo.session, "romeo", FREE_FAILURES + 2)
             guard = AuthGuard(api)  # as after a restart: the same store, nothing cached
             store = _CountingStore(guard.store)
             guard.store = store
