@@ -198,6 +198,8 @@ class InternalHashedProvider:
         self._pending_logins: dict[str, dict[str, Any]] = {}
         self._login_flush: asyncio.Task[None] | None = None
         self._logins_full = asyncio.Event()
+        # Orders the batch writes and the deletions of an account's entry.
+        self._logins_lock = asyncio.Lock()
 
     async def _derive_all(self, password: str) -> dict[str, Any]:
         def derive() -> dict[str, Any]:
@@ -245,6 +247,7 @@ class InternalHashedProvider:
         async with self._lock:
             await self._existing(username)
             await self._store.set(username, None)
+        async with self._logins_lock:  # after a batch holding it, not before
             self._pending_logins.pop(username, None)
             if self._logins is not None:
                 await self._logins.set(None, username, None)
@@ -357,9 +360,10 @@ class InternalHashedProvider:
             self._login_flush = asyncio.ensure_future(self._flush_logins_later())
 
     async def _write_logins(self) -> None:
-        batch, self._pending_logins = self._pending_logins, {}
-        if batch and self._logins is not None:
-            await self._logins.set_keys(None, dict(batch))
+        async with self._logins_lock:
+            batch, self._pending_logins = self._pending_logins, {}
+            if batch and self._logins is not None:
+                await self._logins.set_keys(None, dict(batch))
 
     async def flush_logins(self) -> None:
         """Write the queued last logins now (the module's unload, before storage closes)."""
@@ -368,7 +372,7 @@ class InternalHashedProvider:
             if task is None:
                 break
             self._logins_full.set()
-            await task
+            await asyncio.wait([task])  # its own errors are logged there
         await self._write_logins()
 
     async def mark_deleted(self, username: str, when: float) -> None:
