@@ -45,14 +45,30 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+#: Ports free_ports has handed out in this process: not handed out again, so two servers
+#: a test configures before either binds (a federation's two domains) never share one.
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports: the sockets are held open together while
-    the OS picks, so two calls in a row cannot hand out the same port twice."""
-    socks = [socket.socket() for _ in range(count)]
+    """``count`` distinct free loopback ports, none handed out before in this process:
+    the sockets are held open together while the OS picks (bounded retries)."""
+    socks: list[socket.socket] = []
     try:
-        for sock in socks:
+        for _ in range(count + 64):
+            if len(socks) == count:
+                break
+            sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
+            if int(sock.getsockname()[1]) in _HANDED_OUT:
+                sock.close()
+                continue
+            socks.append(sock)
+        if len(socks) < count:
+            raise RuntimeError("no unused loopback port found")
+        ports = [int(sock.getsockname()[1]) for sock in socks]
+        _HANDED_OUT.update(ports)
+        return ports
     finally:
         for sock in socks:
             sock.close()
