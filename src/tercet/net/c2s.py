@@ -215,9 +215,7 @@ class C2SConnection(asyncio.Protocol):
         self._session_closed(lost)
 
     def _session_closed(self, lost: bool) -> None:
-        session = self.session
-        if isinstance(session, C2SSession):  # the other kinds end in their subclasses
-            self.server.session_closed(session, lost=lost)
+        self.server.session_closed(self._client(), lost=lost)
 
     def _client(self) -> C2SSession:
         """The client session, on the paths only a client stream takes (the subclasses
@@ -412,7 +410,7 @@ class C2SConnection(asyncio.Protocol):
             session.stanzas_in += 1
             self._received[el.name] += 1
             if session.bound:
-                return self._route(el)
+                return self._route(el, session)
             if session.host is None:
                 raise StreamError("not-authorized")
             # IQs before binding go to modules: in-band registration (XEP-0077) answers
@@ -433,8 +431,7 @@ class C2SConnection(asyncio.Protocol):
             raise StreamError("unsupported-stanza-type")
         return result
 
-    def _route(self, el: Element) -> Any:
-        session = self._client()
+    def _route(self, el: Element, session: C2SSession) -> Any:
         from_ = el.attrs.get("from")
         if from_ is None:
             el.attrs["from"] = session.full_jid  # type: ignore[assignment]

@@ -112,6 +112,10 @@ class S2SConnection(C2SConnection):
         if is_awaitable(result):
             asyncio.ensure_future(result)
 
+    def _session_closed(self, lost: bool) -> None:
+        """Nothing for the client sessions' bookkeeping: a server stream ends in
+        connection_lost above (``s2s-closed``)."""
+
     def _send_header(self, host: str | None) -> None:
         session = self.s2s
         db = {"db": NS_DIALBACK}
