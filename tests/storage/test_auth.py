@@ -34,16 +34,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @contextlib.asynccontextmanager
+async def storage(backend: str, path: Path) -> AsyncIterator[StorageManager]:
+    m = StorageManager(StorageConfig(default=backend), path)
+    await m.ready()
+    try:
+        yield m
+    finally:
+        await m.close()
+
+
+@contextlib.asynccontextmanager
 async def accounts(
     backend: str, path: Path, **kwargs: Any
 ) -> AsyncIterator[tuple[InternalHashedProvider, KeyValStore]]:
-    m = StorageManager(StorageConfig(default=backend), path)
-    await m.ready()
-    store = m.open(HOST, "accounts", "keyval")
-    try:
+    async with storage(backend, path) as m:
+        store = m.open(HOST, "accounts", "keyval")
         yield InternalHashedProvider(store, **kwargs), store
-    finally:
-        await m.close()
 
 
 @async_test
@@ -204,9 +210,7 @@ async def test_no_plaintext_password_in_sqlite_files(tmp_path: Path) -> None:
 async def test_last_logins_are_written_in_batches(backend: str, tmp_path: Path) -> None:
     # A login queues its last-login time; one write stores every queued one, after
     # LOGIN_FLUSH_DELAY or at LOGIN_BATCH, and a flush (unload) writes what is left.
-    m = StorageManager(StorageConfig(default=backend), tmp_path)
-    await m.ready()
-    try:
+    async with storage(backend, tmp_path) as m:
         logins = m.open(HOST, LOGINS_STORE, "map")
         auth = InternalHashedProvider(m.open(HOST, "accounts", "keyval"), iterations=1,
                                       clock=lambda: 1000.0, logins=logins)
@@ -237,16 +241,12 @@ async def test_last_logins_are_written_in_batches(backend: str, tmp_path: Path) 
         assert info is not None and info.last_address == "192.0.2.9"
         await again.delete_user("alice")
         assert await logins.get(None, "alice") is None
-    finally:
-        await m.close()
 
 
 @async_test
 async def test_a_record_last_login_from_an_earlier_version_still_counts(
         backend: str, tmp_path: Path) -> None:
-    m = StorageManager(StorageConfig(default=backend), tmp_path)
-    await m.ready()
-    try:
+    async with storage(backend, tmp_path) as m:
         store = m.open(HOST, "accounts", "keyval")
         old = InternalHashedProvider(store, iterations=1)
         await old.create_user("alice", PASSWORD)
@@ -261,5 +261,3 @@ async def test_a_record_last_login_from_an_earlier_version_still_counts(
         info = await auth.account_info("alice")  # the later one wins
         assert info is not None and (info.last_login, info.last_address) == (later,
                                                                               "192.0.2.6")
-    finally:
-        await m.close()
