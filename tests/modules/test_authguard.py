@@ -18,12 +18,15 @@ from tercet.modules._authguard import (
 )
 
 
-async def _romeo_and_saslauth(srv: ModuleTestServer) -> tuple[Any, Any]:
-    """romeo's session, and the module API the login guard runs on (saslauth's)."""
+async def _romeo_and_saslauth(srv: ModuleTestServer) -> tuple[Any, Any, list[float]]:
+    """romeo's session, the module API the login guard runs on (saslauth's), and the
+    server's clock, stopped at 1000 s (the test moves it: ``now[0] += ...``)."""
+    now = [1000.0]
+    srv.server.clock = lambda: now[0]
     romeo = await srv.connect("romeo@localhost/a")
     api = srv.server.modules.loaded[("saslauth", "localhost")].api
     assert api is not None
-    return romeo, api
+    return romeo, api, now
 
 
 async def _fail(guard: AuthGuard, session: Any, username: str, times: int) -> None:
@@ -36,9 +39,7 @@ async def _fail(guard: AuthGuard, session: Any, username: str, times: int) -> No
 def test_delays_grow_per_address_and_stay_small_per_account() -> None:
     async def main() -> None:
         async with ModuleTestServer() as srv:
-            now = [1000.0]
-            srv.server.clock = lambda: now[0]
-            romeo, api = await _romeo_and_saslauth(srv)
+            romeo, api, now = await _romeo_and_saslauth(srv)
             guard = AuthGuard(api)
             await _fail(guard, romeo.session, "romeo", FREE_FAILURES)
             assert await guard.wait_for("127.0.0.1", "romeo") == 0
@@ -61,7 +62,7 @@ def test_success_leaves_no_pair_entry_cached() -> None:
     # without failures share one empty value.
     async def main() -> None:
         async with ModuleTestServer() as srv:
-            romeo, api = await _romeo_and_saslauth(srv)
+            romeo, api, _ = await _romeo_and_saslauth(srv)
             guard = AuthGuard(api)
             pair = "pair:romeo|127.0.0.1"
             await guard.before_attempt(romeo.session, "romeo")
@@ -109,9 +110,7 @@ def test_a_started_guard_reads_only_the_keys_with_failures() -> None:
     # the store holds; failures recorded before a restart still count.
     async def main() -> None:
         async with ModuleTestServer() as srv:
-            now = [1000.0]
-            srv.server.clock = lambda: now[0]
-            romeo, api = await _romeo_and_saslauth(srv)
+            romeo, api, now = await _romeo_and_saslauth(srv)
             first = AuthGuard(api)
             await _fail(first, romeo.session, "romeo", FREE_FAILURES + 2)
             guard = AuthGuard(api)  # as after a restart: the same store, nothing cached
