@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 _ids = itertools.count(1)
 
+#: ``C2SSession.directed`` while no directed presence was sent: one for every session.
+NO_DIRECTED: frozenset[str] = frozenset()
+
 
 class Connection(Protocol):
     """What a session needs from its transport (TCP today; BOSH, WebSocket, cluster peers
@@ -230,7 +233,9 @@ class C2SSession(Session):
         self.presence: Element | None = None  # last available presence broadcast
         self.available = False
         self.interested = False  # fetched the roster (RFC 6121 §2.1.6)
-        self.directed: set[str] = set()  # JIDs that got directed presence (§4.6)
+        # JIDs that got directed presence (§4.6): the presence module's to change. One
+        # shared empty frozenset until the first (an empty set is 216 B per session).
+        self.directed: set[str] | frozenset[str] = NO_DIRECTED
         self.stream_id = ""
         self.lang = "en"
         self.sasl: Any = None  # the SASL mechanism in progress

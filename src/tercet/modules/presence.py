@@ -50,6 +50,9 @@ from tercet.modules._rosterlib import (
 from tercet.protocol.stanza import Element
 from tercet.protocol.xmlstream import parse_fragment
 
+#: What a session's ``directed`` becomes when emptied (the session starts with one too).
+_NO_DIRECTED: frozenset[str] = frozenset()
+
 META = {"summary": "Presence (RFC 6121 §3, §4)", "stage": "stable", "xeps": []}
 AVAILABILITY = (None, "unavailable")
 # Directed presence remembered per session (RFC 6121 §4.6.2 does not bound it; RFC 6120
@@ -143,7 +146,7 @@ class _Presence:
 
     async def to_directed(self, session: ClientSession, stanza: Element) -> None:
         targets = sorted(session.directed)
-        session.directed.clear()
+        session.directed = _NO_DIRECTED
         for jid in targets:
             copy = stanza.copy()
             copy.attrs["to"] = jid
@@ -182,7 +185,9 @@ class _Presence:
             return None
         target = str(event.to)
         if ptype is not None:
-            session.directed.discard(target)
+            directed = session.directed
+            if isinstance(directed, set):
+                directed.discard(target)
             return None
         if str(event.to.bare) in session.data.get("presence.contacts", ()):
             return None  # a contact getting a broadcast, not directed presence
@@ -194,7 +199,10 @@ class _Presence:
             session.send(stanza.error_reply(
                 StanzaError("resource-constraint", "too many directed presences")))
             return True
-        session.directed.add(target)
+        directed = session.directed
+        if not isinstance(directed, set):
+            directed = session.directed = set()
+        directed.add(target)
         return None  # routing continues to the destination
 
     # -- outbound subscriptions (§3, Appendix A.2) -------------------------------------------------

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import secrets
 import ssl
-import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -529,17 +528,10 @@ class C2SConnection(asyncio.Protocol):
 
     def _tls_established(self) -> None:
         assert self.transport is not None
-        sslobj = self.transport.get_extra_info("ssl_object")
         session = self._client()
         session.secure_tls = True
-        version = sslobj.version() if sslobj is not None else None
-        cipher = sslobj.cipher() if sslobj is not None else None
-        # Interned: the same few names for every session, not two strings each.
-        session.tls_info = {
-            "version": sys.intern(version) if version else None,
-            "cipher": sys.intern(cipher[0]) if cipher else None,
-            "channel_bindings": self.net.tls.channel_bindings(sslobj),
-        }
+        session.tls_info = self.net.tls.session_info(
+            self.transport.get_extra_info("ssl_object"))
 
     def _auth_timeout(self) -> None:
         self._timeout = None

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +26,65 @@ log = logging.getLogger("tercet.tls")
 
 ALPN_C2S = "xmpp-client"  # XEP-0368 §3
 ALPN_S2S = "xmpp-server"
+
+#: Distinct (host, version, cipher) combinations whose session_info is shared; past it
+#: each session gets its own dict (TLS 1.3 has five cipher suites, RFC 8446 §B.4).
+MAX_SHARED_INFOS = 64
+
+
+class TLSConnection:
+    """One TLS connection on a socket, as ``ssl.SSLObject`` shows one (``version``,
+    ``cipher``, ``getpeercert``, ``get_channel_binding``, ``selected_alpn_protocol``, and
+    ``context``, which an SNI callback sets), over OpenSSL's connection object.
+
+    The TLS layer (net/tlslayer.py) makes these rather than ``ssl.SSLSocket``s, whose
+    wrapper keeps a dict of eight attributes per connection (~0.4 kB of an idle session);
+    this one has one slot. OpenSSL's object refers back to it weakly, as its owner: the
+    SNI callback receives the owner."""
+
+    __slots__ = ("_sslobj", "__weakref__")
+
+    def __init__(self, context: ssl.SSLContext, sock: socket.socket, *, server_side: bool,
+                 server_hostname: str | None = None) -> None:
+        # What SSLSocket and SSLObject do to make theirs (Python 3.11-3.13): the name
+        # IDNA-encoded, the socket's own timeout (0: non-blocking) for every call.
+        hostname = context._encode_hostname(server_hostname)  # type: ignore[attr-defined]
+        self._sslobj: Any = context._wrap_socket(  # type: ignore[attr-defined]
+            sock, server_side, hostname, owner=self, session=None)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        context: ssl.SSLContext = self._sslobj.context
+        return context
+
+    @context.setter
+    def context(self, context: ssl.SSLContext) -> None:
+        self._sslobj.context = context
+
+    @property
+    def server_side(self) -> bool:
+        return bool(self._sslobj.server_side)
+
+    def version(self) -> str | None:
+        version: str | None = self._sslobj.version()
+        return version
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        cipher: tuple[str, str, int] | None = self._sslobj.cipher()
+        return cipher
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._sslobj.getpeercert(binary_form)
+
+    def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
+        if cb_type not in ssl.CHANNEL_BINDING_TYPES:
+            raise ValueError(f"{cb_type} channel binding type not implemented")
+        binding: bytes | None = self._sslobj.get_channel_binding(cb_type)
+        return binding
+
+    def selected_alpn_protocol(self) -> str | None:
+        protocol: str | None = self._sslobj.selected_alpn_protocol()
+        return protocol
 
 
 def end_point_hash(cert_pem: bytes) -> bytes:
@@ -62,6 +124,9 @@ class TLSManager:
     # host -> its server context for s2s streams: asks for a client certificate.
     _s2s: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _s2s_requests: bool = False
+    # (host entry, version, cipher) -> the shared session_info dict of that combination.
+    _infos: dict[tuple[int, str | None, str | None], dict[str, Any]] = field(
+        default_factory=dict)
 
     def add_host(self, host: str, cert_path: Path, key_path: Path) -> None:
         ctx = self._make_context(cert_path, key_path)
@@ -141,7 +206,7 @@ class TLSManager:
             raise RuntimeError("no TLS certificate is configured")
         return self._default.context
 
-    def channel_bindings(self, sslobj: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, bytes]:
+    def channel_bindings(self, sslobj: TLSConnection | ssl.SSLObject | None) -> dict[str, bytes]:
         """The channel-binding data available on an established TLS connection.
 
         Read-only: on TLS 1.3 every session of a host shares the same dict (it is kept
@@ -160,3 +225,25 @@ class TLSManager:
             out["tls-unique"] = unique
         # tls-exporter (RFC 9266) needs an exporter API Python's ssl module does not have.
         return out
+
+    def session_info(self, sslobj: TLSConnection | ssl.SSLObject | None) -> dict[str, Any]:
+        """``version``, ``cipher`` and ``channel_bindings`` of an established connection,
+        for ``session.tls_info``. Read-only: on TLS 1.3 the sessions of one host, version
+        and cipher share one dict (a few per server, not one per session)."""
+        version = sslobj.version() if sslobj is not None else None
+        cipher = sslobj.cipher() if sslobj is not None else None
+        name = cipher[0] if cipher else None
+        bindings = self.channel_bindings(sslobj)
+        entry = self._by_context.get(id(sslobj.context)) if sslobj is not None else None
+        if entry is None or bindings is not entry.bindings:
+            return {"version": version, "cipher": name, "channel_bindings": bindings}
+        key = (id(entry), version, name)
+        info = self._infos.get(key)
+        if info is None:
+            # Interned: the same few names for every session, not two strings each.
+            info = {"version": sys.intern(version) if version else None,
+                    "cipher": sys.intern(name) if name else None,
+                    "channel_bindings": bindings}
+            if len(self._infos) < MAX_SHARED_INFOS:
+                self._infos[key] = info
+        return info

@@ -1,31 +1,42 @@
-"""TLS between a TCP transport and a stream protocol, on ``ssl.SSLObject`` + ``MemoryBIO``.
+"""TLS between a TCP connection and a stream protocol, with OpenSSL on the socket itself.
 
 Why our own layer rather than the event loop's (``create_server(ssl=...)``,
 ``loop.start_tls``):
 
-* **Memory.** The loop's SSL protocol keeps a 256 KiB receive buffer per connection and
-  its own objects around them. Here reads go through the loop's ordinary receive path
-  into two memory BIOs; Python's contexts already run in OpenSSL's release-buffers mode,
-  so an idle session holds no record buffers. bench/README.md ("TLS memory per session")
-  has the measurements.
+* **Memory.** OpenSSL reads and writes the socket itself (a socket BIO, as Prosody's
+  LuaSec does), and Python's contexts run it in release-buffers mode, so an idle session
+  holds no record buffer at all. The event loop's SSL protocol keeps a 256 KiB receive
+  buffer per connection; and a pair of memory BIOs (asyncio's design, and this layer's
+  until 2026-12) never shrinks: each keeps the largest chunk ever passed through it, so a
+  session that once received a 200 kB archive page held ~270 kB until it ended.
+  bench/README.md ("TLS on the socket") has the measurements.
 * **Admission at accept.** On a direct-TLS port the stream protocol sees the connection
   when TCP accepts it, not when the handshake ends, so the per-address cap on
   unauthenticated connections counts a stalled handshake too, and its time is bounded
   here (``handshake_timeout``).
 * **One write per flush.** The stream protocol already batches what one loop iteration
-  writes; each batch becomes one ``SSL_write`` and one ``transport.write``.
+  writes; each batch becomes one ``SSL_write``, which sends its records at once.
 
-The layer is the transport of the stream protocol (write, close, pause/resume reading,
-extra info) and the protocol of the TCP transport.
+The layer takes the socket over from the TCP transport that accepted or connected it
+(``connection_made``), or that carried the stream until STARTTLS (``upgrade``): it keeps a
+duplicate of the descriptor and closes the transport, which never read past the point of
+the take-over (RFC 6120 §5.4.3.3: the peer sends nothing between ``<proceed/>`` and its
+ClientHello). From then on the event loop only says when the socket is readable or
+writable. The layer is the transport of the stream protocol (write, close, pause/resume
+reading, extra info).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
+
+from tercet.net.tls import TLSConnection
 
 log = logging.getLogger("tercet.tls")
 
@@ -33,10 +44,31 @@ log = logging.getLogger("tercet.tls")
 #: plaintext (RFC 8446 §5.1), so one call returns at most one record's worth.
 READ_SIZE = 16384
 
+#: Records read per readiness event, at most (16 × 16 KiB = 256 KiB, the event loop's own
+#: read size): a peer that keeps its socket full cannot hold the loop; the rest is read on
+#: the next pass.
+MAX_READS = 16
+
 #: Seconds a TLS handshake may take, on STARTTLS and direct-TLS streams alike.
 HANDSHAKE_TIMEOUT = 30.0
 
+#: Seconds ``close()`` waits for unsent output to leave before it drops the connection.
+CLOSE_TIMEOUT = 10.0
+
+#: Reads of unread input discarded before the socket is closed, at most (64 KiB each).
+#: A socket closed with unread input sends a reset instead of an end, and a reset may
+#: destroy what the peer has not read yet: the stream error or TLS alert we sent last.
+DISCARD_READS = 4
+
 HandshakeCallback = Callable[[BaseException | None], None]
+
+
+class _Detached(asyncio.Protocol):
+    """The protocol of a TCP transport after the layer took its socket over: the
+    transport's own close is no event for anyone."""
+
+
+_DETACHED = _Detached()
 
 
 class TLSLayer(asyncio.Protocol):
@@ -44,41 +76,81 @@ class TLSLayer(asyncio.Protocol):
     transport. ``on_handshake`` is called once, with None when the handshake succeeded or
     the exception that ended it (the connection is then aborted)."""
 
-    __slots__ = ("_app", "_app_paused", "_closing", "_done", "_incoming", "_outgoing",
-                 "_io", "_pending", "_raw", "_raw_paused", "_sslobj", "_timer",
-                 "_on_handshake", "_timeout", "handshake")
+    __slots__ = ("_app", "_app_paused", "_closing", "_context", "_done", "_eof", "_fd",
+                 "_io", "_loop", "_lost", "_on_handshake", "_outcome", "_pending",
+                 "_reading", "_server_hostname", "_server_side", "_sock", "_timeout",
+                 "_timer", "_tls", "_unsent", "_waiter", "_writing")
 
     def __init__(self, app: asyncio.Protocol, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
                  on_handshake: HandshakeCallback | None = None) -> None:
         self._app = app
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._sslobj = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side,
-                                        server_hostname=server_hostname)
-        # For the per-record reads and writes: the C object under the SSLObject, whose
-        # read/write/pending the stdlib's Python wrappers only pass on to (three Python
-        # frames per delivery, ~2 % of its CPU); the wrapper itself where there is none.
-        self._io: Any = getattr(self._sslobj, "_sslobj", self._sslobj)
-        self._raw: asyncio.Transport | None = None
+        self._context = context
+        self._server_side = server_side
+        self._server_hostname = server_hostname
+        self._loop = asyncio.get_running_loop()
+        self._sock: socket.socket | None = None
+        self._tls: TLSConnection | None = None
+        # OpenSSL's connection object (the TLSConnection's), for the per-record reads and
+        # writes without a Python frame between.
+        self._io: Any = None
+        self._fd = -1
         self._done = False  # handshake complete
         self._closing = False
+        self._lost = False  # connection_lost is on its way to the stream protocol
+        self._eof = False  # the peer closed its side
         self._app_paused = False
-        self._raw_paused = False
+        self._reading = False  # watching for readability
+        self._writing = False  # watching for writability
         # Plaintext the stream protocol wrote before the handshake ended.
         self._pending: list[bytes] | None = None
+        # Plaintext OpenSSL has not finished sending: the socket was full. OpenSSL keeps
+        # the records it made of its start and must be handed the same bytes again.
+        self._unsent: bytearray | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timeout = handshake_timeout
         self._on_handshake = on_handshake
-        #: Resolved when the handshake ends (with its exception on failure).
-        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The handshake's end, for ``handshake``: made only when someone awaits it (a
+        # STARTTLS stream; direct-TLS ones get ``on_handshake``), dropped once resolved.
+        self._waiter: asyncio.Future[None] | None = None
+        self._outcome: BaseException | bool = False  # False: not ended; True: succeeded
+
+    @property
+    def handshake(self) -> asyncio.Future[None]:
+        """Resolved when the handshake ends (with its exception on failure)."""
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._loop.create_future()
+            outcome = self._outcome
+            if outcome is True:
+                waiter.set_result(None)
+            elif outcome is not False:
+                waiter.set_exception(outcome)
+                waiter.exception()  # retrieved: nobody may be awaiting it
+            else:
+                self._waiter = waiter
+        return waiter
+
+    def _ended(self, outcome: BaseException | bool) -> None:
+        self._outcome = outcome
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if outcome is True:
+            waiter.set_result(None)
+        else:
+            assert isinstance(outcome, BaseException)
+            waiter.set_exception(outcome)
+            waiter.exception()  # retrieved: nobody may be awaiting it
 
     # -- set-up ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """A new TCP connection (direct TLS): the stream protocol sees it now."""
-        self._attach(transport)
+        error = self._take(transport)
         self._app.connection_made(self)  # type: ignore[arg-type]
-        if not self._closing:
+        if error is not None:
+            self._fail(error)
+        elif not self._closing:
             self._step_handshake()
 
     @classmethod
@@ -90,44 +162,75 @@ class TLSLayer(asyncio.Protocol):
         Await ``.handshake``; the stream protocol then uses the layer as its transport."""
         layer = cls(app, context, server_side=server_side, server_hostname=server_hostname,
                     handshake_timeout=handshake_timeout)
-        transport.set_protocol(layer)
-        layer._attach(transport)
-        # The stream protocol paused reading while its STARTTLS handler ran.
-        transport.resume_reading()  # type: ignore[attr-defined]
-        layer._step_handshake()
+        error: BaseException | None
+        if transport.get_write_buffer_size():  # type: ignore[attr-defined]
+            # What the transport still holds (the <proceed/>) would be lost with it. Only
+            # a peer that stopped reading gets here.
+            error = ConnectionError("STARTTLS: earlier output has not left yet")
+            transport.abort()  # type: ignore[attr-defined]
+        else:
+            error = layer._take(transport)
+        if error is not None:
+            layer._fail(error)
+        else:
+            layer._step_handshake()
         return layer
 
-    def _attach(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
-        self._raw = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_later(self._timeout,
-                                                            self._handshake_timed_out)
+    def _take(self, transport: asyncio.BaseTransport) -> BaseException | None:
+        """Own the transport's socket: a duplicate of its descriptor under TLS; the
+        transport itself is closed. The error that prevented it, if any."""
+        try:
+            raw = transport.get_extra_info("socket")
+            fd = os.dup(raw.fileno())
+        except (OSError, AttributeError) as exc:  # out of descriptors; no socket
+            transport.abort()  # type: ignore[attr-defined]
+            return exc if isinstance(exc, OSError) else ConnectionError(str(exc))
+        transport.set_protocol(_DETACHED)
+        transport.abort()  # type: ignore[attr-defined]
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            os.close(fd)
+            return exc
+        try:
+            sock.setblocking(False)
+            self._tls = TLSConnection(self._context, sock, server_side=self._server_side,
+                                      server_hostname=self._server_hostname)
+        except (OSError, ValueError) as exc:
+            sock.close()
+            return exc
+        self._sock = sock
+        self._io = self._tls._sslobj
+        self._fd = fd
+        self._timer = self._loop.call_later(self._timeout, self._handshake_timed_out)
+        return None
 
     # -- the handshake ---------------------------------------------------------------------
     def _step_handshake(self) -> None:
         try:
-            self._sslobj.do_handshake()
+            self._io.do_handshake()
         except ssl.SSLWantReadError:
-            self._send_outgoing()
+            self._watch(True, False)
             return
-        except (ssl.SSLError, ValueError) as exc:
-            self._send_outgoing()  # the alert, if OpenSSL made one
-            self._fail(exc)
+        except ssl.SSLWantWriteError:
+            self._watch(False, True)
+            return
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self._fail(exc)  # OpenSSL sent its alert, if it made one
             return
         self._done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._send_outgoing()
-        if not self.handshake.done():
-            self.handshake.set_result(None)
+        self._watch(True, False)  # paused or not: see _readable
+        self._ended(True)
         if self._on_handshake is not None:
             self._on_handshake(None)
         pending, self._pending = self._pending, None
         if pending and not self._closing:
             self.write(b"".join(pending))
-        if self._incoming.pending and not self._app_paused:
-            self._read_plaintext()  # application data that came with the last flight
+        # Application data that came with the last flight is still in the socket (OpenSSL
+        # reads no further than the records it needs): the next readiness event reads it.
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
@@ -138,40 +241,75 @@ class TLSLayer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
-            self.handshake.exception()  # retrieved: nobody may be awaiting it
+        if self._outcome is False:
+            self._ended(exc)
         callback, self._on_handshake = self._on_handshake, None
         if callback is not None:
             callback(exc)
-        self.abort()
+        self._closing = True
+        self._lose(None)
 
-    # -- TCP transport -> here --------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        self._incoming.write(data)
+    # -- readiness -------------------------------------------------------------------------
+    def _watch(self, read: bool, write: bool) -> None:
+        """Watch the socket for what is asked, and for nothing else."""
+        loop = self._loop
+        if read != self._reading:
+            self._reading = read
+            if read:
+                loop.add_reader(self._fd, self._readable)
+            else:
+                loop.remove_reader(self._fd)
+        if write != self._writing:
+            self._writing = write
+            if write:
+                loop.add_writer(self._fd, self._writable)
+            else:
+                loop.remove_writer(self._fd)
+
+    def _readable(self) -> None:
         if not self._done:
             self._step_handshake()
-        elif not self._app_paused:
+        elif self._app_paused:
+            # Paused (pause_reading): only now, with input waiting, stop watching. Most
+            # pauses last one storage read with nothing arriving meanwhile, and then cost
+            # no system call at all (the event loop's stop and restart of watching a
+            # socket cost ~5).
+            self._watch(False, self._writing)
+        else:
             self._read_plaintext()
 
+    def _writable(self) -> None:
+        if not self._done:
+            self._step_handshake()
+        elif self._unsent is not None:
+            self._send_unsent()
+        else:
+            self._watch(self._reading, False)
+
+    # -- the peer -> the stream protocol ----------------------------------------------------
     def _read_plaintext(self) -> None:
         chunks: list[bytes] = []
         sslobj = self._io
-        incoming = self._incoming
         try:
-            while chunk := sslobj.read(READ_SIZE):
+            for _ in range(MAX_READS):
+                chunk = sslobj.read(READ_SIZE)
+                if not chunk:  # the peer's close_notify (RFC 8446 §6.1)
+                    self._deliver(chunks)
+                    self._peer_closed()
+                    return
                 chunks.append(chunk)
-                if not incoming.pending and not sslobj.pending():
-                    break  # all read: no SSLWantReadError raised (the common case)
-            else:
-                # An empty read is the peer's close_notify (RFC 8446 §6.1).
-                self._deliver(chunks)
-                self._peer_closed()
-                return
+                if len(chunk) < READ_SIZE:
+                    # A short record, most likely the peer's last: stop here rather than
+                    # pay a system call to hear "nothing more". OpenSSL reads no further
+                    # than the record it returns, so anything else is still in the
+                    # socket, and the loop calls again while the socket is readable.
+                    break
         except ssl.SSLWantReadError:
-            pass
-        except ssl.SSLZeroReturnError:
-            self._deliver(chunks)
+            pass  # all read
+        except ssl.SSLWantWriteError:
+            pass  # a post-handshake answer waits for room; OpenSSL sends it on the next call
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self._deliver(chunks)  # TCP closed without close_notify: an end all the same
             self._peer_closed()
             return
         except ssl.SSLError as exc:
@@ -179,8 +317,11 @@ class TLSLayer(asyncio.Protocol):
             self._deliver(chunks)
             self.abort()
             return
-        if self._outgoing.pending:
-            self._send_outgoing()  # e.g. a KeyUpdate answer (RFC 8446 §4.6.3)
+        except OSError as exc:  # reset by the peer
+            self._deliver(chunks)
+            self._closing = True
+            self._lose(exc)
+            return
         self._deliver(chunks)
 
     def _deliver(self, chunks: list[bytes]) -> None:
@@ -188,116 +329,154 @@ class TLSLayer(asyncio.Protocol):
             self._app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _peer_closed(self) -> None:
+        self._eof = True
+        self._watch(False, self._writing)
+        if self._closing:
+            return
         keep_open = self._app.eof_received()
         if not keep_open:
             self.close()
 
-    def eof_received(self) -> bool | None:
-        if not self._done:
-            self._fail(ConnectionResetError("connection closed during the TLS handshake"))
-            return None
-        return self._app.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._done and not self.handshake.done():
-            lost = exc or ConnectionResetError("connection lost during the TLS handshake")
-            self.handshake.set_exception(lost)
-            self.handshake.exception()
-            callback, self._on_handshake = self._on_handshake, None
-            if callback is not None:
-                callback(lost)
-        self._closing = True
-        self._raw = None
-        self._app.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._app.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._app.resume_writing()
-
     # -- the stream protocol -> here (its transport) -------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._raw is None:
+        if self._closing or self._sock is None:
             return
         if not self._done:
             if self._pending is None:
                 self._pending = []
             self._pending.append(bytes(data))
             return
+        if self._unsent is not None:
+            self._unsent += data  # after what waits for room, in order
+            return
         try:
             self._io.write(data)
-        except ssl.SSLError as exc:
-            log.info("TLS error writing to %s: %s", self._peer(), exc.reason or exc)
-            self.abort()
-            return
-        self._send_outgoing()
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            self._unsent = bytearray(data)
+            self._watch(self._reading, True)
+        except (OSError, ValueError) as exc:
+            log.info("TLS error writing to %s: %s", self._peer(), exc)
+            self._closing = True
+            self._lose(exc if isinstance(exc, OSError) else None)
 
-    def _send_outgoing(self) -> None:
-        if self._outgoing.pending and self._raw is not None:
-            self._raw.write(self._outgoing.read())
+    def _send_unsent(self) -> None:
+        try:
+            self._io.write(self._unsent)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return  # still full
+        except (OSError, ValueError) as exc:
+            self._closing = True
+            self._lose(exc if isinstance(exc, OSError) else None)
+            return
+        self._unsent = None
+        self._watch(self._reading, False)
+        if self._closing:
+            self._finish_close()
 
     def close(self) -> None:
-        """Send close_notify and close once what is written has gone (RFC 8446 §6.1);
-        the peer's close_notify is not waited for."""
-        if self._closing or self._raw is None:
+        """Send what is written, then close_notify, then close (RFC 8446 §6.1); the
+        peer's close_notify is not waited for. Unsent output gets CLOSE_TIMEOUT to
+        leave."""
+        if self._closing or self._sock is None:
             return
         self._closing = True
-        if self._done:
+        self._pending = None
+        self._watch(False, self._writing)
+        if self._unsent is None:
+            self._finish_close()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(CLOSE_TIMEOUT, self.abort)
+
+    def _finish_close(self) -> None:
+        if self._done and not self._lost:
             try:
-                self._sslobj.unwrap()
-            except (ssl.SSLError, ValueError):
+                self._io.shutdown()
+            except (OSError, ValueError):
                 pass  # SSLWantReadError: the peer's close_notify is not awaited
-            self._send_outgoing()
-        self._raw.close()
+        self._lose(None)
 
     def abort(self) -> None:
         self._closing = True
-        if self._raw is not None:
-            self._raw.abort()
+        self._lose(None)
+
+    def _lose(self, exc: Exception | None) -> None:
+        """Close the socket and tell the stream protocol, once."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lost:
+            return
+        self._lost = True
+        self._unsent = None
+        if self._outcome is False:  # closed before the handshake ended
+            lost = exc or ConnectionResetError("connection closed during the TLS handshake")
+            self._ended(lost)
+            callback, self._on_handshake = self._on_handshake, None
+            if callback is not None:
+                callback(lost)
+        sock = self._sock
+        if sock is not None:
+            self._watch(False, False)
+            _discard_input(self._fd)
+            sock.close()
+        self._loop.call_soon(self._app.connection_lost, exc)
 
     def is_closing(self) -> bool:
         return self._closing
 
     def pause_reading(self) -> None:
-        self._app_paused = True
-        if self._done and self._raw is not None and not self._raw_paused:
-            self._raw_paused = True
-            self._raw.pause_reading()
+        self._app_paused = True  # watching stops when input comes (_readable)
 
     def resume_reading(self) -> None:
         if not self._app_paused:
             return
         self._app_paused = False
-        if self._incoming.pending and self._done:
-            self._read_plaintext()  # what arrived while paused
-        if self._raw_paused and self._raw is not None and not self._closing:
-            self._raw_paused = False
-            self._raw.resume_reading()
+        if self._done and not self._closing and not self._eof:
+            self._watch(True, self._writing)
 
     def get_write_buffer_size(self) -> int:
-        raw = self._raw
-        size = raw.get_write_buffer_size() if raw is not None else 0
+        unsent = self._unsent
+        size = len(unsent) if unsent is not None else 0
         if self._pending is None:
             return size  # after the handshake: twice per output batch, kept short
         return size + sum(map(len, self._pending))
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        tls = self._tls
         if name == "ssl_object":
-            return self._sslobj
-        if name == "sslcontext":
-            return self._sslobj.context
-        if name == "peercert":
-            return self._sslobj.getpeercert() if self._done else default
-        if name == "cipher":
-            return self._sslobj.cipher()
-        if self._raw is None:
+            return tls
+        sock = self._sock
+        if tls is None or sock is None:
             return default
-        return self._raw.get_extra_info(name, default)
+        if name == "sslcontext":
+            return tls.context
+        if name == "peercert":
+            return tls.getpeercert() if self._done else default
+        if name == "cipher":
+            return tls.cipher()
+        if name == "socket":
+            return sock
+        try:
+            if name == "peername":
+                return sock.getpeername()
+            if name == "sockname":
+                return sock.getsockname()
+        except OSError:
+            pass  # closed, or the peer is gone
+        return default
 
     def _peer(self) -> str:
         peer = self.get_extra_info("peername")
         return peer[0] if isinstance(peer, tuple) else "?"
+
+
+def _discard_input(fd: int) -> None:
+    """Read and drop what the peer sent that nobody will read (see DISCARD_READS)."""
+    try:
+        for _ in range(DISCARD_READS):
+            if not os.read(fd, 65536):
+                return
+    except OSError:
+        return  # nothing more (BlockingIOError), or the peer is gone
