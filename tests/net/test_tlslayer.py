@@ -5,7 +5,9 @@ on an open connection, back-pressure, close_notify, and the handshake bound."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -228,6 +230,168 @@ def test_writes_before_the_handshake_ends_are_sent_after_it(
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
         assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_output_the_socket_cannot_take_waits_and_arrives_in_order(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    """A peer that does not read: OpenSSL's send stops part-way, the rest waits in the
+    layer (counted by get_write_buffer_size) and leaves, in order, once the peer reads."""
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+
+    class Writer(Echo):
+        def data_received(self, data: bytes) -> None:
+            for _ in range(64):  # 64 MiB: more than both sockets' buffers hold
+                self.transport.write(chunk)
+
+    async def main() -> None:
+        apps: list[Echo] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Writer())
+            return TLSLayer(apps[-1], server_ctx, server_side=True)
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost",
+            limit=1024)
+        writer.write(b"go")
+        await asyncio.sleep(0.3)  # the client reads nothing meanwhile
+        waiting = apps[0].transport.get_write_buffer_size()
+        assert waiting > 0
+        received = await reader.readexactly(64 * len(chunk))
+        assert received == chunk * 64
+        assert apps[0].transport.get_write_buffer_size() == 0
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_close_sends_what_waits_before_close_notify(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    payload = b"x" * (64 << 20)  # more than both sockets' buffers hold
+
+    class Closer(Echo):
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(payload)
+            self.transport.close()
+
+    def blocking_client(port: int, started: threading.Event) -> tuple[int, bool]:
+        # A plain blocking client: uvloop's own TLS client loses the last records when
+        # close_notify comes while its reader is paused, which is not what is tested.
+        with client_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                                      server_hostname="localhost") as sock:
+            sock.sendall(b"go")
+            started.wait(5)  # the client reads nothing until the server has closed
+            total = 0
+            while chunk := sock.recv(1 << 20):
+                total += len(chunk)
+            return total, True  # recv returned b"": close_notify, not a ragged end
+
+    async def main() -> None:
+        apps: list[Echo] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Closer())
+            return TLSLayer(apps[-1], server_ctx, server_side=True)
+        server, port = await serve(factory)
+        started = threading.Event()
+        client = asyncio.ensure_future(asyncio.to_thread(blocking_client, port, started))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if apps and apps[0].transport.is_closing():
+                break
+        assert apps[0].transport.is_closing()
+        assert not apps[0].lost.done()  # still sending
+        started.set()
+        assert await client == (len(payload), True)
+        assert await apps[0].lost is None
+        server.close()
+    run(main())
+
+
+def test_a_close_that_cannot_send_is_cut_off_at_its_bound(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tercet.net import tlslayer
+    monkeypatch.setattr(tlslayer, "CLOSE_TIMEOUT", 0.3)
+
+    class Closer(Echo):
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(b"x" * (64 << 20))
+            self.transport.close()
+
+    async def main() -> None:
+        apps: list[Echo] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Closer())
+            return TLSLayer(apps[-1], server_ctx, server_side=True)
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost",
+            limit=1024)
+        writer.write(b"go")
+        # The client never reads: the layer gives up after its bound.
+        assert await asyncio.wait_for(apps[0].lost, 5) is None
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_an_end_without_close_notify_is_an_end_of_input(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    class Ends(Echo):
+        eofs = 0
+
+        def eof_received(self) -> bool | None:
+            self.eofs += 1
+            return None  # close
+
+    async def main() -> None:
+        apps: list[Ends] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Ends())
+            return TLSLayer(apps[-1], server_ctx, server_side=True)
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        writer.write(b"bye")
+        assert await reader.readexactly(3) == b"bye"
+        # TCP's end under TLS, with no close_notify (a client that crashed).
+        writer.transport.abort()
+        assert await asyncio.wait_for(apps[0].lost, 5) is None
+        assert apps[0].eofs == 1
+        assert bytes(apps[0].received) == b"bye"
+        writer.close()
+        server.close()
+    run(main())
+
+
+def test_a_close_during_the_handshake_ends_it_with_an_error(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    async def main() -> None:
+        apps: list[Echo] = []
+        layers: list[TLSLayer] = []
+
+        def factory() -> asyncio.Protocol:
+            app = Echo()
+            apps.append(app)
+            layers.append(TLSLayer(app, server_ctx, server_side=True,
+                                   on_handshake=app.handshake_done))
+            return layers[-1]
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        apps[0].transport.close()  # e.g. the per-address cap, before any ClientHello
+        with pytest.raises(ConnectionResetError):
+            await layers[0].handshake
+        assert len(apps[0].handshakes) == 1
+        assert isinstance(apps[0].handshakes[0], ConnectionResetError)
+        assert await apps[0].lost is None
+        assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         server.close()
     run(main())
