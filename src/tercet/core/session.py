@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 _ids = itertools.count(1)
 
+#: The logger of each session kind ("c2s", "s2s", "component", "host"), for Session.log:
+#: logging.getLogger takes the logging module's lock on every call.
+_KIND_LOGGERS: dict[str, logging.Logger] = {}
+
 #: ``C2SSession.directed`` while no directed presence was sent: one for every session.
 NO_DIRECTED: frozenset[str] = frozenset()
 
@@ -139,7 +143,10 @@ class Session:
         Made when used rather than kept: a ``logging.getLogger`` per session would stay in
         the logging module's registry forever, growing with every connection ever made.
         """
-        return SessionLog(logging.getLogger(f"tercet.{self.kind}"), {"session": self.id})
+        logger = _KIND_LOGGERS.get(self.kind)
+        if logger is None:
+            logger = _KIND_LOGGERS[self.kind] = logging.getLogger(f"tercet.{self.kind}")
+        return SessionLog(logger, {"session": self.id})
 
     def send(self, stanza: Element) -> None:
         raise NotImplementedError

@@ -256,7 +256,7 @@ class SqliteDriver(StorageDriver):
                 self._writes -= 1
 
     async def read(self, op: Op[T]) -> T:
-        """A point read (one indexed lookup): ``op(conn)`` on the event loop's own
+        """A point read (one statement, one indexed lookup): ``op(conn)`` on the event loop's own
         connection when no write is queued, else through the database thread behind the
         writes (see the module docstring)."""
         if self._writes == 0 and not self._closed and self._conn is not None:
@@ -264,8 +264,10 @@ class SqliteDriver(StorageDriver):
                 else self._open_reader()
             if conn is not None:
                 try:
-                    with _transaction(conn, write=False):
-                        return op(conn)
+                    # One statement: its own read transaction (autocommit), so no BEGIN
+                    # and COMMIT around it (two of a read's three statements; a login
+                    # makes about five reads).
+                    return op(conn)
                 except sqlite3.OperationalError:
                     pass  # busy (a checkpoint resetting the WAL): the thread waits for it
                 except sqlite3.Error as exc:
