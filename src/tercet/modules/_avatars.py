@@ -225,13 +225,16 @@ class Avatars:
         """Publish a PHOTO stored before conversion existed (once: the metadata node
         then exists)."""
         pep, username = self.pep, session.username
-        # node_config, not pep.service(): it leaves no service cached for an account
-        # without PEP nodes (memory per idle session).
-        if pep is None or username is None \
-                or await pep.node_config(username, NS_META) is not None:
+        if pep is None or username is None:
             return
+        # The vCard first: most accounts have none, and then one storage read per login
+        # is all this costs.
         card = await self.vcards.stored(username)
         if card is None or card.find("PHOTO", NS_VCARD) is None:
+            return
+        # node_config, not pep.service(): it leaves no service cached for an account
+        # without PEP nodes (memory per idle session).
+        if await pep.node_config(username, NS_META) is not None:
             return
         refusal = await self.from_vcard(username, card)
         if refusal is not None:
