@@ -38,6 +38,13 @@ NS_VCARD = "vcard-temp"
 NS_DATA = "urn:xmpp:avatar:data"
 NS_META = "urn:xmpp:avatar:metadata"
 NS_UPDATE = "vcard-temp:x:update"
+
+#: The update element of an account without an avatar, one for every presence that
+#: carries it: each online session keeps its last presence, and two elements with their
+#: attribute dicts and child lists are ~0.4 kB of an idle session. Never changed in place:
+#: every routed copy of a presence is a deep copy (Element.copy), and this module replaces
+#: the element rather than editing it.
+_NO_PHOTO = Element("x", NS_UPDATE, None, [Element("photo", NS_UPDATE)])
 NS_CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
 #: XEP-0084 §4.5: the item that says "no avatar".
 DISABLED_ID = "current"
@@ -304,11 +311,10 @@ class Avatars:
         else:
             digest = photo_hash(await self.vcards.stored(origin.username))
         stanza.remove_children("x", NS_UPDATE)
-        update = stanza.tag("x", NS_UPDATE)
         if digest:
-            update.text_tag("photo", digest, NS_UPDATE)
+            stanza.tag("x", NS_UPDATE).text_tag("photo", digest, NS_UPDATE)
         else:
-            update.tag("photo", NS_UPDATE)
+            stanza.children.append(_NO_PHOTO)
         return None
 
     async def disco_info(self, event: Any) -> None:
