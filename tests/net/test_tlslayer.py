@@ -395,3 +395,46 @@ def test_a_close_during_the_handshake_ends_it_with_an_error(
         writer.close()
         server.close()
     run(main())
+
+
+def test_starttls_with_output_still_queued_fails_and_ends_the_connection_once(
+        run: Callable[..., Any], server_ctx: ssl.SSLContext) -> None:
+    """The <proceed/> must have left before TLS takes the socket: with the peer not
+    reading and the transport's buffer full, the upgrade fails, and the stream protocol
+    hears of the end once."""
+    class Stuck(Echo):
+        layer: TLSLayer | None = None
+        losses = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(b"x" * (64 << 20))  # more than the sockets hold
+            self.layer = TLSLayer.upgrade(self.transport, self, server_ctx,
+                                          server_side=True)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.losses += 1
+            super().connection_lost(exc)
+
+    async def main() -> None:
+        apps: list[Stuck] = []
+
+        def factory() -> asyncio.Protocol:
+            apps.append(Stuck())
+            return apps[-1]
+        server, port = await serve(factory)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        for _ in range(100):  # bounded: 5 s
+            if apps and apps[0].lost.done():
+                break
+            await asyncio.sleep(0.05)
+        assert apps[0].lost.done()
+        layer = apps[0].layer
+        assert layer is not None
+        with pytest.raises(ConnectionError):
+            await layer.handshake
+        await asyncio.sleep(0.1)  # a second connection_lost would have come by now
+        assert apps[0].losses == 1
+        writer.close()
+        server.close()
+    run(main())

@@ -167,7 +167,7 @@ class TLSLayer(asyncio.Protocol):
             # What the transport still holds (the <proceed/>) would be lost with it. Only
             # a peer that stopped reading gets here.
             error = ConnectionError("STARTTLS: earlier output has not left yet")
-            transport.abort()  # type: ignore[attr-defined]
+            _drop(transport)
         else:
             error = layer._take(transport)
         if error is not None:
@@ -183,10 +183,9 @@ class TLSLayer(asyncio.Protocol):
             raw = transport.get_extra_info("socket")
             fd = os.dup(raw.fileno())
         except (OSError, AttributeError) as exc:  # out of descriptors; no socket
-            transport.abort()  # type: ignore[attr-defined]
+            _drop(transport)
             return exc if isinstance(exc, OSError) else ConnectionError(str(exc))
-        transport.set_protocol(_DETACHED)
-        transport.abort()  # type: ignore[attr-defined]
+        _drop(transport)
         try:
             sock = socket.socket(fileno=fd)
         except OSError as exc:
@@ -470,6 +469,13 @@ class TLSLayer(asyncio.Protocol):
     def _peer(self) -> str:
         peer = self.get_extra_info("peername")
         return peer[0] if isinstance(peer, tuple) else "?"
+
+
+def _drop(transport: asyncio.BaseTransport) -> None:
+    """Close a TCP transport the layer took over (or failed to): the stream protocol
+    hears of the end from the layer, once, not from the transport too."""
+    transport.set_protocol(_DETACHED)
+    transport.abort()  # type: ignore[attr-defined]
 
 
 def _discard_input(fd: int) -> None:
