@@ -77,14 +77,22 @@ async def serve(factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Server
     return server, server.sockets[0].getsockname()[1]
 
 
-def direct_tls(ctx: ssl.SSLContext, apps: list[Echo],
-               timeout: float = 30.0) -> Callable[[], asyncio.Protocol]:
+def direct_tls(ctx: ssl.SSLContext, apps: list[Any], timeout: float = 30.0,
+               app_type: type[Echo] = Echo) -> Callable[[], asyncio.Protocol]:
+    """A factory of TLS layers over ``app_type`` stream protocols, each added to ``apps``."""
     def factory() -> asyncio.Protocol:
-        app = Echo()
+        app = app_type()
         apps.append(app)
         return TLSLayer(app, ctx, server_side=True, handshake_timeout=timeout,
                         on_handshake=app.handshake_done)
     return factory
+
+
+async def open_tls(port: int, limit: int = 2 ** 16) -> tuple[asyncio.StreamReader,
+                                                               asyncio.StreamWriter]:
+    """A TLS client; a small ``limit`` makes it stop reading early."""
+    return await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx(),
+                                         server_hostname="localhost", limit=limit)
 
 
 def test_a_megabyte_crosses_both_ways_and_close_sends_close_notify(
@@ -94,8 +102,7 @@ def test_a_megabyte_crosses_both_ways_and_close_sends_close_notify(
     async def main() -> None:
         apps: list[Echo] = []
         server, port = await serve(direct_tls(server_ctx, apps))
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        reader, writer = await open_tls(port)
         writer.write(payload)
         echoed = await reader.readexactly(len(payload))
         assert echoed == payload
@@ -156,14 +163,8 @@ def test_paused_reading_holds_data_until_resumed(
 
     async def main() -> None:
         apps: list[Echo] = []
-
-        def factory() -> asyncio.Protocol:
-            app = Pausing()
-            apps.append(app)
-            return TLSLayer(app, server_ctx, server_side=True)
-        server, port = await serve(factory)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Pausing))
+        reader, writer = await open_tls(port)
         writer.write(b"first")
         assert await reader.readexactly(5) == b"first"
         writer.write(b"second")
@@ -221,14 +222,8 @@ def test_writes_before_the_handshake_ends_are_sent_after_it(
 
     async def main() -> None:
         apps: list[Echo] = []
-
-        def factory() -> asyncio.Protocol:
-            app = Greeting()
-            apps.append(app)
-            return TLSLayer(app, server_ctx, server_side=True)
-        server, port = await serve(factory)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Greeting))
+        reader, writer = await open_tls(port)
         assert await reader.readexactly(5) == b"hello"
         writer.close()
         server.close()
@@ -248,14 +243,8 @@ def test_output_the_socket_cannot_take_waits_and_arrives_in_order(
 
     async def main() -> None:
         apps: list[Echo] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Writer())
-            return TLSLayer(apps[-1], server_ctx, server_side=True)
-        server, port = await serve(factory)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost",
-            limit=1024)
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Writer))
+        reader, writer = await open_tls(port, limit=1024)
         writer.write(b"go")
         await asyncio.sleep(0.3)  # the client reads nothing meanwhile
         waiting = apps[0].transport.get_write_buffer_size()
@@ -291,11 +280,7 @@ def test_close_sends_what_waits_before_close_notify(
 
     async def main() -> None:
         apps: list[Echo] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Closer())
-            return TLSLayer(apps[-1], server_ctx, server_side=True)
-        server, port = await serve(factory)
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Closer))
         started = threading.Event()
         client = asyncio.ensure_future(asyncio.to_thread(blocking_client, port, started))
         for _ in range(100):
@@ -324,14 +309,8 @@ def test_a_close_that_cannot_send_is_cut_off_at_its_bound(
 
     async def main() -> None:
         apps: list[Echo] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Closer())
-            return TLSLayer(apps[-1], server_ctx, server_side=True)
-        server, port = await serve(factory)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost",
-            limit=1024)
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Closer))
+        reader, writer = await open_tls(port, limit=1024)
         writer.write(b"go")
         # The client never reads: the layer gives up after its bound.
         assert await asyncio.wait_for(apps[0].lost, 5) is None
@@ -351,13 +330,8 @@ def test_an_end_without_close_notify_is_an_end_of_input(
 
     async def main() -> None:
         apps: list[Ends] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Ends())
-            return TLSLayer(apps[-1], server_ctx, server_side=True)
-        server, port = await serve(factory)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx(), server_hostname="localhost")
+        server, port = await serve(direct_tls(server_ctx, apps, app_type=Ends))
+        reader, writer = await open_tls(port)
         writer.write(b"bye")
         assert await reader.readexactly(3) == b"bye"
         # TCP's end under TLS, with no close_notify (a client that crashed).
