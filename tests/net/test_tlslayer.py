@@ -9,12 +9,14 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
 
 from tercet.core.certs import generate_self_signed
+from tercet.net.tls import TLSManager
 from tercet.net.tlslayer import TLSLayer
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -412,3 +414,40 @@ def test_starttls_with_output_still_queued_fails_and_ends_the_connection_once(
         writer.close()
         server.close()
     run(main())
+
+
+def test_sessions_of_one_certificate_share_their_tls_info_on_tls_1_3(
+        run: Callable[..., Any], tmp_path: Path) -> None:
+    """session.tls_info (TLSManager.session_info): one dict for every TLS 1.3 session of a
+    certificate, version and cipher; TLS 1.2 sessions get their own, with tls-unique."""
+    manager = TLSManager()
+    manager.add_host("localhost", *generate_self_signed("localhost", tmp_path))
+
+    async def connect(port: int, tls12: bool) -> None:
+        ctx = client_ctx()
+        if tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                  server_hostname="localhost")
+        writer.write(b"hi")
+        await writer.drain()
+
+    async def main() -> list[dict[str, Any]]:
+        apps: list[Echo] = []
+        server, port = await serve(direct_tls(manager.server_context(), apps))
+        for tls12 in (False, False, True):
+            await connect(port, tls12)
+        for _ in range(100):  # bounded: 5 s
+            if len(apps) == 3 and all(len(app.handshakes) == 1 for app in apps):
+                break
+            await asyncio.sleep(0.05)
+        server.close()
+        return [manager.session_info(app.transport.get_extra_info("ssl_object"))
+                for app in apps]
+
+    first, second, old = run(main())
+    assert first is second
+    assert first["version"] == "TLSv1.3"
+    assert set(first["channel_bindings"]) == {"tls-server-end-point"}
+    assert old is not first and old["version"] == "TLSv1.2"
+    assert set(old["channel_bindings"]) == {"tls-server-end-point", "tls-unique"}

@@ -27,8 +27,8 @@ log = logging.getLogger("tercet.tls")
 ALPN_C2S = "xmpp-client"  # XEP-0368 §3
 ALPN_S2S = "xmpp-server"
 
-#: Distinct (host, version, cipher) combinations whose session_info is shared; past it
-#: each session gets its own dict (TLS 1.3 has five cipher suites, RFC 8446 §B.4).
+#: Distinct (certificate, version, cipher) combinations whose session_info is shared;
+#: past it each session gets its own dict (TLS 1.3 has five cipher suites, RFC 8446 §B.4).
 MAX_SHARED_INFOS = 64
 
 
@@ -124,7 +124,8 @@ class TLSManager:
     # host -> its server context for s2s streams: asks for a client certificate.
     _s2s: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _s2s_requests: bool = False
-    # (host entry, version, cipher) -> the shared session_info dict of that combination.
+    # (id of a host's bindings dict, version, cipher) -> the shared session_info dict of
+    # that combination, which holds the bindings dict: its id cannot be reused meanwhile.
     _infos: dict[tuple[int, str | None, str | None], dict[str, Any]] = field(
         default_factory=dict)
 
@@ -237,7 +238,7 @@ class TLSManager:
         entry = self._by_context.get(id(sslobj.context)) if sslobj is not None else None
         if entry is None or bindings is not entry.bindings:
             return {"version": version, "cipher": name, "channel_bindings": bindings}
-        key = (id(entry), version, name)
+        key = (id(bindings), version, name)
         info = self._infos.get(key)
         if info is None:
             # Interned: the same few names for every session, not two strings each.
