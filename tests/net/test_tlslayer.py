@@ -90,6 +90,15 @@ def direct_tls(ctx: ssl.SSLContext, apps: list[Any], timeout: float = 30.0,
     return factory
 
 
+def plain(apps: list[Any], app_type: type[Echo]) -> Callable[[], asyncio.Protocol]:
+    """A factory of ``app_type`` stream protocols on plain TCP (for STARTTLS), each
+    added to ``apps``."""
+    def factory() -> asyncio.Protocol:
+        apps.append(app_type())
+        return apps[-1]
+    return factory
+
+
 async def open_tls(port: int, limit: int = 2 ** 16) -> tuple[asyncio.StreamReader,
                                                                asyncio.StreamWriter]:
     """A TLS client; a small ``limit`` makes it stop reading early."""
@@ -135,11 +144,7 @@ def test_starttls_upgrades_an_open_connection(
 
     async def main() -> None:
         apps: list[Upgrading] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Upgrading())
-            return apps[-1]
-        server, port = await serve(factory)
+        server, port = await serve(plain(apps, Upgrading))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"STARTTLS\n")
         assert await reader.readline() == b"PROCEED\n"
@@ -393,11 +398,7 @@ def test_starttls_with_output_still_queued_fails_and_ends_the_connection_once(
 
     async def main() -> None:
         apps: list[Stuck] = []
-
-        def factory() -> asyncio.Protocol:
-            apps.append(Stuck())
-            return apps[-1]
-        server, port = await serve(factory)
+        server, port = await serve(plain(apps, Stuck))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"STARTTLS\n")
         for _ in range(100):  # bounded: 5 s
