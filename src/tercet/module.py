@@ -68,7 +68,7 @@ from tercet.core.streamevents import (
 )
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.jid import JID, InvalidJID
-from tercet.protocol.stanza import NS_CLIENT, NS_DELAY, Element, iq, message, presence
+from tercet.protocol.stanza import NS_CLIENT, NS_DELAY, Element, Sealed, iq, message, presence
 from tercet.storage.base import (
     MAX_ARCHIVE_PAGE,
     ArchiveAppend,
@@ -125,6 +125,7 @@ __all__ = [
     "ServerSession",
     "ServerStats",
     "ServerStreamEvent",
+    "Sealed",
     "SendFilter",
     "SessionReport",
     "Session",

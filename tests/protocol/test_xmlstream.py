@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tercet.protocol.errors import StanzaError, StreamError
-from tercet.protocol.stanza import Element, message
+from tercet.protocol.stanza import Element, Sealed, message
 from tercet.protocol.xmlstream import (
     StanzaReceived,
     StreamClosed,
@@ -297,3 +297,37 @@ def test_hibernation_keeps_the_peers_prefixes_and_refuses_mid_stanza() -> None:
     events += reader.feed(b" </s:stream>")
     assert [type(e).__name__ for e in events] == ["StanzaReceived", "StreamClosed"]
     assert not reader.hibernate()  # closed
+
+
+def test_streams_declaring_the_same_namespaces_share_them_and_keep_their_own() -> None:
+    """An idle stream keeps its root's declarations for the next wake; streams that
+    declared the same share one dict (an idle session's memory), and a wake neither
+    changes it nor loses a stream's own prefixes."""
+    custom = (b"<s:stream xmlns:s='http://etherx.jabber.org/streams' xmlns='jabber:client'"
+              b" xmlns:x='urn:example:shared-decls' to='localhost' version='1.0'>")
+    a, b, c = opened(), opened(), StreamReader()
+    c.feed(custom)
+    assert a._root_ns_decls is b._root_ns_decls  # white box: the memory property
+    assert c._root_ns_decls is not a._root_ns_decls
+    before = dict(a._root_ns_decls)
+    for reader in (a, c):
+        assert reader.hibernate()
+    events = c.feed(b"<message><x:y/></message>") + a.feed(b"<message><body>a</body></message>")
+    assert [(e.element.children[0].name, e.element.children[0].xmlns)  # type: ignore[union-attr]
+            for e in events] == [("y", "urn:example:shared-decls"), ("body", "jabber:client")]
+    assert a._root_ns_decls == before and b._root_ns_decls is a._root_ns_decls
+    b.reset()  # a stream restart declares afresh, without touching the shared dict
+    b.feed(custom)
+    assert a._root_ns_decls == before and b._root_ns_decls is c._root_ns_decls
+
+
+def test_a_sealed_child_is_shared_by_copies_and_serialises_like_any_element() -> None:
+    flag = Sealed("x", "vcard-temp:x:update", None, [Sealed("photo", "vcard-temp:x:update")])
+    stanza = Element("presence", attrs={"from": "a@b/c"}, children=[Element("show"), flag])
+    copy = stanza.copy()
+    assert copy.children[1] is flag and copy.children[0] is not stanza.children[0]
+    assert copy.children is not stanza.children and copy.attrs is not stanza.attrs
+    plain = Element("presence", attrs={"from": "a@b/c"}, children=[
+        Element("show"), Element("x", "vcard-temp:x:update", None,
+                                 [Element("photo", "vcard-temp:x:update")])])
+    assert copy.to_xml() == plain.to_xml() and copy == plain

@@ -225,6 +225,23 @@ class Element:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
 
+class Sealed(Element):
+    """An element never changed once built, so any number of trees can hold the same one:
+    ``copy`` returns it as it is. For constant payloads that sessions keep, such as the
+    empty XEP-0153 avatar hash every stored presence of an account without an avatar
+    carries; a copy of a tree holding one shares it rather than holding its own
+    (bench/README.md, "Memory per idle session"). Its children are Sealed or text.
+
+    Nothing enforces the promise (a check on every change would cost every stanza): code
+    that edits a received or copied tree in place must replace a Sealed child, not edit
+    it, as it should any child it did not build."""
+
+    __slots__ = ()
+
+    def copy(self) -> Element:
+        return self
+
+
 def _serialise(el: Element, parent_ns: str | None, out: list[str]) -> None:
     # One string per start tag and one per end tag: this runs once per element of every
     # stanza delivered, so fewer list appends and concatenations matter here.

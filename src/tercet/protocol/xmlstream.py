@@ -47,6 +47,13 @@ _TEXT_BUFFER = 1024
 # this many entries (a miss only costs the split).
 _NAME_CACHE_SIZE = 4096
 _names: dict[str, tuple[str, str]] = {}
+# A stream root's namespace declarations -> one dict with them, shared by every stream
+# that declared the same: an idle stream keeps its root's declarations (for a parser swap
+# or a wake) and nearly all declare the same two, so each would otherwise hold a
+# 184-byte dict of its own. Declarations come from peers: past this many distinct sets
+# a stream keeps its own dict.
+_DECLS_CACHE_SIZE = 64
+_shared_decls: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
 # expat error codes that mean "forbidden by RFC 6120 §11.1" rather than "malformed".
 _RESTRICTED_ERRORS = {
@@ -349,7 +356,9 @@ class StreamReader:
             raise StreamError("unsupported-encoding")
 
     def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
-        if self._depth == 0:
+        # A rebuilt header (_resuming) declares what _root_ns_decls already holds, and
+        # that dict may be shared with other streams (_share_decls): never written then.
+        if self._depth == 0 and not self._resuming:
             # Interned: every stream declares the same two or three, and each idle
             # stream keeps its declarations (for a parser swap or a wake).
             self._root_ns_decls[sys.intern(prefix or "")] = sys.intern(uri or "")
@@ -419,8 +428,20 @@ class StreamReader:
             raise StreamError("invalid-namespace", "wrong content namespace")
         if self._resuming:
             return  # the rebuilt header of a parser swap: the peer sent no new header
+        self._root_ns_decls = _share_decls(self._root_ns_decls)
         self._mark = self._fed_position()
         self._events.append(StreamOpened(_convert_attrs(attrs), content_ns))
+
+
+def _share_decls(decls: dict[str, str]) -> dict[str, str]:
+    """The shared dict equal to ``decls`` (see _shared_decls); never written after this."""
+    key = tuple(decls.items())
+    shared = _shared_decls.get(key)
+    if shared is None:
+        if len(_shared_decls) >= _DECLS_CACHE_SIZE:
+            return decls
+        shared = _shared_decls[key] = decls
+    return shared
 
 
 def _join_text(el: Element) -> None:
