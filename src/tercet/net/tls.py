@@ -32,25 +32,28 @@ ALPN_S2S = "xmpp-server"
 MAX_SHARED_INFOS = 64
 
 
-class TLSConnection:
-    """One TLS connection on a socket, as ``ssl.SSLObject`` shows one (``version``,
-    ``cipher``, ``getpeercert``, ``get_channel_binding``, ``selected_alpn_protocol``, and
-    ``context``, which an SNI callback sets), over OpenSSL's connection object.
+class TLSConnection(socket.socket):
+    """A socket with one TLS connection on it, which shows what ``ssl.SSLObject`` shows
+    (``version``, ``cipher``, ``getpeercert``, ``get_channel_binding``,
+    ``selected_alpn_protocol``, and ``context``, which an SNI callback sets), over
+    OpenSSL's connection object: made with the socket, ``wrap`` starts TLS on it.
 
     The TLS layer (net/tlslayer.py) makes these rather than ``ssl.SSLSocket``s, whose
-    wrapper keeps a dict of eight attributes per connection (~0.4 kB of an idle session);
-    this one has one slot. OpenSSL's object refers back to it weakly, as its owner: the
-    SNI callback receives the owner."""
+    wrapper keeps a dict of eight attributes per connection (~0.4 kB of an idle session).
+    OpenSSL's object refers back weakly to its socket and to its owner (the SNI callback
+    receives the owner): both are this object, so one weak reference serves both, where
+    an owner of its own cost 128 bytes per session."""
 
-    __slots__ = ("_sslobj", "__weakref__")
+    __slots__ = ("_sslobj",)
 
-    def __init__(self, context: ssl.SSLContext, sock: socket.socket, *, server_side: bool,
-                 server_hostname: str | None = None) -> None:
+    def wrap(self, context: ssl.SSLContext, *, server_side: bool,
+             server_hostname: str | None = None) -> None:
+        """Start TLS on this (non-blocking) socket; the handshake is the caller's."""
         # What SSLSocket and SSLObject do to make theirs (Python 3.11-3.13): the name
         # IDNA-encoded, the socket's own timeout (0: non-blocking) for every call.
         hostname = context._encode_hostname(server_hostname)  # type: ignore[attr-defined]
         self._sslobj: Any = context._wrap_socket(  # type: ignore[attr-defined]
-            sock, server_side, hostname, owner=self, session=None)
+            self, server_side, hostname, owner=self, session=None)
 
     @property
     def context(self) -> ssl.SSLContext:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -79,7 +78,7 @@ class TLSLayer(asyncio.Protocol):
     __slots__ = ("_app", "_app_paused", "_closing", "_context", "_done", "_eof", "_fd",
                  "_io", "_loop", "_lost", "_on_handshake", "_outcome", "_pending",
                  "_reading", "_server_hostname", "_server_side", "_sock", "_timeout",
-                 "_timer", "_tls", "_unsent", "_waiter", "_writing")
+                 "_timer", "_unsent", "_waiter", "_writing")
 
     def __init__(self, app: asyncio.Protocol, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
@@ -89,8 +88,7 @@ class TLSLayer(asyncio.Protocol):
         self._server_side = server_side
         self._server_hostname = server_hostname
         self._loop = asyncio.get_running_loop()
-        self._sock: socket.socket | None = None
-        self._tls: TLSConnection | None = None
+        self._sock: TLSConnection | None = None
         # OpenSSL's connection object (the TLSConnection's), for the per-record reads and
         # writes without a Python frame between.
         self._io: Any = None
@@ -187,19 +185,19 @@ class TLSLayer(asyncio.Protocol):
             return exc if isinstance(exc, OSError) else ConnectionError(str(exc))
         _drop(transport)
         try:
-            sock = socket.socket(fileno=fd)
+            sock = TLSConnection(fileno=fd)
         except OSError as exc:
             os.close(fd)
             return exc
         try:
             sock.setblocking(False)
-            self._tls = TLSConnection(self._context, sock, server_side=self._server_side,
-                                      server_hostname=self._server_hostname)
+            sock.wrap(self._context, server_side=self._server_side,
+                      server_hostname=self._server_hostname)
         except (OSError, ValueError) as exc:
             sock.close()
             return exc
         self._sock = sock
-        self._io = self._tls._sslobj
+        self._io = sock._sslobj
         self._fd = fd
         self._timer = self._loop.call_later(self._timeout, self._handshake_timed_out)
         return None
@@ -443,18 +441,17 @@ class TLSLayer(asyncio.Protocol):
         return size + sum(map(len, self._pending))
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        tls = self._tls
-        if name == "ssl_object":
-            return tls
         sock = self._sock
-        if tls is None or sock is None:
+        if name == "ssl_object":
+            return sock
+        if sock is None:
             return default
         if name == "sslcontext":
-            return tls.context
+            return sock.context
         if name == "peercert":
-            return tls.getpeercert() if self._done else default
+            return sock.getpeercert() if self._done else default
         if name == "cipher":
-            return tls.cipher()
+            return sock.cipher()
         if name == "socket":
             return sock
         try:
