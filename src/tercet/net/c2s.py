@@ -51,6 +51,38 @@ STANZA_NAMES = frozenset(("message", "presence", "iq"))
 MAX_HELD = 512 * 1024
 
 
+class OutputBatch:
+    """The connections written to in this loop iteration, each flushed once when it ends
+    by one loop callback for all of them (one per connection was a handle and a bound
+    method each for the garbage collector to track). Compiled with the connection: it
+    runs once per delivery (bench/README.md, "Memory per idle session: shared constant
+    trees")."""
+
+    __slots__ = ("_dirty", "_loop")
+
+    def __init__(self) -> None:
+        self._dirty: list[C2SConnection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, conn: C2SConnection) -> None:
+        """Flush ``conn`` when this iteration ends (once however often it is added)."""
+        dirty = self._dirty
+        dirty.append(conn)
+        if len(dirty) == 1:
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                # Found once, not per call: Python 3.11's get_running_loop() makes a
+                # getpid() system call every time.
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush_all)
+
+    def flush_all(self) -> None:
+        # Writes made while flushing (a close after an overflow) start a fresh batch.
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class C2SConnection(asyncio.Protocol):
     """One client TCP connection (plain, STARTTLS-upgraded or direct TLS)."""
@@ -139,14 +171,14 @@ class C2SConnection(asyncio.Protocol):
         if out is None:
             self._out = bytearray(data)
             self._out_size = len(data)
-            self.net.schedule_flush(self)
+            self.net.output.add(self)
         else:
             out += data
             self._out_size += len(data)
 
     def flush(self) -> None:
         """Hand everything queued in this iteration to the transport in one write
-        (called once per iteration for all connections: NetManager.schedule_flush)."""
+        (called once per iteration for all connections: OutputBatch)."""
         out, self._out = self._out, None
         transport = self.transport
         if not out or transport is None or self._closing:

@@ -132,7 +132,7 @@ class FramedC2SConnection(C2SConnection):
             self._messages = [message]
             self._out_size = len(message)
             self._sent_size = self._link.buffered()
-            self.net.schedule_flush(self)
+            self.net.output.add(self)
         else:
             out.append(message)
             self._out_size += len(message)

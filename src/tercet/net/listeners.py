@@ -16,7 +16,7 @@ from tercet.core.network import (
     MessageLink,
     StreamLimits,
 )
-from tercet.net.c2s import C2SConnection
+from tercet.net.c2s import C2SConnection, OutputBatch
 from tercet.net.component import ComponentConnection
 from tercet.net.framed import FramedC2SConnection
 from tercet.net.s2s import S2SConnection
@@ -105,7 +105,7 @@ class NetManager:
         self.bound_addresses: dict[str, list[tuple[str, int]]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         # Connections written to during this loop iteration, flushed by one callback.
-        self._dirty: list[C2SConnection] = []
+        self.output = OutputBatch()
 
     def bound(self) -> dict[str, list[tuple[str, int]]]:
         return {key: list(addrs) for key, addrs in self.bound_addresses.items()}
@@ -173,21 +173,6 @@ class NetManager:
         if spec.service != "s2s":
             raise ValueError(f"cannot connect service {spec.service!r}")
         return await connect_s2s(self, spec)
-
-    def schedule_flush(self, conn: C2SConnection) -> None:
-        """Flush ``conn``'s output with every other connection written to in this loop
-        iteration: one loop callback in all, not one per connection (each was a handle
-        and a bound method for the garbage collector to track)."""
-        dirty = self._dirty
-        dirty.append(conn)
-        if len(dirty) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_all)
-
-    def _flush_all(self) -> None:
-        # Writes made while flushing (a close after an overflow) start a fresh batch.
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush()
 
     def sweep_idle(self) -> None:
         """Every IDLE_SWEEP seconds: streams idle for a whole period give back their
