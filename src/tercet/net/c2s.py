@@ -55,8 +55,7 @@ class OutputBatch:
     """The connections written to in this loop iteration, each flushed once when it ends
     by one loop callback for all of them (one per connection was a handle and a bound
     method each for the garbage collector to track). Compiled with the connection: it
-    runs once per delivery (bench/README.md, "Memory per idle session: shared constant
-    trees")."""
+    runs once per delivery (bench/README.md, "The output batch, compiled")."""
 
     __slots__ = ("_dirty", "_loop")
 

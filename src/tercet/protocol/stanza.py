@@ -230,7 +230,8 @@ class Sealed(Element):
     ``copy`` returns it as it is. For constant payloads that sessions keep, such as the
     empty XEP-0153 avatar hash every stored presence of an account without an avatar
     carries; a copy of a tree holding one shares it rather than holding its own
-    (bench/README.md, "Memory per idle session"). Its children are Sealed or text.
+    (bench/README.md, "Memory per idle session: what was still Python's"). Its
+    children are Sealed or text.
 
     Nothing enforces the promise (a check on every change would cost every stanza): code
     that edits a received or copied tree in place must replace a Sealed child, not edit
