@@ -95,12 +95,7 @@ class ModuleApi:
 
     @property
     def _host(self) -> Host:
-        host = self._server.hosts.get(self.host)
-        if host is None:
-            # A global module (host "*") has no host to speak for or advertise on.
-            raise ModuleError(f"module {self.name} is global: it has no host of its own "
-                              "(use route/route_detached with an origin, or hook per host)")
-        return host
+        return _host_of(self)
 
     def hook(self, name: str, handler: Handler, priority: float = 0) -> HookHandle:
         """Run ``handler(event)`` for event ``name`` on this module's host (0.1).
@@ -342,7 +337,7 @@ class ModuleApi:
     async def send(self, stanza: Element) -> None:
         """Route a stanza from this host (the server speaks) and wait until every handler
         it reached has finished (1.0: always awaitable)."""
-        result = self._server.router.route(self._host.origin, stanza)
+        result = self._server.router.route(_host_of(self).origin, stanza)
         if is_awaitable(result):
             await result
 
@@ -358,13 +353,13 @@ class ModuleApi:
         reached has not finished (await it before the next stanza to keep their order),
         else None (1.1). ``send`` without a coroutine per stanza, for modules that send
         many copies in a row (a room's broadcast)."""
-        result = self._server.router.route(self._host.origin, stanza)
+        result = self._server.router.route(_host_of(self).origin, stanza)
         return result if is_awaitable(result) else None
 
     def send_detached(self, stanza: Element) -> None:
         """Fire-and-forget ``send`` for synchronous handlers: async handlers it reaches
         finish as tasks of this module (cancelled on unload) (1.0)."""
-        result = self._server.router.route(self._host.origin, stanza)
+        result = self._server.router.route(_host_of(self).origin, stanza)
         if is_awaitable(result):
             self.spawn(result)
 
@@ -682,3 +677,16 @@ class ModuleApi:
     def __repr__(self) -> str:
         return f"<ModuleApi {self.name}@{self.host}>"
 
+
+def _host_of(api: ModuleApi) -> Host:
+    """``api._host``. A function, which compiled callers call directly: every module's
+    ``module`` is an interpreted subclass (LoadedModuleApi), so a property or method read
+    on it from compiled code goes through a Python-level lookup (with an argument tuple
+    and a keyword dict for a method), which the delivery path paid per copy
+    (bench/README.md, "The output batch, compiled")."""
+    host = api._server.hosts.get(api.host)
+    if host is None:
+        # A global module (host "*") has no host to speak for or advertise on.
+        raise ModuleError(f"module {api.name} is global: it has no host of its own "
+                          "(use route/route_detached with an origin, or hook per host)")
+    return host

@@ -146,6 +146,8 @@ class Carbons:
 
     def __init__(self, module: ModuleApi) -> None:
         self.module = module
+        # Bound once, as message.py does: both copy checks run once per delivery.
+        self._sessions = module.sessions
 
     def on_enable(self, event: StanzaEvent) -> bool | None:
         return self.toggle(event, True)
@@ -173,7 +175,7 @@ class Carbons:
         if stanza.find("private", NS) is not None:
             stanza.remove_children("private", NS)  # §9: removed before delivery
             return None
-        sessions = self.module.sessions(to.node)
+        sessions = self._sessions(to.node)
         # The common case on the delivery path, checked before the costlier eligibility
         # rules: one resource, or none other with carbons on.
         if len(sessions) < 2 or not any(enabled(s) for s in sessions.values()):
@@ -209,7 +211,7 @@ class Carbons:
         stanza, origin, sender = event.stanza, event.origin, event.from_
         if not isinstance(origin, ClientSession) or origin.username is None:
             return None
-        sessions = self.module.sessions(origin.username)
+        sessions = self._sessions(origin.username)
         if len(sessions) < 2 or sender is None:
             return None  # no other resource to copy to
         if not eligible(stanza, sent=True):

@@ -17,6 +17,11 @@ META = {"summary": "Message delivery (RFC 6121 §8.5)", "stage": "stable", "xeps
 
 
 def load(module: ModuleApi) -> None:
+    # Bound once: a method read on ``module`` from compiled code is a Python-level lookup
+    # with an argument tuple and keyword dict each time (core/moduleapi.py, _host_of);
+    # calling the bound method skips both, once per delivery.
+    sessions_of = module.sessions
+
     def bounce(event: StanzaEvent, condition: str = "service-unavailable") -> bool:
         stanza = event.stanza
         if stanza.attrs.get("type") != "error":
@@ -27,7 +32,7 @@ def load(module: ModuleApi) -> None:
         to = event.to
         if to is None or to.node is None:
             return None  # not an account's JID: the router answers
-        session = module.sessions(to.node, to.domain).get(to.resource or "")
+        session = sessions_of(to.node, to.domain).get(to.resource or "")
         if session is not None:
             session.send(event.stanza)
             return True
@@ -44,7 +49,7 @@ def load(module: ModuleApi) -> None:
         if to is None or to.node is None:
             return None  # not an account's JID: the router answers
         mtype = stanza.attrs.get("type", "normal")
-        sessions = [s for s in module.sessions(to.node, to.domain).values()
+        sessions = [s for s in sessions_of(to.node, to.domain).values()
                     if s.available and s.priority >= 0]
         if sessions:
             if mtype == "groupchat":
