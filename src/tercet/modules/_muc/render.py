@@ -116,11 +116,11 @@ class Addressed(Element):
         keys, values = head.keys, head.values
         if len(attrs) != len(keys):
             return False
-        last = len(values)  # 'to' is the last key and has no value in the head
         i = 0
         for key, value in attrs.items():
-            if key != keys[i] or (value is not self._to if i == last else value
-                                  is not values[i]):
+            # 'to', the last key, is the copy's own; the head holds the other values.
+            expected = values[i] if i < len(values) else self._to
+            if key != keys[i] or value is not expected:
                 return False
             i += 1
         return True
