@@ -102,10 +102,10 @@ class C2SConnection(asyncio.Protocol):
     session: C2SSession | ComponentSession | ServerSession
 
     # One of these per connected client: slots keep idle sessions small.
-    __slots__ = ("_active", "_backlog", "_busy", "_closing", "_counted_unauth", "_header_sent",
-                 "_limiter", "_out", "_out_size", "_peer", "_reader", "_received", "_secure",
-                 "_send_limit", "_sent_size", "_stream_lang", "_throttled", "_timeout",
-                 "listener", "net", "server", "session", "transport")
+    __slots__ = ("_active", "_asleep", "_backlog", "_busy", "_closing", "_counted_unauth",
+                 "_header_sent", "_limiter", "_out", "_out_size", "_peer", "_reader",
+                 "_received", "_secure", "_send_limit", "_sent_size", "_stream_lang",
+                 "_throttled", "_timeout", "listener", "net", "server", "session", "transport")
 
     def __init__(self, server: Server, listener: Listener, net: NetManager) -> None:
         self.server = server
@@ -126,6 +126,8 @@ class C2SConnection(asyncio.Protocol):
         self._busy = False
         # Read anything since the last idle sweep (NetManager.sweep_idle)?
         self._active = True
+        # The sweep dropped the parser and took this stream out of ``net.awake``.
+        self._asleep = False
         self._header_sent = False
         self._closing = False
         self._counted_unauth = False
@@ -218,6 +220,7 @@ class C2SConnection(asyncio.Protocol):
         self.session.log.debug("connection from %s (direct TLS: %s)", self._peer, self._secure)
         net = self.net
         net.connections.add(self)
+        net.stream_awake(self)
         limits = self.listener.limits
         if not net.admit_unauthenticated(self._peer, limits.max_unauthenticated_per_ip):
             self.close_stream(StreamError("policy-violation", "too many connections"))
@@ -232,6 +235,7 @@ class C2SConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.net.connections.discard(self)
+        self.net.awake.discard(self)
         # Gone without a stream close (ours or the client's): stream management may keep
         # the session for a resumption (XEP-0198 §5).
         lost = not self._closing
@@ -307,6 +311,8 @@ class C2SConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._active = True
+        if self._asleep:
+            self._wake_up()
         if self._limiter is not None:
             data = self._within_budget(data)
             if not data:
@@ -339,13 +345,22 @@ class C2SConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None
 
-    def idle_check(self) -> None:
+    def idle_check(self) -> bool:
         """Called by the idle sweep: a stream that read nothing since the previous sweep
-        drops its parser until its next read (StreamReader.hibernate)."""
+        drops its parser until its next read (StreamReader.hibernate). True if it did:
+        the sweep then leaves it alone until ``_wake_up``."""
         if self._active:
             self._active = False
-        elif not self._busy and self._backlog is None:
-            self._reader.hibernate()
+            return False
+        if self._busy or self._backlog is not None or not self._reader.hibernate():
+            return False
+        self._asleep = True
+        return True
+
+    def _wake_up(self) -> None:
+        """The first read after the sweep put this stream to sleep: visited again."""
+        self._asleep = False
+        self.net.stream_awake(self)
 
     # -- processing in order --------------------------------------------------------------
     def _handle_one(self, event: StreamEvent) -> None:

@@ -104,6 +104,8 @@ class FramedC2SConnection(C2SConnection):
         if self._closing:
             return
         self._active = True
+        if self._asleep:
+            self._wake_up()
         try:
             events = self._framing.feed(data)
         except StreamError as err:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from tercet.core.memory import MemoryTrimmer
 from tercet.core.network import (
     ConnectSpec,
     FramedStream,
@@ -65,8 +66,21 @@ LISTEN_BACKLOG = 1024
 # of a stream's quiet, against ~14 kB held per idle stream: with 5 s, RSS read 3 s after
 # a burst of 10,000 logins was 28.3 kB per session, with 1 s 23.7 kB, at the same CPU
 # and latency at 1,000 msgs/s (bench/README.md, "Idle sweep every second"). Each sweep
-# visits every connection once (~0.1 µs each).
+# visits only the streams that hold a parser (~0.1 µs each).
 IDLE_SWEEP = 1.0
+# Streams holding a parser above which the next sweep comes after IDLE_SWEEP_FAST instead:
+# parsers (~14 kB each) bounded to about this many during a burst of logins. Without it,
+# a second of logins at 500/s left ~14 MB of freed parsers as holes between the sessions'
+# long-lived objects, memory neither allocator could return (bench/README.md, "Parsers
+# of a login burst").
+AWAKE_PARSERS_LIMIT = 128
+# Seconds between sweeps while more streams than that hold a parser: a stream quiet for
+# 0.1 s then pays a wake (~4.5 µs) on its next read, which a burst's memory is worth.
+IDLE_SWEEP_FAST = 0.1
+# Parsers dropped since the last trim (~1.8 MB of them) after which a sweep that finds at
+# most AWAKE_PARSERS_LIMIT streams awake gives the whole free pages of the heap back to the
+# system (core/memory.py; at most once per TRIM_INTERVAL).
+TRIM_AFTER_PARSERS = 128
 
 
 class StreamConnection(Protocol):
@@ -75,8 +89,9 @@ class StreamConnection(Protocol):
 
     def close_stream(self, error: StreamError | None = None) -> None: ...
 
-    def idle_check(self) -> None:
-        """The idle sweep's visit (memory an idle stream can give back)."""
+    def idle_check(self) -> bool:
+        """The idle sweep's visit (memory an idle stream can give back); True once the
+        stream holds no parser, until it reads again and rejoins ``NetManager.awake``."""
         ...
 
     @property
@@ -101,9 +116,17 @@ class NetManager:
         self._unauth: dict[str, int] = {}
         # Every open connection of any kind, so shutdown can close the unauthenticated too.
         self.connections: set[StreamConnection] = set()
+        # The connections whose stream may hold a parser: the idle sweep visits only
+        # these (a sleeping stream rejoins on its next read).
+        self.awake: set[StreamConnection] = set()
         # "c2s" / "c2s/tls" -> bound addresses, for status output and tests on port 0
         self.bound_addresses: dict[str, list[tuple[str, int]]] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        # When the next sweep is due (loop time), so a burst can bring it forward.
+        self._sweep_at = 0.0
+        # Parsers dropped since the last trim.
+        self._dropped = 0
+        self.trimmer = MemoryTrimmer()
         # Connections written to during this loop iteration, flushed by one callback.
         self.output = OutputBatch()
 
@@ -128,7 +151,7 @@ class NetManager:
             raise
         listening = Listening(self, key, servers)
         if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_later(IDLE_SWEEP, self.sweep_idle)
+            self._schedule_sweep(IDLE_SWEEP)
         self.bound_addresses.setdefault(key, []).extend(listening.addresses)
         log.info("%s listening on %s", key, listening.addresses)
         return listening
@@ -176,10 +199,34 @@ class NetManager:
 
     def sweep_idle(self) -> None:
         """Every IDLE_SWEEP seconds: streams idle for a whole period give back their
-        parser (~14 kB each; bench/README.md, "TLS memory per session")."""
-        for conn in self.connections:
-            conn.idle_check()
-        self._sweep = asyncio.get_running_loop().call_later(IDLE_SWEEP, self.sweep_idle)
+        parser (~14 kB each; bench/README.md, "TLS memory per session"). More often
+        while more than AWAKE_PARSERS_LIMIT streams hold one."""
+        awake = self.awake
+        asleep = [conn for conn in awake if conn.idle_check()]
+        awake.difference_update(asleep)
+        self._dropped += len(asleep)
+        if len(awake) > AWAKE_PARSERS_LIMIT:
+            self._schedule_sweep(IDLE_SWEEP_FAST)
+            return
+        if self._dropped >= TRIM_AFTER_PARSERS and self.trimmer.after_burst():
+            self._dropped = 0
+        self._schedule_sweep(IDLE_SWEEP)
+
+    def stream_awake(self, conn: StreamConnection) -> None:
+        """``conn`` holds a parser (a new stream, or a sleeping one that read): the sweep
+        visits it, and comes sooner once more than AWAKE_PARSERS_LIMIT streams hold one."""
+        awake = self.awake
+        awake.add(conn)
+        if len(awake) > AWAKE_PARSERS_LIMIT and self._sweep is not None:
+            due = asyncio.get_running_loop().time() + IDLE_SWEEP_FAST
+            if self._sweep_at > due:
+                self._sweep.cancel()
+                self._schedule_sweep(IDLE_SWEEP_FAST)
+
+    def _schedule_sweep(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep_at = loop.time() + delay
+        self._sweep = loop.call_at(self._sweep_at, self.sweep_idle)
 
     async def close_all(self, error: StreamError, grace: float = 2.0) -> None:
         """Send ``error`` to every connection, then wait (bounded) for them to go."""
