@@ -7,6 +7,7 @@ from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tercet.protocol import xmlstream
 from tercet.protocol.errors import StanzaError, StreamError
 from tercet.protocol.stanza import Element, Sealed, message
 from tercet.protocol.xmlstream import (
@@ -265,6 +266,9 @@ def _events_hibernating(chunks: list[bytes]) -> tuple[list[object] | str, int]:
             slept += reader.hibernate()
     except StreamError as err:
         return err.condition, slept
+    finally:
+        # White box: the one list every sleeping stream shares stays empty.
+        assert xmlstream._ASLEEP == []
     return out, slept
 
 
@@ -279,6 +283,17 @@ def test_hibernating_between_reads_changes_nothing(stanzas: list[Element],
                                      unique=True)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     assert _events_hibernating(chunks)[0] == _events([raw])
+
+
+def test_sleeping_streams_share_empty_lists_and_a_wake_gives_each_its_own() -> None:
+    a, b = opened(), opened()
+    assert a.hibernate() and b.hibernate()
+    assert a._stack is b._stack is xmlstream._ASLEEP  # white box: 112 B per idle stream
+    events = a.feed(b"<message><body>one</body>") + b.feed(b"<iq type='get' id='1'><q")
+    assert events == [] and a._stack is not b._stack
+    events = a.feed(b"</message>") + b.feed(b" xmlns='urn:x'/></iq>")
+    assert [e.element.name for e in events] == ["message", "iq"]  # type: ignore[union-attr]
+    assert xmlstream._ASLEEP == []
 
 
 def test_hibernation_keeps_the_peers_prefixes_and_refuses_mid_stanza() -> None:

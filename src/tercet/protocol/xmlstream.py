@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 from xml.parsers import expat
 
 from tercet.protocol.errors import StreamError
@@ -54,6 +55,9 @@ _names: dict[str, tuple[str, str]] = {}
 # a stream keeps its own dict.
 _DECLS_CACHE_SIZE = 64
 _shared_decls: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+# A sleeping stream's event and element lists (StreamReader.hibernate): empty, and never
+# appended to, as only a parser appends and a wake gives the stream lists of its own.
+_ASLEEP: list[Any] = []
 
 # expat error codes that mean "forbidden by RFC 6120 §11.1" rather than "malformed".
 _RESTRICTED_ERRORS = {
@@ -249,12 +253,16 @@ class StreamReader:
             return False
         self._parser = None
         # The last feed's events (an idle client's last stanza, often its presence tree)
-        # are the caller's, handled by now: not worth keeping for the idle time.
-        self._events = []
+        # are the caller's, handled by now: not worth keeping for the idle time. Both
+        # lists are empty while asleep; one shared list stands for them (56 B each per
+        # idle stream), and only a parser appends, so nothing is added before _wake.
+        self._events = _ASLEEP
+        self._stack = _ASLEEP
         return True
 
     def _wake(self) -> None:
         """Continue a hibernated stream on a fresh parser (see ``hibernate``)."""
+        self._stack = []
         self._fresh_parser_at(self._fed)
 
     def _fresh_parser_at(self, position: int) -> None:

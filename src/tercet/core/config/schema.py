@@ -10,6 +10,7 @@ the file and the key (``validation``). Type specs are plain Python types, ``list
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -342,6 +343,12 @@ def _bounds_text(opt: Option[Any]) -> str:
 # Host names and shared validators
 
 
+# Host names normalised, remembered (least recently used first out): the IDNA round trip
+# costs ~3 µs and configuration lookups by host run on every login and s2s stream.
+NORMALIZED_HOSTS_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=NORMALIZED_HOSTS_CACHE_SIZE)
 def normalize_host(name: str) -> str:
     """Lower-case IDNA2008 U-label form of a host name; raises ValueError if invalid."""
     text = name.strip().rstrip(".")
