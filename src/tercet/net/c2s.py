@@ -311,8 +311,6 @@ class C2SConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._active = True
-        if self._asleep:
-            self._wake_up()
         if self._limiter is not None:
             data = self._within_budget(data)
             if not data:
@@ -320,6 +318,8 @@ class C2SConnection(asyncio.Protocol):
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
+        if self._asleep:  # here, not in data_received: bytes held by the budget wake it too
+            self._wake_up()
         try:
             events = self._reader.feed(data)
         except StreamError as err:
