@@ -76,7 +76,9 @@ class Server:
         self.parse_jid: Callable[[str], JID] = (
             (lambda text: JID.parse(text, profile="precis")) if profile == "precis"
             else JID.parse)
-        self.router = Router(self.hosts, self.events, self.parse_jid)
+        # The router keeps a cache of the JIDs it parsed (one entry per session's JID).
+        self.router = Router(self.hosts, self.events, lambda text: JID.parse(
+            text, profile=profile, cache=False))
         self.storage = storage
         self.permissions = Permissions(self.role_of, custom_roles(config))
         self._role_facts: dict[tuple[str, str | None], frozenset[str] | bool] = {}

@@ -385,17 +385,33 @@ def _checked(kind: str, prepared: str) -> str:
     return prepared
 
 
-def _bounded_cache(fn: Callable[[str], str]) -> Callable[[str], str]:
-    """Memoise a one-part preparation; short inputs only, and reject oversized raw input."""
-    cached = functools.lru_cache(maxsize=_CACHE_SIZE)(fn)
+def _bounded_cache(
+    fast: Callable[[str], str | None] | None = None,
+) -> Callable[[Callable[[str], str]], Callable[[str], str]]:
+    """Memoise a one-part preparation; short inputs only, and reject oversized raw input.
 
-    @functools.wraps(fn)
-    def prepare(text: str) -> str:
-        if len(text) > _MAX_RAW_PART:
-            raise InvalidJID("JID part too long")
-        return cached(text) if len(text) <= _CACHE_MAX_INPUT else fn(text)
+    ``fast`` answers already normalised printable ASCII (nearly every part) without the
+    cache: it costs about as much as a lookup, and caching it would keep an entry (~140 B)
+    for every distinct username and resource seen, about one per session, where only the
+    parts that need the tables gain from one. Callers that see the same JID again (the
+    router, ``JID.parse``) keep caches of their own."""
 
-    return prepare
+    def decorate(fn: Callable[[str], str]) -> Callable[[str], str]:
+        cached = functools.lru_cache(maxsize=_CACHE_SIZE)(fn)
+
+        @functools.wraps(fn)
+        def prepare(text: str) -> str:
+            if len(text) > _MAX_RAW_PART:
+                raise InvalidJID("JID part too long")
+            if fast is not None:
+                done = fast(text)
+                if done is not None:
+                    return done
+            return cached(text) if len(text) <= _CACHE_MAX_INPUT else fn(text)
+
+        return prepare
+
+    return decorate
 
 
 # Fast paths: already normalised printable ASCII is its own preparation under both profiles.
@@ -412,35 +428,31 @@ def _ascii_localpart(text: str) -> str | None:
     return None
 
 
-@_bounded_cache
+def _ascii_resourcepart(text: str) -> str | None:
+    if len(text) <= MAX_PART_BYTES and _ASCII_RESOURCEPART.fullmatch(text):
+        return text
+    return None
+
+
+@_bounded_cache(_ascii_localpart)
 def _nodeprep(text: str) -> str:
-    fast = _ascii_localpart(text)
-    if fast is not None:
-        return fast
     prepare = functools.partial(_run_profile, NODEPREP_PROFILE)
     return _checked("localpart", _stabilise(prepare, text))
 
 
-@_bounded_cache
+@_bounded_cache(_ascii_localpart)
 def _localpart_precis(text: str) -> str:
-    fast = _ascii_localpart(text)
-    if fast is not None:
-        return fast
     return _checked("localpart", _stabilise(_username_case_mapped, text))
 
 
-@_bounded_cache
+@_bounded_cache(_ascii_resourcepart)
 def _resourceprep(text: str) -> str:
-    if len(text) <= MAX_PART_BYTES and _ASCII_RESOURCEPART.fullmatch(text):
-        return text
     prepare = functools.partial(_run_profile, RESOURCEPREP_PROFILE)
     return _checked("resourcepart", _stabilise(prepare, text))
 
 
-@_bounded_cache
+@_bounded_cache(_ascii_resourcepart)
 def _resourcepart_precis(text: str) -> str:
-    if len(text) <= MAX_PART_BYTES and _ASCII_RESOURCEPART.fullmatch(text):
-        return text
     return _checked("resourcepart", _stabilise(_opaque_string, text))
 
 
@@ -478,7 +490,7 @@ _ASCII_DOMAIN = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
 _NUMERIC_DOMAIN = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
-@_bounded_cache
+@_bounded_cache()
 def nameprep(text: str) -> str:
     """Prepare a domainpart (RFC 6122 §2.2, RFC 7622 §3.2); the same under both profiles.
 
@@ -585,10 +597,13 @@ class JID:
     resource: str | None = None
 
     @classmethod
-    def parse(cls, text: str, *, profile: str = "stringprep") -> JID:
-        """Split and prepare ``text`` (cached). Raises ``InvalidJID``."""
+    def parse(cls, text: str, *, profile: str = "stringprep", cache: bool = True) -> JID:
+        """Split and prepare ``text``. Raises ``InvalidJID``.
+
+        Cached unless ``cache`` is false, which a caller with a cache of its own passes
+        (the router): the same JID then holds one entry, not two."""
         _preparers(profile)
-        if len(text) <= _CACHE_MAX_INPUT:
+        if cache and len(text) <= _CACHE_MAX_INPUT:
             return _parse_cached(text, profile)
         return _parse(text, profile)
 
