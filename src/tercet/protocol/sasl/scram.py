@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sys
 from dataclasses import dataclass
 
 from tercet.protocol.sasl import (
@@ -313,7 +314,9 @@ class ScramServer:
         self._digest = _digest_name(hash_name)
         self.hash_name = hash_name
         self.plus = plus
-        self.name = f"SCRAM-{hash_name}-PLUS" if plus else f"SCRAM-{hash_name}"
+        # Interned: a session keeps its mechanism's name (session.sasl_mechanism), and
+        # every session of a server uses one of a few.
+        self.name = sys.intern(f"SCRAM-{hash_name}-PLUS" if plus else f"SCRAM-{hash_name}")
         self._ctx = ctx
         self._server_nonce = secrets.token_urlsafe(24) if nonce is None else nonce
         if not _PRINTABLE.fullmatch(self._server_nonce):
