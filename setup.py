@@ -39,6 +39,7 @@ HOT_PATH = [
     "src/tercet/core/session.py",
     "src/tercet/core/router.py",
     "src/tercet/net/tlslayer.py",
+    "src/tercet/net/readiness.py",
     "src/tercet/net/c2s.py",
     "src/tercet/core/moduleapi.py",
     "src/tercet/modules/message.py",

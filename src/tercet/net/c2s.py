@@ -541,7 +541,7 @@ class C2SConnection(asyncio.Protocol):
         self.flush()  # <proceed/> must reach the peer before the TLS handshake starts
         layer = TLSLayer.upgrade(self.transport, self, ctx, server_side=server_side,
                                  server_hostname=server_hostname,
-                                 handshake_timeout=HANDSHAKE_TIMEOUT)
+                                 handshake_timeout=HANDSHAKE_TIMEOUT, readers=self.net.readers)
         # From now on everything written goes through TLS (held until the handshake ends).
         self.transport = layer  # type: ignore[assignment]
         try:

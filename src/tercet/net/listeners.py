@@ -20,6 +20,7 @@ from tercet.core.network import (
 from tercet.net.c2s import C2SConnection, OutputBatch
 from tercet.net.component import ComponentConnection
 from tercet.net.framed import FramedC2SConnection
+from tercet.net.readiness import ReadySet
 from tercet.net.s2s import S2SConnection
 from tercet.net.s2s import connect as connect_s2s
 from tercet.net.tls import TLSManager
@@ -127,6 +128,8 @@ class NetManager:
         # Parsers dropped since the last trim.
         self._dropped = 0
         self.trimmer = MemoryTrimmer()
+        # What tells TLS connections their socket is readable (net/readiness.py).
+        self.readers = ReadySet()
         # Connections written to during this loop iteration, flushed by one callback.
         self.output = OutputBatch()
 
@@ -167,7 +170,7 @@ class NetManager:
             def factory() -> asyncio.Protocol:
                 conn = protocol(self.server, listener, self)
                 return TLSLayer(conn, ssl_ctx, server_side=True,
-                                on_handshake=conn.tls_handshake_done)
+                                on_handshake=conn.tls_handshake_done, readers=self.readers)
         else:
             def factory() -> asyncio.Protocol:
                 return protocol(self.server, listener, self)
@@ -238,6 +241,7 @@ class NetManager:
         deadline = asyncio.get_running_loop().time() + grace
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
+        self.readers.close()
 
     def sessions(self) -> list[Session]:
         """The session of every open connection."""

@@ -402,6 +402,6 @@ async def _connect_direct_tls(conn: S2SConnection, sock: socket.socket,
                               ctx: ssl.SSLContext, remote: str) -> None:
     """XEP-0368: TLS from the first byte; returns once the handshake succeeded."""
     layer = TLSLayer(conn, ctx, server_side=False, server_hostname=remote,
-                     on_handshake=conn.tls_handshake_done)
+                     on_handshake=conn.tls_handshake_done, readers=conn.net.readers)
     await asyncio.get_running_loop().create_connection(lambda: layer, sock=sock)
     await layer.handshake

@@ -33,9 +33,12 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tercet.net.tls import TLSConnection
+
+if TYPE_CHECKING:
+    from tercet.net.readiness import ReadySet
 
 log = logging.getLogger("tercet.tls")
 
@@ -77,12 +80,13 @@ class TLSLayer(asyncio.Protocol):
 
     __slots__ = ("_app", "_app_paused", "_closing", "_context", "_done", "_eof", "_fd",
                  "_io", "_loop", "_lost", "_on_handshake", "_outcome", "_pending",
-                 "_reading", "_server_hostname", "_server_side", "_sock", "_timeout",
-                 "_timer", "_unsent", "_waiter", "_writing")
+                 "_readers", "_reading", "_server_hostname", "_server_side", "_sock",
+                 "_timeout", "_timer", "_unsent", "_waiter", "_writing")
 
     def __init__(self, app: asyncio.Protocol, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                 on_handshake: HandshakeCallback | None = None) -> None:
+                 on_handshake: HandshakeCallback | None = None,
+                 readers: ReadySet | None = None) -> None:
         self._app = app
         self._context = context
         self._server_side = server_side
@@ -99,6 +103,9 @@ class TLSLayer(asyncio.Protocol):
         self._eof = False  # the peer closed its side
         self._app_paused = False
         self._reading = False  # watching for readability
+        # Who says when the socket is readable: the shared epoll set (net/readiness.py),
+        # or, when None or it cannot, a reader of the event loop's.
+        self._readers = readers
         self._writing = False  # watching for writability
         # Plaintext the stream protocol wrote before the handshake ended.
         self._pending: list[bytes] | None = None
@@ -155,11 +162,11 @@ class TLSLayer(asyncio.Protocol):
     def upgrade(cls, transport: asyncio.BaseTransport, app: asyncio.Protocol,
                 context: ssl.SSLContext, *, server_side: bool,
                 server_hostname: str | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                ) -> TLSLayer:
+                readers: ReadySet | None = None) -> TLSLayer:
         """STARTTLS (RFC 6120 §5.4.3.3): put TLS under ``app``'s existing connection.
         Await ``.handshake``; the stream protocol then uses the layer as its transport."""
         layer = cls(app, context, server_side=server_side, server_hostname=server_hostname,
-                    handshake_timeout=handshake_timeout)
+                    handshake_timeout=handshake_timeout, readers=readers)
         error: BaseException | None
         if transport.get_write_buffer_size():  # type: ignore[attr-defined]
             # What the transport still holds (the <proceed/>) would be lost with it. Only
@@ -219,7 +226,7 @@ class TLSLayer(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._watch(True, False)  # paused or not: see _readable
+        self._watch(True, False)  # paused or not: see readable
         self._ended(True)
         if self._on_handshake is not None:
             self._on_handshake(None)
@@ -252,8 +259,13 @@ class TLSLayer(asyncio.Protocol):
         loop = self._loop
         if read != self._reading:
             self._reading = read
+            readers = self._readers
             if read:
-                loop.add_reader(self._fd, self._readable)
+                if readers is None or not readers.add(self._fd, self):
+                    self._readers = None  # the set cannot: the loop watches from now on
+                    loop.add_reader(self._fd, self.readable)
+            elif readers is not None:
+                readers.remove(self._fd)
             else:
                 loop.remove_reader(self._fd)
         if write != self._writing:
@@ -263,7 +275,8 @@ class TLSLayer(asyncio.Protocol):
             else:
                 loop.remove_writer(self._fd)
 
-    def _readable(self) -> None:
+    def readable(self) -> None:
+        """The socket is readable (or the peer closed it): read what the state asks."""
         if not self._done:
             self._step_handshake()
         elif self._app_paused:
@@ -424,7 +437,7 @@ class TLSLayer(asyncio.Protocol):
         return self._closing
 
     def pause_reading(self) -> None:
-        self._app_paused = True  # watching stops when input comes (_readable)
+        self._app_paused = True  # watching stops when input comes (readable)
 
     def resume_reading(self) -> None:
         if not self._app_paused:
