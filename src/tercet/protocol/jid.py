@@ -391,10 +391,10 @@ def _bounded_cache(
     """Memoise a one-part preparation; short inputs only, and reject oversized raw input.
 
     ``fast`` answers already normalised printable ASCII (nearly every part) without the
-    cache: it costs about as much as a lookup, and caching it would keep an entry (~140 B)
-    for every distinct username and resource seen, about one per session, where only the
-    parts that need the tables gain from one. Callers that see the same JID again (the
-    router, ``JID.parse``) keep caches of their own."""
+    cache: ~0.3 µs against ~0.1 µs for a lookup, paid only where the callers that see the
+    same JID again (the router, ``JID.parse``) missed their own caches, while an entry
+    (~140 B) would stay for every distinct username and resource seen, about one per
+    session. Parts that need the tables keep the cache."""
 
     def decorate(fn: Callable[[str], str]) -> Callable[[str], str]:
         cached = functools.lru_cache(maxsize=_CACHE_SIZE)(fn)
