@@ -502,3 +502,30 @@ def test_the_server_itself_approves_and_answers_probes() -> None:
             await romeo.send("<presence to='localhost' type='probe'/>")
             assert presences(romeo) == [(None, "localhost")]
     run(main())
+
+
+def test_sessions_with_the_same_presence_keep_one_element() -> None:
+    # Memory per idle session: the stored presence (RFC 6121 §4.2) is shared when alike,
+    # kept without 'from', and what others receive from it still says who sent it.
+    async def main() -> None:
+        async with ModuleTestServer() as srv:
+            romeo = await srv.connect("romeo@localhost/a")
+            juliet = await srv.connect("juliet@localhost/b")
+            nurse = await srv.connect("nurse@localhost/c")
+            for c in (romeo, juliet):
+                await c.send("<presence><show>away</show></presence>")
+            await nurse.send("<presence><show>away</show><status>busy</status></presence>")
+            kept = [c.session.presence for c in (romeo, juliet, nurse)]
+            assert kept[0] is kept[1] and kept[2] is not kept[0]
+            assert kept[0] is not None and kept[0].get("from") is None
+            assert kept[2] is not None and kept[2].find("status").text == "busy"  # type: ignore[union-attr]
+            # A second resource of romeo's is sent the first one's presence, stamped.
+            second = await srv.connect("romeo@localhost/d")
+            await second.send("<presence/>")
+            got = [s for s in second.received() if s.name == "presence"]
+            assert {s.get("from") for s in got} == {romeo.jid, second.jid}
+            first = next(s for s in got if s.get("from") == romeo.jid)
+            assert first.find("show").text == "away"  # type: ignore[union-attr]
+            # The shared element was not changed by stamping a copy.
+            assert kept[0].get("from") is None and kept[1] is juliet.session.presence
+    run(main())

@@ -237,7 +237,9 @@ class C2SSession(Session):
         self.authenticated = False
         self.bound = False
         self.priority = 0
-        self.presence: Element | None = None  # last available presence, without "from"
+        # The last available presence, without "from"; shared by sessions whose presences
+        # are the same (modules/presence.py): never changed in place.
+        self.presence: Element | None = None
         self.available = False
         self.interested = False  # fetched the roster (RFC 6121 §2.1.6)
         # JIDs that got directed presence (§4.6): the presence module's to change. One

@@ -62,6 +62,12 @@ _PRIORITY = re.compile(r"[+-]?[0-9]{1,10}")
 # Shared by every session without contacts: frozenset() makes a new object each time (224 B
 # per idle session).
 _NO_CONTACTS: frozenset[str] = frozenset()
+# Stored presences (``session.presence``) alike to the byte are one object: most sessions
+# of a server keep one of a few (the same client's capabilities, no status), ~210 B each
+# otherwise. Keyed by their XML; past this many distinct ones the table starts afresh
+# (the sessions keep theirs, and what follows is shared again).
+MAX_SHARED_PRESENCES = 1024
+_shared_presences: dict[str, Element] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +426,15 @@ def _pending_request(jid: str, xml: str) -> Element:
 def _kept(stanza: Element) -> Element:
     """The copy of an available presence a session keeps (``session.presence``): without
     its 'from', the session's own full JID, which whoever sends the presence on stamps
-    (``last_presence``). Most presences then keep an attribute dict that stays empty,
-    120 B less for every available session."""
+    (``last_presence``), so that sessions with the same presence can share one (see
+    MAX_SHARED_PRESENCES). Readers copy it before they change anything."""
     kept = stanza.copy()
     kept.attrs = {name: value for name, value in stanza.attrs.items() if name != "from"}
+    key = kept.to_xml()
+    shared = _shared_presences.get(key)
+    if shared is not None:
+        return shared
+    if len(_shared_presences) >= MAX_SHARED_PRESENCES:
+        _shared_presences.clear()
+    _shared_presences[key] = kept
     return kept
