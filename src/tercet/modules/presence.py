@@ -428,12 +428,14 @@ def _kept(stanza: Element) -> Element:
     its 'from', the session's own full JID, which whoever sends the presence on stamps
     (``last_presence``), so that sessions with the same presence can share one (see
     MAX_SHARED_PRESENCES). Readers copy it before they change anything."""
-    kept = stanza.copy()
-    kept.attrs = {name: value for name, value in stanza.attrs.items() if name != "from"}
-    key = kept.to_xml()
+    attrs = {name: value for name, value in stanza.attrs.items() if name != "from"}
+    # The key from the stanza's own children: a presence already kept costs no copy.
+    key = Element(stanza.name, stanza.xmlns, attrs, stanza.children).to_xml()
     shared = _shared_presences.get(key)
     if shared is not None:
         return shared
+    kept = stanza.copy()
+    kept.attrs = attrs
     if len(_shared_presences) >= MAX_SHARED_PRESENCES:
         _shared_presences.clear()
     _shared_presences[key] = kept
